@@ -1,0 +1,75 @@
+"""DenseNet Explorer's engine: the DenseNet family, checkpoints, introspection and explanations.
+
+This package never imports streamlit.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from .config import VARIANTS, DenseNetConfig, cifar_bc, cifar_plain
+from .device import pick_device
+from .model import DenseNet
+from .pretrained import IMAGENET_VARIANTS, WeightsUnavailableError
+from .topology import Topology, topology
+from .trace import Trace
+
+__all__ = [
+    "VARIANTS", "DenseNet", "DenseNetConfig", "CheckpointError", "Topology", "Trace",
+    "WeightsUnavailableError", "cifar_bc", "cifar_plain", "create", "load_checkpoint", "pick_device",
+    "save_checkpoint", "topology",
+]
+
+
+def create(name_or_config: str | DenseNetConfig, *, weights: str | os.PathLike | None = None,
+           class_names: list[str] | None = None, **overrides: Any) -> DenseNet:
+    """Build a DenseNet by variant name or config, optionally with weights.
+
+    Args:
+        name_or_config: a key of :data:`VARIANTS` (``"densenet121"``, ``"densenet-bc-100-12"``, ...)
+            or a :class:`DenseNetConfig`.
+        weights: ``None`` for fresh weights; ``"imagenet"`` for torchvision's published weights
+            (hub cache, else download); or a path to a checkpoint of this architecture.
+        class_names: names of the outputs (default: from the weights, else ``class i``).
+        overrides: config fields to change, e.g. ``growth_rate=12, in_channels=1``.
+
+    Returns:
+        The model (eval mode when weights were loaded).
+
+    Raises:
+        ValueError: unknown variant or option; CheckpointError / WeightsUnavailableError for weights.
+    """
+    if isinstance(name_or_config, DenseNetConfig):
+        name, config = None, name_or_config
+    elif name_or_config in VARIANTS:
+        name, config = name_or_config, VARIANTS[name_or_config]
+    else:
+        raise ValueError(f"unknown DenseNet variant {name_or_config!r}; known: {', '.join(VARIANTS)}")
+    config = config.replace(**overrides) if overrides else config
+    if weights is None:
+        return DenseNet(config, class_names=class_names)
+
+    if weights == "imagenet":
+        from .pretrained import imagenet_weights_file
+
+        if name not in IMAGENET_VARIANTS:
+            raise ValueError(f"ImageNet weights exist for {', '.join(IMAGENET_VARIANTS)}, not {name_or_config!r}")
+        if config != VARIANTS[name]:
+            raise ValueError("ImageNet weights fit only the unchanged architecture; "
+                             f"drop the overrides {sorted(overrides)}")
+        weights = imagenet_weights_file(name)
+    model = load_checkpoint(weights)
+    if model.config.replace(memory_efficient=config.memory_efficient, drop_rate=config.drop_rate) != config:
+        raise CheckpointError(f"the weights are a different DenseNet ({model.config}) than the one asked for ({config})")
+    if config != model.config:
+        fresh = DenseNet(config, class_names=model.class_names, preprocessing=model.preprocessing,
+                         metadata=model.metadata)
+        fresh.load_state_dict(model.state_dict())
+        model = fresh.eval()
+    if class_names is not None:
+        if len(class_names) != config.num_classes:
+            raise ValueError(f"{len(class_names)} class names for {config.num_classes} outputs")
+        model.class_names = list(class_names)
+    return model

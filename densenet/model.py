@@ -1,0 +1,274 @@
+"""The DenseNet family, read top to bottom: dense layer, dense block, transition, stem, head.
+
+State-dict keys are exactly torchvision's (``features.conv0``, ``features.denseblock1.denselayer1.norm1``,
+``features.transition1.conv``, ``features.norm5``, ``classifier``), so its checkpoints load unchanged.
+Unlike torchvision, no operation is in place: every tapped tensor keeps the value the module produced.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from torch import Tensor, nn
+
+from .config import DenseNetConfig
+from .trace import Trace
+
+Recorder = Callable[[str, Tensor], None]
+
+
+class _DenseLayer(nn.Module):
+    """BN-ReLU-1x1 conv to ``bn_size * k`` (the bottleneck), then BN-ReLU-3x3 conv to ``k`` new maps.
+
+    Without a bottleneck (``bn_size=None``) only BN-ReLU-3x3 conv remains, named ``norm1/conv1``.
+    """
+
+    def __init__(self, in_channels: int, growth_rate: int, bn_size: int | None,
+                 drop_rate: float, memory_efficient: bool) -> None:
+        super().__init__()
+        self.has_bottleneck = bn_size is not None
+        if self.has_bottleneck:
+            width = bn_size * growth_rate
+            self.norm1 = nn.BatchNorm2d(in_channels)
+            self.relu1 = nn.ReLU()
+            self.conv1 = nn.Conv2d(in_channels, width, kernel_size=1, bias=False)
+            self.norm2 = nn.BatchNorm2d(width)
+            self.relu2 = nn.ReLU()
+            self.conv2 = nn.Conv2d(width, growth_rate, kernel_size=3, padding=1, bias=False)
+        else:
+            self.norm1 = nn.BatchNorm2d(in_channels)
+            self.relu1 = nn.ReLU()
+            self.conv1 = nn.Conv2d(in_channels, growth_rate, kernel_size=3, padding=1, bias=False)
+        self.drop_rate = drop_rate
+        self.memory_efficient = memory_efficient
+
+    def _concat_norm_conv1(self, *inputs: Tensor) -> Tensor:
+        # The concatenation is where DenseNet's memory goes; this is the part worth recomputing.
+        return self.conv1(self.relu1(self.norm1(torch.cat(inputs, 1))))
+
+    def forward(self, inputs: list[Tensor]) -> Tensor:  # (N, sum C_i, H, W) -> (N, k, H, W)
+        recompute = (self.memory_efficient and torch.is_grad_enabled()
+                     and any(t.requires_grad for t in inputs))
+        if recompute:
+            out = cp.checkpoint(self._concat_norm_conv1, *inputs, use_reentrant=False)
+        else:
+            out = self._concat_norm_conv1(*inputs)
+        if self.has_bottleneck:
+            out = self.conv2(self.relu2(self.norm2(out)))
+        if self.drop_rate > 0:
+            out = F.dropout(out, p=self.drop_rate, training=self.training)
+        return out
+
+
+class _DenseBlock(nn.ModuleDict):
+    """L dense layers; layer l sees the block input and the maps of layers 1..l-1, concatenated."""
+
+    def __init__(self, num_layers: int, in_channels: int, growth_rate: int, bn_size: int | None,
+                 drop_rate: float, memory_efficient: bool) -> None:
+        super().__init__()
+        for i in range(num_layers):
+            self[f"denselayer{i + 1}"] = _DenseLayer(in_channels + i * growth_rate, growth_rate,
+                                                     bn_size, drop_rate, memory_efficient)
+
+    def forward(self, x: Tensor, record: Recorder | None = None, prefix: str = "") -> Tensor:
+        features = [x]
+        for name, layer in self.items():
+            new = layer(features)
+            if record is not None:
+                record(f"{prefix}.{name}", new)
+            features.append(new)
+        return torch.cat(features, 1)  # (N, C0 + L*k, H, W)
+
+
+class _Transition(nn.Sequential):
+    """BN-ReLU-1x1 conv to ``floor(theta * c)`` channels, then 2x2 average pooling."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(in_channels)
+        self.relu = nn.ReLU()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
+        self.pool = nn.AvgPool2d(kernel_size=2, stride=2)
+
+
+def _stem(cfg: DenseNetConfig) -> list[tuple[str, nn.Module]]:
+    c0 = cfg.num_init_features
+    if cfg.stem == "cifar":
+        return [("conv0", nn.Conv2d(cfg.in_channels, c0, kernel_size=3, padding=1, bias=False))]
+    if cfg.stem == "small":
+        conv = nn.Conv2d(cfg.in_channels, c0, kernel_size=3, padding=1, bias=False)
+    else:
+        conv = nn.Conv2d(cfg.in_channels, c0, kernel_size=7, stride=2, padding=3, bias=False)
+    return [("conv0", conv), ("norm0", nn.BatchNorm2d(c0)), ("relu0", nn.ReLU()),
+            ("pool0", nn.MaxPool2d(kernel_size=3, stride=2, padding=1))]
+
+
+def transition_channels(channels: int, compression: float) -> int:
+    """Channels out of a transition: ``floor(theta * c)`` (at least one)."""
+    return max(1, math.floor(compression * channels))
+
+
+class DenseNet(nn.Module):
+    """A DenseNet built from a :class:`DenseNetConfig`.
+
+    Attributes:
+        config: the architecture.
+        class_names: one name per logit.
+        preprocessing: the :class:`~densenet.preprocess.Preprocessing` preset inputs need.
+        metadata: free-form facts from the checkpoint (source, thresholds, ...).
+    """
+
+    def __init__(self, config: DenseNetConfig, *, class_names: list[str] | None = None,
+                 preprocessing: Any = None, metadata: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        from .preprocess import default_for
+
+        self.config = config
+        cfg = config
+        self.features = nn.Sequential()
+        for name, module in _stem(cfg):
+            self.features.add_module(name, module)
+        channels = cfg.num_init_features
+        for b, num_layers in enumerate(cfg.block_config, start=1):
+            self.features.add_module(f"denseblock{b}", _DenseBlock(
+                num_layers, channels, cfg.growth_rate, cfg.bn_size, cfg.drop_rate, cfg.memory_efficient))
+            channels += num_layers * cfg.growth_rate
+            if b < len(cfg.block_config):
+                out = transition_channels(channels, cfg.compression)
+                self.features.add_module(f"transition{b}", _Transition(channels, out))
+                channels = out
+        self.features.add_module("norm5", nn.BatchNorm2d(channels))
+        self.num_features = channels
+        outputs = cfg.num_classes - 1 if cfg.null_class else cfg.num_classes
+        self.classifier = nn.Linear(channels, outputs)
+        self._init_weights()
+
+        self.class_names = list(class_names) if class_names else [f"class {i}" for i in range(cfg.num_classes)]
+        if len(self.class_names) != cfg.num_classes:
+            raise ValueError(f"{len(self.class_names)} class names for {cfg.num_classes} outputs")
+        self.preprocessing = preprocessing or default_for(cfg.in_channels)
+        self.metadata = dict(metadata or {})
+
+    def _init_weights(self) -> None:
+        # torchvision's initialisation, so fresh models behave like theirs.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.Linear):
+                nn.init.constant_(m.bias, 0)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def tap_names(self) -> list[str]:
+        """Every layer :meth:`trace` can return, in forward order."""
+        names = []
+        for child, module in self.features.named_children():
+            if isinstance(module, _DenseBlock):
+                names += [f"features.{child}.{layer}" for layer in module]
+            names.append(f"features.{child}")
+        return names
+
+    # --- forward -----------------------------------------------------------------------------
+
+    def forward_features(self, x: Tensor, record: Recorder | None = None) -> Tensor:
+        """(N, C_in, H, W) -> the output of ``norm5``, (N, C, H/32, W/32) for ImageNet stems."""
+        for name, module in self.features.named_children():
+            if isinstance(module, _DenseBlock):
+                x = module(x, record, f"features.{name}")
+            else:
+                x = module(x)
+            if record is not None:
+                record(f"features.{name}", x)
+        return x
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """norm5's output (N, C, h, w) -> logits (N, num_classes)."""
+        x = F.relu(features)
+        if self.config.pool == "avg":
+            logits = self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        else:
+            # Classify every location, then pool the scores with log-mean-exp (a soft max).
+            w = self.classifier.weight[:, :, None, None]
+            scores = F.conv2d(x, w, self.classifier.bias).flatten(2)  # (N, K, h*w)
+            r = self.config.lme_r
+            logits = (torch.logsumexp(r * scores, dim=2) - math.log(scores.shape[2])) / r
+        if self.config.null_class:
+            logits = torch.cat([logits.new_zeros(logits.shape[0], 1), logits], dim=1)
+        return logits
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    # --- introspection -----------------------------------------------------------------------
+
+    def check_input(self, x: Tensor) -> Tensor:
+        """Validate an input batch and move it to the model's device and dtype."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
+        if x.dim() == 3:
+            x = x.unsqueeze(0)
+        if x.dim() != 4:
+            raise ValueError(f"expected an input of shape (N, C, H, W), got {tuple(x.shape)}")
+        if x.shape[1] != self.config.in_channels:
+            raise ValueError(f"this model takes {self.config.in_channels} input channel(s), "
+                             f"got {x.shape[1]} (input shape {tuple(x.shape)})")
+        param = next(self.parameters())
+        return x.to(device=param.device, dtype=param.dtype)
+
+    def resolve_layers(self, layers: Iterable[str] | str | None) -> list[str]:
+        """Check layer names against :attr:`tap_names`; ``None`` means all of them."""
+        names = self.tap_names
+        if layers is None:
+            return names
+        if isinstance(layers, str):
+            layers = [layers]
+        layers = list(layers)
+        unknown = [name for name in layers if name not in names]
+        if unknown:
+            raise ValueError(f"unknown layer(s) {unknown}; traceable layers look like "
+                             f"{names[0]!r}, {names[-2]!r}, {names[-1]!r} (see model.tap_names)")
+        return layers
+
+    def trace(self, x: Tensor, layers: Iterable[str] | str | None = None, *,
+              keep_graph: bool = False, amp: bool = False) -> Trace:
+        """Logits and named activations from one forward pass, without hooks or state on the model.
+
+        Args:
+            x: input batch (N, C, H, W) or one image (C, H, W); moved to the model's device.
+            layers: names from :attr:`tap_names` to keep; ``None`` keeps them all.
+            keep_graph: run with autograd on so gradients w.r.t. the activations can follow
+                (:meth:`Trace.gradients`); otherwise run under ``no_grad`` and keep nothing else.
+            amp: on CUDA, run under ``torch.autocast`` (float16); logits come back as float32.
+
+        Returns:
+            A :class:`Trace` whose activations are exactly the tensors the forward pass used.
+        """
+        x = self.check_input(x)
+        wanted = set(self.resolve_layers(layers))
+        activations: dict[str, Tensor] = {}
+
+        def record(name: str, tensor: Tensor) -> None:
+            if name in wanted:
+                activations[name] = tensor
+
+        use_amp = amp and x.device.type == "cuda"
+        with torch.set_grad_enabled(keep_graph), torch.autocast("cuda", enabled=use_amp):
+            logits = self.forward_head(self.forward_features(x, record))
+        order = {name: i for i, name in enumerate(self.tap_names)}
+        activations = dict(sorted(activations.items(), key=lambda kv: order[kv[0]]))
+        return Trace(logits=logits.float(), activations=activations, inputs=x,
+                     multilabel=self.config.multilabel)
+
+    def extra_repr(self) -> str:
+        return f"config={self.config}"

@@ -1,0 +1,222 @@
+"""The shape of a DenseNet worked out from its config alone: links, channels, sizes, params, MACs.
+
+No weights are needed, so a classroom can bend the knobs and redraw instantly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from .config import DenseNetConfig
+from .model import DenseNet, transition_channels
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One row of the layer table.
+
+    Attributes:
+        name: dotted module name (``features.denseblock1.denselayer3``).
+        kind: ``stem``, ``dense_layer``, ``dense_block``, ``transition``, ``norm`` or ``classifier``.
+        in_channels, out_channels: channels in and out (a dense layer outputs its k new maps).
+        size: (h, w) of the output at the topology's input size.
+        params: learnable parameters of this module (a block row sums its layers).
+        macs: multiply-accumulates of its convolutions / linear layer for one image.
+    """
+
+    name: str
+    kind: str
+    in_channels: int
+    out_channels: int
+    size: tuple[int, int]
+    params: int
+    macs: int
+
+
+@dataclass(frozen=True)
+class ChannelSlice:
+    """Channels ``[start, stop)`` of some input came from ``source``."""
+
+    start: int
+    stop: int
+    source: str
+
+    @property
+    def channels(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    """A dense block as a graph: node 0 is the block input, node l is dense layer l.
+
+    Attributes:
+        name: ``features.denseblockB``.
+        input_name: the module that feeds the block (stem or previous transition).
+        num_layers: L.
+        in_channels: c0, channels entering the block.
+        growth_rate: k.
+        out_channels: c0 + L*k.
+        size: (h, w) inside the block.
+        links: (source node, target node) for every dense connection: L(L+1)/2 of them.
+    """
+
+    name: str
+    input_name: str
+    num_layers: int
+    in_channels: int
+    growth_rate: int
+    out_channels: int
+    size: tuple[int, int]
+    links: list[tuple[int, int]] = field(repr=False)
+
+    @property
+    def num_links(self) -> int:
+        return len(self.links)
+
+    def layer_name(self, node: int) -> str:
+        return self.input_name if node == 0 else f"{self.name}.denselayer{node}"
+
+    def node_channels(self, node: int) -> tuple[int, int]:
+        """The channel range node ``node`` occupies in the block's concatenated output."""
+        if node == 0:
+            return 0, self.in_channels
+        start = self.in_channels + (node - 1) * self.growth_rate
+        return start, start + self.growth_rate
+
+
+@dataclass(frozen=True)
+class Topology:
+    config: DenseNetConfig
+    input_size: tuple[int, int]
+    blocks: list[BlockInfo]
+    layers: list[LayerRow]
+
+    @property
+    def num_links(self) -> int:
+        return sum(b.num_links for b in self.blocks)
+
+    @property
+    def total_params(self) -> int:
+        return sum(r.params for r in self.layers if r.kind != "dense_block")
+
+    @property
+    def total_macs(self) -> int:
+        return sum(r.macs for r in self.layers if r.kind != "dense_block")
+
+    def row(self, name: str) -> LayerRow:
+        for r in self.layers:
+            if r.name == name:
+                return r
+        raise KeyError(f"no layer named {name!r}")
+
+    def block_of(self, name: str) -> BlockInfo:
+        for b in self.blocks:
+            if name == b.name or name.startswith(b.name + "."):
+                return b
+        raise KeyError(f"{name!r} is not inside a dense block")
+
+    def provenance(self, name: str) -> list[ChannelSlice]:
+        """Which channel ranges of the input of ``name`` came from which earlier layer.
+
+        For dense layer l of a block: the block input, then the k maps of each earlier layer.
+        For a block (its output) or the transition after it: the block input and every layer.
+        """
+        try:
+            block = self.block_of(name)
+            nodes = int(name.rsplit("denselayer", 1)[1]) if ".denselayer" in name else block.num_layers + 1
+        except KeyError:
+            prev = self._block_before(name)
+            if prev is None:
+                raise KeyError(f"{name!r} has no dense-block input to trace") from None
+            block, nodes = prev, prev.num_layers + 1
+        return [ChannelSlice(*block.node_channels(n), block.layer_name(n)) for n in range(nodes)]
+
+    def _block_before(self, name: str) -> BlockInfo | None:
+        if name.startswith("features.transition"):
+            idx = int(name.removeprefix("features.transition"))
+            return self.blocks[idx - 1]
+        if name == "features.norm5":
+            return self.blocks[-1]
+        return None
+
+
+def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def topology(model_or_config: DenseNet | DenseNetConfig | str, input_size: int | tuple[int, int] = 224) -> Topology:
+    """Work out the graph, channel counts, sizes, parameters and MACs of a DenseNet.
+
+    Args:
+        model_or_config: a model, a config, or a name in ``VARIANTS``.
+        input_size: side (or (h, w)) of the input image.
+
+    Returns:
+        A :class:`Topology`; for DenseNet-121 at 224: blocks with 21, 78, 300 and 136 links.
+    """
+    from .config import VARIANTS
+
+    if isinstance(model_or_config, nn.Module):
+        cfg = model_or_config.config
+    elif isinstance(model_or_config, str):
+        if model_or_config not in VARIANTS:
+            raise ValueError(f"unknown variant {model_or_config!r}; known: {sorted(VARIANTS)}")
+        cfg = VARIANTS[model_or_config]
+    else:
+        cfg = model_or_config
+    h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    if h < 1 or w < 1:
+        raise ValueError(f"input_size must be positive, got {input_size}")
+
+    rows: list[LayerRow] = []
+    c0 = cfg.num_init_features
+    cin = cfg.in_channels
+    if cfg.stem == "imagenet":
+        h, w = _conv_out(h, 7, 2, 3), _conv_out(w, 7, 2, 3)
+        rows.append(LayerRow("features.conv0", "stem", cin, c0, (h, w), cin * c0 * 49, cin * c0 * 49 * h * w))
+    else:
+        rows.append(LayerRow("features.conv0", "stem", cin, c0, (h, w), cin * c0 * 9, cin * c0 * 9 * h * w))
+    if cfg.stem != "cifar":
+        rows.append(LayerRow("features.norm0", "stem", c0, c0, (h, w), 2 * c0, 0))
+        h, w = _conv_out(h, 3, 2, 1), _conv_out(w, 3, 2, 1)
+        rows.append(LayerRow("features.pool0", "stem", c0, c0, (h, w), 0, 0))
+    input_name = rows[-1].name
+
+    blocks: list[BlockInfo] = []
+    k = cfg.growth_rate
+    channels = c0
+    for b, num_layers in enumerate(cfg.block_config, start=1):
+        name = f"features.denseblock{b}"
+        block_rows = []
+        for layer in range(1, num_layers + 1):
+            c = channels + (layer - 1) * k
+            if cfg.bn_size is None:
+                params, macs = 2 * c + c * k * 9, c * k * 9 * h * w
+            else:
+                width = cfg.bn_size * k
+                params = 2 * c + c * width + 2 * width + width * k * 9
+                macs = (c * width + width * k * 9) * h * w
+            block_rows.append(LayerRow(f"{name}.denselayer{layer}", "dense_layer", c, k, (h, w), params, macs))
+        out = channels + num_layers * k
+        rows.append(LayerRow(name, "dense_block", channels, out, (h, w),
+                             sum(r.params for r in block_rows), sum(r.macs for r in block_rows)))
+        rows.extend(block_rows)
+        links = [(s, t) for t in range(1, num_layers + 1) for s in range(t)]
+        blocks.append(BlockInfo(name, input_name, num_layers, channels, k, out, (h, w), links))
+        channels = out
+        if b < len(cfg.block_config):
+            t_out = transition_channels(channels, cfg.compression)
+            th, tw = h // 2, w // 2
+            rows.append(LayerRow(f"features.transition{b}", "transition", channels, t_out, (th, tw),
+                                 2 * channels + channels * t_out, channels * t_out * h * w))
+            input_name = f"features.transition{b}"
+            channels, h, w = t_out, th, tw
+    rows.append(LayerRow("features.norm5", "norm", channels, channels, (h, w), 2 * channels, 0))
+    outputs = cfg.num_classes - 1 if cfg.null_class else cfg.num_classes
+    head_macs = channels * outputs * (h * w if cfg.pool == "lme" else 1)
+    rows.append(LayerRow("classifier", "classifier", channels, cfg.num_classes, (1, 1),
+                         channels * outputs + outputs, head_macs))
+    return Topology(cfg, input_size if isinstance(input_size, tuple) else (input_size, input_size), blocks, rows)
