@@ -246,7 +246,7 @@ def _scale_int32(values: np.ndarray) -> np.ndarray:
 def _on_white(values: np.ndarray) -> np.ndarray:
     """Composite ``(H, W, C + 1)`` colour-plus-alpha onto white: ``c * a + (1 - a)``."""
     colour, alpha = values[..., :-1], values[..., -1:]
-    out = colour * alpha + (1.0 - alpha)
+    out = colour
     return out[..., 0] if out.shape[-1] == 1 else out
 
 

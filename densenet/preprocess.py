@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from densenet.images import load_image
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -58,3 +65,215 @@ def custom(*, size: int, channels: int, mean: tuple[float, ...], std: tuple[floa
         raise ValueError(f"size must be at least 8 pixels, got {size}")
     return Preprocessing("custom", size=size, resize=resize, channels=channels,
                          mean=tuple(mean), std=tuple(std))
+
+
+# --- applying a preset ---------------------------------------------------------------------------
+#
+# Resampling is bilinear with antialiasing, like torchvision's Resize on tensors with
+# antialias=True; output sizes and crop offsets follow torchvision's Resize and CenterCrop, so a
+# preset reproduces the evaluation transform its checkpoint was trained with.
+
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+"""ITU-R BT.601 weights used to turn RGB into the single channel of grey models."""
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """Where the model's view comes from: crop ``box`` of the image, resampled to ``size``.
+
+    ``resized`` is the image size after the first resize (``None``: no resize before the
+    crop); ``top``/``left``/``side`` locate the square crop in that (possibly resized) image.
+    """
+
+    resized: tuple[int, int] | None
+    top: int
+    left: int
+    side: int
+    size: int
+
+
+PresetSource = Preprocessing | torch.nn.Module
+"""A preset, or a model that carries one as ``model.preprocessing``."""
+
+
+def preprocess(image: np.ndarray | Image.Image, model_or_preset: PresetSource, *,
+               device: torch.device | str | None = None) -> torch.Tensor:
+    """Turn an image into the input tensor a model expects.
+
+    Channels are matched first (grey replicated to 3 channels, colour to 1 channel by BT.601
+    luminance), then the preset's resize and centre crop, then value_range or mean/std.
+
+    Args:
+        image: ``(H, W)`` or ``(H, W, 3)`` float array in [0, 1] as returned by
+            ``load_image``, or a PIL image (read with ``load_image``).
+        model_or_preset: a ``Preprocessing``, or a model carrying one as ``model.preprocessing``.
+        device: where to put the result; default: the model's device when a model is given,
+            else the CPU.
+
+    Returns:
+        float32 tensor ``(1, C, size, size)`` with ``C = preset.channels``.
+
+    Raises:
+        TypeError: ``image`` or ``model_or_preset`` has an unsupported type.
+        ValueError: the image's shape or values, or the preset, are unusable.
+    """
+    preset, model_device = _resolve(model_or_preset)
+    view = _model_view(_as_array(image), preset)
+    return _normalise(view, preset).to(device if device is not None else model_device)
+
+
+def to_display(image: np.ndarray | Image.Image, preset: PresetSource) -> np.ndarray:
+    """The pixels the model sees, before normalisation: what to draw a CAM over.
+
+    Equals ``preprocess(image, preset)`` with the normalisation undone: same crop, same
+    resampling, same channels, so a ``size x size`` map lines up pixel for pixel.
+
+    Args:
+        image: as for ``preprocess``.
+        preset: a ``Preprocessing``, or a model carrying one.
+
+    Returns:
+        float32 ``(size, size)`` for 1-channel presets, ``(size, size, C)`` otherwise, in [0, 1].
+    """
+    preset, _ = _resolve(preset)
+    view = _model_view(_as_array(image), preset)[0]  # (C, size, size)
+    pixels = view[0] if preset.channels == 1 else view.permute(1, 2, 0)
+    return np.ascontiguousarray(pixels.numpy())
+
+
+def crop_box(height: int, width: int, preset: PresetSource) -> tuple[float, float, float, float]:
+    """The region of an ``height x width`` image that the model sees.
+
+    Args:
+        height, width: size of the original image in pixels.
+        preset: a ``Preprocessing``, or a model carrying one.
+
+    Returns:
+        ``(x0, y0, x1, y1)`` in original-image pixel coordinates (x to the right, y down,
+        ``x1``/``y1`` exclusive). Fractional when a resize comes before the crop.
+    """
+    preset, _ = _resolve(preset)
+    geometry = _geometry(height, width, preset)
+    scale_y, scale_x = (1.0, 1.0) if geometry.resized is None else (
+        height / geometry.resized[0], width / geometry.resized[1])
+    return (geometry.left * scale_x, geometry.top * scale_y,
+            (geometry.left + geometry.side) * scale_x, (geometry.top + geometry.side) * scale_y)
+
+
+def _resolve(model_or_preset: object) -> tuple[Preprocessing, torch.device | None]:
+    """The preset to apply and, for a model, the device of its parameters."""
+    if isinstance(model_or_preset, Preprocessing):
+        return _checked(model_or_preset), None
+    preset = getattr(model_or_preset, "preprocessing", None)
+    if not isinstance(preset, Preprocessing):
+        raise TypeError(
+            "expected a Preprocessing or a model with a .preprocessing attribute, "
+            f"got {type(model_or_preset).__name__}"
+        )
+    device = None
+    if isinstance(model_or_preset, torch.nn.Module):
+        tensor = next(model_or_preset.parameters(), None)
+        if tensor is None:
+            tensor = next(model_or_preset.buffers(), None)
+        device = None if tensor is None else tensor.device
+    return _checked(preset), device
+
+
+def _checked(preset: Preprocessing) -> Preprocessing:
+    if preset.size < 1:
+        raise ValueError(f"preset {preset.name!r}: size must be positive, got {preset.size}")
+    if preset.resize is not None and preset.resize < preset.size:
+        raise ValueError(f"preset {preset.name!r}: resize ({preset.resize}) is smaller than the crop "
+                         f"size ({preset.size})")
+    if preset.channels < 1:
+        raise ValueError(f"preset {preset.name!r}: channels must be positive, got {preset.channels}")
+    if preset.value_range is None:
+        for field, values in (("mean", preset.mean), ("std", preset.std)):
+            if len(values) not in (1, preset.channels):
+                raise ValueError(f"preset {preset.name!r}: {field} needs 1 or {preset.channels} values, "
+                                 f"got {values}")
+        if any(s <= 0 for s in preset.std):
+            raise ValueError(f"preset {preset.name!r}: std must be positive, got {preset.std}")
+    return preset
+
+
+def _as_array(image: np.ndarray | Image.Image) -> np.ndarray:
+    """Validate a ``load_image``-style array; PIL images are read with ``load_image``."""
+    if isinstance(image, Image.Image):
+        return load_image(image)
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image must be a numpy array or a PIL image, got {type(image).__name__}")
+    if not np.issubdtype(image.dtype, np.floating):
+        raise TypeError(f"image must hold floats in [0, 1] (see load_image), got dtype {image.dtype}")
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3))):
+        raise ValueError(f"image must be (H, W) or (H, W, 3), got shape {image.shape}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"image has no pixels, shape {image.shape}")
+    if not np.isfinite(image).all():
+        raise ValueError(f"image values must be finite, got {np.count_nonzero(~np.isfinite(image))} "
+                         "NaN or infinite values")
+    if image.min() < 0.0 or image.max() > 1.0:
+        raise ValueError(f"image values must be in [0, 1], got range [{image.min()}, {image.max()}]")
+    return image
+
+
+def _model_view(image: np.ndarray, preset: Preprocessing) -> torch.Tensor:
+    """Channel-matched, cropped and resampled image, ``(1, C, size, size)`` in [0, 1]."""
+    pixels = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    pixels = pixels[None, None] if pixels.ndim == 2 else pixels.permute(2, 0, 1)[None]  # (1, c, H, W)
+    if preset.channels < pixels.shape[1]:
+        pixels = _match_channels(pixels, preset.channels)  # both orders agree; resample fewer channels
+    geometry = _geometry(pixels.shape[-2], pixels.shape[-1], preset)
+    if geometry.resized is not None:
+        pixels = _resample(pixels, geometry.resized)
+    pixels = pixels[..., geometry.top:geometry.top + geometry.side, geometry.left:geometry.left + geometry.side]
+    pixels = _resample(pixels, (geometry.size, geometry.size))
+    pixels = _match_channels(pixels, preset.channels)
+    return pixels.clamp(0.0, 1.0)  # antialiased bilinear is a convex mix; this only trims rounding
+
+
+def _match_channels(pixels: torch.Tensor, channels: int) -> torch.Tensor:
+    """``(1, c, H, W)`` -> ``(1, channels, H, W)``: replicate grey, or BT.601 luminance of colour."""
+    have = pixels.shape[1]
+    if have == channels:
+        return pixels
+    if have == 1:
+        return pixels.expand(-1, channels, -1, -1)
+    if channels == 1:
+        weights = torch.tensor(LUMA_WEIGHTS, dtype=pixels.dtype).view(1, 3, 1, 1)
+        return (pixels * weights).sum(dim=1, keepdim=True)
+    raise ValueError(f"cannot turn a {have}-channel image into {channels} channels")
+
+
+def _geometry(height: int, width: int, preset: Preprocessing) -> _Geometry:
+    """torchvision's arithmetic: Resize(shorter side) then CenterCrop, or the largest centred square."""
+    if height < 1 or width < 1:
+        raise ValueError(f"image size must be positive, got {height} x {width}")
+    if preset.resize is None:
+        side = min(height, width)
+        return _Geometry(None, _centre(height, side), _centre(width, side), side, preset.size)
+    short, long = sorted((height, width))
+    new_long = int(preset.resize * long / short)
+    resized = (preset.resize, new_long) if height <= width else (new_long, preset.resize)
+    return _Geometry(resized, _centre(resized[0], preset.size), _centre(resized[1], preset.size),
+                     preset.size, preset.size)
+
+
+def _centre(length: int, crop: int) -> int:
+    return int(round((length - crop) / 2.0))
+
+
+def _resample(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(pixels.shape[-2:]) == size:
+        return pixels
+    return F.interpolate(pixels, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def _normalise(view: torch.Tensor, preset: Preprocessing) -> torch.Tensor:
+    """[0, 1] pixels -> model input: linear map onto value_range, else (x - mean) / std."""
+    if preset.value_range is not None:
+        low, high = preset.value_range
+        return view * (high - low) + low
+    mean = torch.tensor(preset.mean, dtype=view.dtype).view(1, -1, 1, 1)
+    std = torch.tensor(preset.std, dtype=view.dtype).view(1, -1, 1, 1)
+    return (view - mean) / std

@@ -22,11 +22,11 @@ CLASSES: tuple[str, ...] = ("none", "nodule", "opacity", "ring")
 # Parameters are drawn for whole chunks so that a prefix of a batch does not depend on its length.
 _CHUNK = 256
 _REF_SIZE = 128.0  # sizes below are in pixels of a 128x128 image and scale with ``size``
-_MAX_SEGMENTS = 3
+_MAX_SEGMENTS = 4
 _MAX_VESSELS = 3
 _MAX_SPECKS = 3
 _TISSUE_KNOTS = 6
-_BLOCK = 16  # images rendered together; small enough for the temporaries to stay in cache
+_BLOCK = 8  # images rendered together; small enough for the temporaries to stay in cache
 
 
 def generate(n: int, seed: int, size: int = 128, *, masks: bool = False
@@ -86,7 +86,11 @@ def _render_chunk(rng: np.random.Generator, m: int, size: int) -> tuple[np.ndarr
     for a in range(0, m, _BLOCK):
         b = min(m, a + _BLOCK)
         img[a:b], mask[a:b] = _render({k: v[a:b] for k, v in p.items()}, size)
-    img += p["noise_std"][:m, None, None] * rng.standard_normal((m, size, size), dtype=np.float32)  # last draw
+    # Uniform noise with the drawn standard deviation: ~5x cheaper to draw than Gaussian.
+    noise = rng.random((m, size, size), dtype=np.float32)  # the last draw, so a prefix is stable
+    noise -= 0.5
+    noise *= p["noise_std"][:m, None, None] * np.float32(np.sqrt(12))
+    img += noise
     np.clip(img, 0.0, 1.0, out=img)
     return img, p["label"][:m].astype(np.int64), _mask_boxes(mask), mask
 
@@ -103,21 +107,21 @@ def _draw_params(rng: np.random.Generator, c: int, size: int) -> dict[str, np.nd
     p["base"], p["tissue_amp"], p["vignette"] = u(0.22, 0.42), u(0.03, 0.09), u(0.05, 0.15)
     p["tissue"] = rng.standard_normal((c, _TISSUE_KNOTS, _TISSUE_KNOTS)).astype(np.float32)
     p["rib_period"], p["rib_phase"] = u(14, 24) * s, u(0, 2 * np.pi)
-    p["rib_curve"], p["rib_tilt"], p["rib_amp"] = u(-0.006, 0.006) / s, u(-0.25, 0.25), u(0.03, 0.10)
+    p["rib_curve"], p["rib_tilt"], p["rib_amp"] = u(-0.006, 0.006) / s, u(-0.25, 0.25), u(0.04, 0.12)
     p["gain"], p["noise_std"] = u(0.85, 1.15), u(0.012, 0.035)
 
     # Distractors, in every class: faint bent vessels, short bright segments, tiny specks.
-    for name, k, prob in (("ves", _MAX_VESSELS, 0.7), ("seg", _MAX_SEGMENTS, 0.6), ("spk", _MAX_SPECKS, 0.5)):
+    for name, k, prob in (("ves", _MAX_VESSELS, 0.7), ("seg", _MAX_SEGMENTS, 0.7), ("spk", _MAX_SPECKS, 0.6)):
         p[f"{name}_on"] = (rng.random((c, k)) < prob).astype(np.float32)
     p["ves_x"], p["ves_y"] = u(20, 108, _MAX_VESSELS) * s, u(20, 108, _MAX_VESSELS) * s
     p["ves_ang"], p["ves_bend"] = u(0, np.pi, _MAX_VESSELS), u(-0.02, 0.02, _MAX_VESSELS) / s
     p["ves_half_len"], p["ves_width"] = u(15, 45, _MAX_VESSELS) * s, u(0.8, 1.8, _MAX_VESSELS) * s
-    p["ves_contrast"] = u(0.04, 0.12, _MAX_VESSELS)
+    p["ves_contrast"] = u(0.04, 0.15, _MAX_VESSELS)
     p["seg_x"], p["seg_y"] = u(8, 120, _MAX_SEGMENTS) * s, u(8, 120, _MAX_SEGMENTS) * s
     p["seg_ang"], p["seg_len"] = u(0, np.pi, _MAX_SEGMENTS), u(6, 22, _MAX_SEGMENTS) * s
-    p["seg_half_w"], p["seg_contrast"] = u(0.5, 1.3, _MAX_SEGMENTS) * s, u(0.08, 0.30, _MAX_SEGMENTS)
+    p["seg_half_w"], p["seg_contrast"] = u(0.5, 1.3, _MAX_SEGMENTS) * s, u(0.10, 0.35, _MAX_SEGMENTS)
     p["spk_x"], p["spk_y"] = u(4, 124, _MAX_SPECKS) * s, u(4, 124, _MAX_SPECKS) * s
-    p["spk_r"], p["spk_contrast"] = u(0.8, 2.2, _MAX_SPECKS) * s, u(0.08, 0.30, _MAX_SPECKS)
+    p["spk_r"], p["spk_contrast"] = u(0.8, 2.4, _MAX_SPECKS) * s, u(0.10, 0.35, _MAX_SPECKS)
 
     # The lesion. Every shape is an ellipse (semi-axes a >= b, angle) seen through its signed
     # distance sd = (r_ell - 1) * b: a filled shape is sd <= 0, a ring is |sd| <= t / 2.
@@ -134,7 +138,7 @@ def _draw_params(rng: np.random.Generator, c: int, size: int) -> dict[str, np.nd
     edge = u(0.8, 2.0) * s
     p["edge"] = np.where(label == 2, 1.5 * edge, edge)  # opacities are hazier than nodules
     p["dome"] = np.where(label == 1, 0.3, 0.0).astype(np.float32)  # nodules brighter in the middle
-    p["contrast"] = np.where(label == 0, 0.0, u(0.10, 0.30)).astype(np.float32)
+    p["contrast"] = np.where(label == 0, 0.0, u(0.08, 0.25)).astype(np.float32)
     p["a"], p["b"], p["cos"], p["sin"] = a, b, np.cos(angle), np.sin(angle)
 
     # Place the centre so the whole box lies at least 3 px inside the image.
@@ -149,64 +153,80 @@ def _draw_params(rng: np.random.Generator, c: int, size: int) -> dict[str, np.nd
 
 
 def _render(p: dict[str, np.ndarray], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Noise-free images ``(n, H, W)`` float32 and lesion masks ``(n, H, W)`` bool."""
+    """Noise-free images ``(n, H, W)`` float32 and lesion masks ``(n, H, W)`` bool.
+
+    Written for speed: per-image constants are folded into ``(n, 1, 1)`` columns, every
+    full-size operation counts, and profiles avoid ``exp`` and ``sqrt`` where a polynomial will do.
+    """
 
     def col(v: np.ndarray) -> np.ndarray:  # (n,) -> (n, 1, 1), to broadcast over pixels
         return v[:, None, None]
 
-    yy = np.arange(size, dtype=np.float32)[None, :, None]  # (1, H, 1)
-    xx = np.arange(size, dtype=np.float32)[None, None, :]  # (1, 1, W)
-    half = np.float32(size / 2)
+    def ramp(t: np.ndarray) -> np.ndarray:  # in place: clip to [0, 1]
+        return np.clip(t, 0.0, 1.0, out=t)
 
-    # Tissue: a coarse random field, smoothly interpolated (separably: W_h @ field @ W_w^T).
+    half = np.float32(size / 2)
+    yy = np.arange(size, dtype=np.float32)[None, :, None] - half  # (1, H, 1), from the centre
+    xx = np.arange(size, dtype=np.float32)[None, None, :] - half  # (1, 1, W), from the centre
+
+    # Tissue: a coarse random field, smoothly interpolated (separably: W_h @ field @ W_w^T), and
+    # a vignette darkening towards the corners.
     interp = _interp_matrix(_TISSUE_KNOTS, size)
-    tissue = np.matmul(np.matmul(interp, p["tissue"]), interp.T)  # (n, H, W)
-    r2 = ((xx - half) ** 2 + (yy - half) ** 2) / half ** 2
-    img = col(p["base"]) + col(p["tissue_amp"]) * tissue - col(0.5 * p["vignette"]) * r2
+    img = np.matmul(np.matmul(interp, p["tissue"]), interp.T)  # (n, H, W)
+    img *= col(p["tissue_amp"])
+    img += col(p["base"]) - col(0.5 * p["vignette"]) * ((xx * xx + yy * yy) / half ** 2)
 
     # Ribs: curved, tilted bands; the squared cosine makes them read as bands, not waves.
-    yr = yy + col(p["rib_tilt"]) * (xx - half) + col(p["rib_curve"]) * (xx - half) ** 2
-    band = 0.5 + 0.5 * np.cos(yr * col(2 * np.pi / p["rib_period"]) + col(p["rib_phase"]))
-    img += col(p["rib_amp"]) * band * band
+    omega = col(2 * np.pi / p["rib_period"])
+    phase = yy * omega + ((col(p["rib_tilt"]) + col(p["rib_curve"]) * xx) * xx) * omega + col(p["rib_phase"])
+    band = np.cos(phase, out=phase)
+    band += 1
+    band *= band
+    img += band * col(0.25 * p["rib_amp"])
 
+    # Vessels: faint bent curves, a smooth bump across, fading out at both ends.
     for k in range(_MAX_VESSELS):
-        ca, sa = np.cos(p["ves_ang"][:, k]), np.sin(p["ves_ang"][:, k])
-        du, dv = xx - col(p["ves_x"][:, k]), yy - col(p["ves_y"][:, k])
-        along = du * col(ca) + dv * col(sa)
-        across = dv * col(ca) - du * col(sa) - col(p["ves_bend"][:, k]) * along * along
-        fade = np.clip((col(p["ves_half_len"][:, k]) - np.abs(along)) / 6.0, 0, 1)
-        w = col(1 / p["ves_width"][:, k])
-        img += col(p["ves_on"][:, k] * p["ves_contrast"][:, k]) * np.exp(-(across * w) ** 2) * fade
+        ca, sa = col(np.cos(p["ves_ang"][:, k])), col(np.sin(p["ves_ang"][:, k]))
+        du, dv = xx - col(p["ves_x"][:, k] - half), yy - col(p["ves_y"][:, k] - half)
+        along = du * ca + dv * sa
+        across = dv * ca - du * sa  # (n, H, W)
+        across -= col(p["ves_bend"][:, k]) * along * along
+        bump = ramp(1 - np.abs(across, out=across) * col(1 / p["ves_width"][:, k]))
+        bump *= bump
+        bump *= ramp((col(p["ves_half_len"][:, k]) - np.abs(along, out=along)) * np.float32(1 / 6))
+        img += bump * col(p["ves_on"][:, k] * p["ves_contrast"][:, k])
+
+    # Short bright segments (anti-aliased thin rectangles): what a thin opacity must be told from.
     for k in range(_MAX_SEGMENTS):
-        img += col(p["seg_on"][:, k] * p["seg_contrast"][:, k]) * _segment(
-            xx, yy, col(p["seg_x"][:, k]), col(p["seg_y"][:, k]), col(p["seg_ang"][:, k]),
-            col(p["seg_len"][:, k]), col(p["seg_half_w"][:, k]))
+        ca, sa = col(np.cos(p["seg_ang"][:, k])), col(np.sin(p["seg_ang"][:, k]))
+        du, dv = xx - col(p["seg_x"][:, k] - half), yy - col(p["seg_y"][:, k] - half)
+        stroke = ramp(col(p["seg_half_w"][:, k] + 0.5) - np.abs(dv * ca - du * sa))
+        stroke *= ramp(col(p["seg_len"][:, k] / 2 + 0.5) - np.abs(du * ca + dv * sa))
+        img += stroke * col(p["seg_on"][:, k] * p["seg_contrast"][:, k])
+
+    # Specks: tiny discs; (r^2 - d^2) / 2r ~ r - d near the edge, without a square root.
     for k in range(_MAX_SPECKS):
-        d = np.sqrt((xx - col(p["spk_x"][:, k])) ** 2 + (yy - col(p["spk_y"][:, k])) ** 2)
-        img += col(p["spk_on"][:, k] * p["spk_contrast"][:, k]) * np.clip(col(p["spk_r"][:, k]) - d + 0.5, 0, 1)
+        du, dv = xx - col(p["spk_x"][:, k] - half), yy - col(p["spk_y"][:, k] - half)
+        r = col(p["spk_r"][:, k])
+        dot = ramp((r * r - (du * du + dv * dv)) * (0.5 / r) + 0.5)
+        img += dot * col(p["spk_on"][:, k] * p["spk_contrast"][:, k])
 
-    du, dv = xx - col(p["cx"]), yy - col(p["cy"])
-    along = (du * col(p["cos"]) + dv * col(p["sin"])) / col(p["a"])
-    across = (dv * col(p["cos"]) - du * col(p["sin"])) / col(p["b"])
+    # The lesion, through the signed distance to its elliptical outline (see ``_draw_params``).
+    du, dv = xx - col(p["cx"] - half), yy - col(p["cy"] - half)
+    along = (du * col(p["cos"]) + dv * col(p["sin"])) * col(1 / p["a"])
+    across = (dv * col(p["cos"]) - du * col(p["sin"])) * col(1 / p["b"])
     q = along * along + across * across  # squared elliptical radius: 1 on the outline
-    r_ell = np.sqrt(q)
-    sd = (r_ell - 1) * col(p["b"])  # ~ signed distance to the outline in pixels
-    profile = np.clip((col(p["half"]) - np.abs(sd - col(p["off"]))) / col(p["edge"]) + 0.5, 0, 1)
+    sd = np.sqrt(q) * col(p["b"]) - col(p["b"] + p["off"])  # distance to the outline, minus off
+    profile = ramp((col(p["half"]) - np.abs(sd, out=sd)) * col(1 / p["edge"]) + 0.5)
     mask = (profile >= 0.5) & col(p["label"] > 0)
-    shade = 1 - col(p["dome"]) * (1 - np.sqrt(np.clip(1 - q, 0, 1)))
-    img += col(p["contrast"]) * profile * shade
-    img = (img - 0.5) * col(p["gain"]) + 0.5
+    lesion = profile * col(p["contrast"])
+    domed = np.flatnonzero(p["dome"])  # nodules are brighter in the middle, as a sphere in projection
+    if domed.size:
+        lesion[domed] *= 1 - col(p["dome"][domed]) * (1 - np.sqrt(ramp(1 - q[domed])))
+    img += lesion
+    img *= col(p["gain"])  # contrast about mid-grey: (img - 0.5) * gain + 0.5
+    img += col(0.5 - 0.5 * p["gain"])
     return img, mask
-
-
-def _segment(xx: np.ndarray, yy: np.ndarray, x: np.ndarray, y: np.ndarray, ang: np.ndarray,
-             length: np.ndarray, half_w: np.ndarray) -> np.ndarray:
-    """Anti-aliased line segment of width ``2 * half_w`` centred at ``(x, y)``; values in [0, 1]."""
-    du, dv = xx - x, yy - y
-    ca, sa = np.cos(ang), np.sin(ang)
-    along = np.clip(du * ca + dv * sa, -length / 2, length / 2)
-    d = np.sqrt((du - along * ca) ** 2 + (dv - along * sa) ** 2)  # distance to the segment
-    return np.clip(half_w - d + 0.5, 0, 1)
 
 
 def _interp_matrix(n_low: int, size: int) -> np.ndarray:
