@@ -246,7 +246,7 @@ def _scale_int32(values: np.ndarray) -> np.ndarray:
 def _on_white(values: np.ndarray) -> np.ndarray:
     """Composite ``(H, W, C + 1)`` colour-plus-alpha onto white: ``c * a + (1 - a)``."""
     colour, alpha = values[..., :-1], values[..., -1:]
-    out = colour
+    out = colour * alpha + (1.0 - alpha)
     return out[..., 0] if out.shape[-1] == 1 else out
 
 
@@ -302,8 +302,8 @@ def _decode_first_frame(ds: Dataset) -> np.ndarray:
     if _frame_count(ds) > 1:
         pixels = pixels[0]
     photometric = str(ds.get("PhotometricInterpretation", ""))
-    if photometric.startswith("YBR_FULL") and not syntax.is_compressed:
-        pixels = convert_color_space(pixels, photometric, "RGB")  # JPEG decoders already give RGB
+    if photometric in ("YBR_FULL", "YBR_FULL_422"):  # pydicom 2.4 handlers keep YCbCr; JPEG 2000 gives RGB
+        pixels = convert_color_space(pixels, photometric, "RGB")
     return pixels
 
 

@@ -1,0 +1,465 @@
+"""Figures and tables as pure functions of library objects: plotly figures, DOT text, DataFrames.
+
+Nothing here imports Streamlit, so every figure can be built and checked in a plain test.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from densenet.topology import BlockInfo, ChannelSlice, Topology
+
+from .analysis import FeatureReuse, Prediction, Step, short_name, source_color
+
+ARC_POINTS = 13  # points per drawn link; few enough that DenseNet-264's 2,080-link block stays light
+LINK_COLOR = "rgba(100, 116, 139, 0.45)"
+INPUT_COLOR = "#f97316"
+OUTPUT_COLOR = "rgba(37, 99, 235, 0.55)"
+NODE_COLOR = "#334155"
+_LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white", paper_bgcolor="white")
+
+
+def _fmt_int(n: int) -> str:
+    return f"{n:,}"
+
+
+def _fmt_big(n: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n:.0f}"
+
+
+# --- dense connectivity ------------------------------------------------------------------------
+
+def _arc(s: int, t: int) -> tuple[list[float], list[float]]:
+    """A half circle from node s to node t above the axis (height (t - s) / 2)."""
+    u = np.linspace(0.0, 1.0, ARC_POINTS)
+    x = s + (t - s) * u
+    y = (t - s) / 2.0 * np.sin(np.pi * u)
+    return x.tolist(), y.tolist()
+
+
+def _segments(links: list[tuple[int, int]]) -> tuple[list[float | None], list[float | None]]:
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    for s, t in links:
+        x, y = _arc(s, t)
+        xs += x + [None]
+        ys += y + [None]
+    return xs, ys
+
+
+def link_text(block: BlockInfo, s: int, t: int) -> str:
+    """Hover text of link s -> t: which channels of the concatenation flow on it."""
+    start, stop = block.node_channels(s)
+    source = "block input" if s == 0 else f"layer {s}"
+    return (f"{source} → layer {t}<br>channels {start}–{stop - 1} of the concatenation "
+            f"({stop - start} maps, {short_name(block.layer_name(s))})")
+
+
+def node_text(block: BlockInfo, node: int) -> str:
+    h, w = block.size
+    if node == 0:
+        return (f"<b>block input</b> ({short_name(block.input_name)})<br>{block.in_channels} channels, {h}×{w}"
+                f"<br>feeds all {block.num_layers} layers")
+    cin = block.in_channels + (node - 1) * block.growth_rate
+    return (f"<b>layer {node}</b> ({short_name(block.layer_name(node))})<br>"
+            f"in: {cin} = {block.in_channels} + {node - 1}·{block.growth_rate} channels from {node} inputs<br>"
+            f"out: {block.growth_rate} new maps, {h}×{w}<br>feeds {block.num_layers - node} later layers")
+
+
+def connectivity_graph(block: BlockInfo, selected: int | None = None, *, height: int = 420) -> go.Figure:
+    """The dense connectivity of one block: a node per layer, a half-circle arc per link.
+
+    Node 0 is the block input, node l is dense layer l; link (s, t) means layer t reads the maps
+    of s. All L(L+1)/2 links are drawn (one trace per colour, links separated by ``None``), and
+    a marker at each arc's apex carries the hover text (the channel range on that link).
+    With ``selected`` = l, the links into l (its inputs) are drawn in orange and those out of it
+    in blue.
+
+    Traces, in order: ``links`` (the rest), ``inputs of layer l``, ``outputs of layer l`` (both
+    only with a selection), ``link info`` (apex markers, hover only), ``layers`` (nodes; their
+    ``customdata`` is the layer name, so a click event names the layer).
+    """
+    n = block.num_layers
+    inputs = [(s, t) for s, t in block.links if selected is not None and t == selected]
+    outputs = [(s, t) for s, t in block.links if selected is not None and s == selected]
+    rest = [(s, t) for s, t in block.links if (s, t) not in set(inputs) | set(outputs)]
+
+    fig = go.Figure()
+    for name, links, color, width in (("links", rest, LINK_COLOR, 1.0),
+                                      (f"inputs of layer {selected}", inputs, INPUT_COLOR, 2.2),
+                                      (f"outputs of layer {selected}", outputs, OUTPUT_COLOR, 1.6)):
+        if not links and name != "links":
+            continue
+        xs, ys = _segments(links)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, hoverinfo="skip",
+                                 line=dict(color=color, width=width), meta={"links": len(links)}))
+
+    apex_x = [(s + t) / 2.0 for s, t in block.links]
+    apex_y = [(t - s) / 2.0 for s, t in block.links]
+    fig.add_trace(go.Scatter(
+        x=apex_x, y=apex_y, mode="markers", name="link info", showlegend=False,
+        marker=dict(size=5, color="rgba(100,116,139,0.25)"),
+        hovertext=[link_text(block, s, t) for s, t in block.links], hoverinfo="text",
+    ))
+
+    colors = []
+    for node in range(n + 1):
+        if selected is not None and node == selected:
+            colors.append(INPUT_COLOR)
+        elif selected is not None and node < selected:
+            colors.append("#fdba74")
+        else:
+            colors.append(NODE_COLOR if node else "#0f766e")
+    labels = ["in"] + [str(i) for i in range(1, n + 1)]
+    size = 18 if n <= 24 else (12 if n <= 48 else 9)
+    fig.add_trace(go.Scatter(
+        x=list(range(n + 1)), y=[0.0] * (n + 1), mode="markers+text" if n <= 48 else "markers",
+        name="layers", showlegend=False,
+        marker=dict(size=size, color=colors, line=dict(color="white", width=1)),
+        text=labels, textposition="bottom center", textfont=dict(size=11 if n <= 24 else 9),
+        customdata=[block.layer_name(i) for i in range(n + 1)],
+        hovertext=[node_text(block, i) for i in range(n + 1)], hoverinfo="text",
+    ))
+    top = max(1.0, n / 2.0)
+    fig.update_layout(
+        **_LAYOUT, height=height, dragmode=False, clickmode="event+select", hovermode="closest",
+        title=dict(text=f"{short_name(block.name)}: {n} layers, {block.num_links} links = {n}·{n + 1}/2",
+                   font=dict(size=15)),
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+        xaxis=dict(visible=False, range=[-0.8, n + 0.8]),
+        yaxis=dict(visible=False, range=[-0.22 * top - 0.6, top * 1.06], scaleanchor="x", scaleratio=1),
+    )
+    return fig
+
+
+def count_links(fig: go.Figure | dict) -> int:
+    """The number of links a connectivity figure draws (arcs in its line traces)."""
+    data = fig["data"] if isinstance(fig, dict) else fig.to_plotly_json()["data"]
+    return sum(sum(1 for v in trace["x"] if v is None)
+               for trace in data if trace.get("mode") == "lines")
+
+
+def selected_layer(event: object, block: BlockInfo) -> int | None:
+    """The node a plotly selection event on :func:`connectivity_graph` picked, if any.
+
+    Args:
+        event: what ``st.plotly_chart(..., on_select=...)`` returned or stored under its key
+            (``{"selection": {"points": [...]}}``).
+        block: the block the figure shows.
+    """
+    try:
+        points = event["selection"]["points"]  # type: ignore[index]
+    except (KeyError, TypeError):
+        return None
+    for point in points or []:
+        name = point.get("customdata")
+        if isinstance(name, list):
+            name = name[0] if name else None
+        for node in range(block.num_layers + 1):
+            if block.layer_name(node) == name:
+                return node
+    return None
+
+
+# --- whole network -----------------------------------------------------------------------------
+
+def _dot_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def overview_dot(topo: Topology, highlight: str | None = None) -> str:
+    """The whole network as a graphviz DOT graph: input, stem, blocks, transitions, head."""
+    cfg = topo.config
+    rows = {r.name: r for r in topo.layers}
+    h, w = topo.input_size
+    lines = [
+        "digraph DenseNet {",
+        '  rankdir=LR; bgcolor="transparent"; nodesep=0.25; ranksep=0.3;',
+        '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11, '
+        'fillcolor="#f1f5f9", color="#94a3b8"];',
+        '  edge [color="#64748b", arrowsize=0.7, fontname="Helvetica", fontsize=9];',
+        f'  input [label="input\\n{cfg.in_channels}×{h}×{w}", shape=oval, fillcolor="#e2e8f0"];',
+    ]
+    conv0 = rows["features.conv0"]
+    if cfg.stem == "imagenet":
+        stem = "7×7 conv/2, BN, ReLU\\n3×3 max-pool/2"
+    elif cfg.stem == "small":
+        stem = "3×3 conv, BN, ReLU\\n3×3 max-pool/2"
+    else:
+        stem = "3×3 conv"
+    last_stem = [r for r in topo.layers if r.kind == "stem"][-1]
+    lines.append(f'  stem [label="stem\\n{stem}\\n{conv0.out_channels} ch, {last_stem.size[0]}×{last_stem.size[1]}", '
+                 f'fillcolor="#ccfbf1"];')
+    prev = "input"
+    lines.append("  input -> stem;")
+    prev = "stem"
+    for b, block in enumerate(topo.blocks, start=1):
+        node = f"block{b}"
+        fill = "#fed7aa" if highlight == block.name else "#fef3c7"
+        bottleneck = "1×1 conv→3×3 conv" if cfg.bn_size else "3×3 conv"
+        label = (f"dense block {b}\\n{block.num_layers} × [{bottleneck}], k={block.growth_rate}\\n"
+                 f"{block.in_channels} → {block.out_channels} ch, {block.size[0]}×{block.size[1]}\\n"
+                 f"{block.num_links} links")
+        penwidth = ", penwidth=2.5" if highlight == block.name else ""
+        lines.append(f'  {node} [label="{_dot_escape(label)}", fillcolor="{fill}"{penwidth}];')
+        lines.append(f'  {prev} -> {node} [label="{block.in_channels}"];')
+        prev = node
+        tname = f"features.transition{b}"
+        if tname in rows:
+            t = rows[tname]
+            lines.append(f'  trans{b} [label="transition {b}\\n1×1 conv (θ={cfg.compression:g}), 2×2 avg-pool\\n'
+                         f'{t.in_channels} → {t.out_channels} ch, {t.size[0]}×{t.size[1]}", fillcolor="#e0e7ff"];')
+            lines.append(f'  {prev} -> trans{b} [label="{t.in_channels}"];')
+            prev = f"trans{b}"
+    norm5, head = rows["features.norm5"], rows["classifier"]
+    pool = "global avg-pool" if cfg.pool == "avg" else f"per-location scores, log-mean-exp (r={cfg.lme_r:g})"
+    lines.append(f'  head [label="BN, ReLU, {pool}\\nlinear {norm5.out_channels} → {head.out_channels}'
+                 f'{" (+ null class)" if cfg.null_class else ""}\\n'
+                 f'{"sigmoid per label" if cfg.multilabel else "softmax"}", fillcolor="#dcfce7"];')
+    lines.append(f'  {prev} -> head [label="{norm5.in_channels}"];')
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def channel_growth(topo: Topology) -> go.Figure:
+    """Channels of the running concatenation through the whole net.
+
+    Inside block b the count climbs c0 + l·k, one step per dense layer; each transition drops
+    it to floor(θ·c). One point per dense layer and per transition; the customdata names the layer.
+    """
+    xs: list[int] = []
+    ys: list[int] = []
+    names: list[str] = []
+    hover: list[str] = []
+    fig = go.Figure()
+    step = 0
+    first = topo.blocks[0]
+    xs.append(step)
+    ys.append(first.in_channels)
+    names.append(first.input_name)
+    hover.append(f"stem output: {first.in_channels} channels (c0)")
+    rows = {r.name: r for r in topo.layers}
+    for b, block in enumerate(topo.blocks, start=1):
+        start_x = step
+        for layer in range(1, block.num_layers + 1):
+            step += 1
+            c = block.in_channels + layer * block.growth_rate
+            xs.append(step)
+            ys.append(c)
+            names.append(block.layer_name(layer))
+            hover.append(f"{short_name(block.layer_name(layer))}<br>{block.in_channels} + {layer}·{block.growth_rate}"
+                         f" = {c} channels, {block.size[0]}×{block.size[1]}")
+        fig.add_vrect(x0=start_x + 0.5, x1=step + 0.5, fillcolor=source_color(b - 1), opacity=0.08,
+                      line_width=0, annotation_text=f"block {b}", annotation_position="top left")
+        tname = f"features.transition{b}"
+        if tname in rows:
+            t = rows[tname]
+            step += 1
+            xs.append(step)
+            ys.append(t.out_channels)
+            names.append(tname)
+            hover.append(f"transition {b}: ⌊{topo.config.compression:g}·{t.in_channels}⌋ = {t.out_channels} channels,"
+                         f" {t.size[0]}×{t.size[1]}")
+            fig.add_annotation(x=step, y=t.out_channels, text=f"×{topo.config.compression:g}",
+                               showarrow=True, arrowhead=0, ay=28, ax=0, font=dict(size=10, color="#4338ca"))
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", line_shape="hv", name="channels",
+                             marker=dict(size=4), line=dict(color="#0f766e", width=2),
+                             customdata=names, hovertext=hover, hoverinfo="text"))
+    fig.update_layout(**_LAYOUT, height=320, showlegend=False,
+                      title=dict(text="Channel growth: c0 + l·k inside a block, ×θ at each transition",
+                                 font=dict(size=15)),
+                      xaxis=dict(title="dense layers and transitions, in order", gridcolor="#eef2f7"),
+                      yaxis=dict(title="channels", gridcolor="#eef2f7", rangemode="tozero"))
+    return fig
+
+
+def paper_table(topo: Topology) -> pd.DataFrame:
+    """The architecture table laid out like Table 1 of the DenseNet paper, plus counts.
+
+    Columns: Layers, Output size, Structure, Channels (in → out), Params, MACs.
+    """
+    cfg = topo.config
+    rows = {r.name: r for r in topo.layers}
+    out = []
+
+    def add(layer: str, size: tuple[int, int], structure: str, cin: int, cout: int, params: int, macs: int) -> None:
+        out.append({"Layers": layer, "Output size": f"{size[0]} × {size[1]}", "Structure": structure,
+                    "Channels": f"{cin} → {cout}", "Params": params, "MACs": macs})
+
+    conv0 = rows["features.conv0"]
+    kernel = "7 × 7 conv, stride 2" if cfg.stem == "imagenet" else "3 × 3 conv"
+    add("Convolution", conv0.size, kernel, conv0.in_channels, conv0.out_channels, conv0.params, conv0.macs)
+    if "features.pool0" in rows:
+        pool, norm0 = rows["features.pool0"], rows["features.norm0"]
+        add("Pooling", pool.size, "3 × 3 max pool, stride 2", pool.in_channels, pool.out_channels,
+            norm0.params, norm0.macs)
+    unit = "[1 × 1 conv, 3 × 3 conv]" if cfg.bn_size else "[3 × 3 conv]"
+    for b, block in enumerate(topo.blocks, start=1):
+        r = rows[block.name]
+        add(f"Dense Block ({b})", block.size, f"{unit} × {block.num_layers}", block.in_channels,
+            block.out_channels, r.params, r.macs)
+        tname = f"features.transition{b}"
+        if tname in rows:
+            t = rows[tname]
+            add(f"Transition Layer ({b})", t.size, "1 × 1 conv, 2 × 2 average pool, stride 2",
+                t.in_channels, t.out_channels, t.params, t.macs)
+    norm5, head = rows["features.norm5"], rows["classifier"]
+    pool = f"{norm5.size[0]} × {norm5.size[1]} global average pool" if cfg.pool == "avg" else "log-mean-exp pool"
+    act = "sigmoid" if cfg.multilabel else "softmax"
+    add("Classification Layer", (1, 1), f"{pool}, {head.out_channels}D fully-connected, {act}",
+        norm5.in_channels, head.out_channels, norm5.params + head.params, head.macs)
+    df = pd.DataFrame(out)
+    total = pd.DataFrame([{"Layers": "Total", "Output size": "", "Structure": f"depth L = {cfg.depth}",
+                           "Channels": "", "Params": topo.total_params, "MACs": topo.total_macs}])
+    return pd.concat([df, total], ignore_index=True)
+
+
+def layer_table(topo: Topology) -> pd.DataFrame:
+    """Every module row of the topology: name, kind, channels, size, params, MACs."""
+    return pd.DataFrame([{
+        "Layer": short_name(r.name), "Kind": r.kind.replace("_", " "), "In": r.in_channels, "Out": r.out_channels,
+        "Size": f"{r.size[0]} × {r.size[1]}", "Params": r.params, "MACs": r.macs,
+    } for r in topo.layers])
+
+
+# --- predictions and maps ----------------------------------------------------------------------
+
+def topk_bar(preds: list[Prediction], *, multilabel: bool) -> go.Figure:
+    """Horizontal bars of the top predictions, most probable on top."""
+    preds = list(reversed(preds))
+    fig = go.Figure(go.Bar(
+        x=[p.probability for p in preds], y=[p.name for p in preds], orientation="h",
+        text=[f"{p.probability:.1%}" for p in preds], textposition="auto",
+        marker_color=["#0f766e" if i == len(preds) - 1 else "#94a3b8" for i in range(len(preds))],
+        hovertext=[f"{p.name}: p = {p.probability:.4f}, logit = {p.logit:.3f}" for p in preds], hoverinfo="text",
+    ))
+    fig.update_layout(**_LAYOUT, height=60 + 34 * len(preds),
+                      title=dict(text="per-label sigmoid" if multilabel else "softmax", font=dict(size=13)),
+                      xaxis=dict(range=[0, 1], tickformat=".0%", gridcolor="#eef2f7"),
+                      yaxis=dict(automargin=True))
+    return fig
+
+
+def provenance_bar(slices: list[ChannelSlice], new_channels: int | None = None) -> go.Figure:
+    """One stacked bar: how many input channels each earlier layer contributes (plus the new maps)."""
+    fig = go.Figure()
+    for i, piece in enumerate(slices):
+        label = "block input" if i == 0 else f"layer {i}"
+        fig.add_trace(go.Bar(x=[piece.channels], y=["input"], orientation="h", name=label,
+                             marker_color=source_color(i), hovertext=f"{label} ({short_name(piece.source)}): "
+                             f"channels {piece.start}–{piece.stop - 1}", hoverinfo="text"))
+    if new_channels:
+        fig.add_trace(go.Bar(x=[new_channels], y=["output"], orientation="h", name="new maps",
+                             marker_color="#111827", hovertext=f"{new_channels} new maps", hoverinfo="text"))
+    fig.update_layout(**_LAYOUT, barmode="stack", height=150 if new_channels else 120, showlegend=len(slices) <= 16,
+                      legend=dict(orientation="h", y=-0.35, font=dict(size=10)),
+                      title=dict(text=f"{sum(p.channels for p in slices)} input channels by source",
+                                 font=dict(size=13)),
+                      xaxis=dict(title=None, gridcolor="#eef2f7"))
+    return fig
+
+
+def heatmap(values: np.ndarray, *, title: str, colorscale: str = "Viridis", zmin: float | None = None,
+            zmax: float | None = None, height: int = 380) -> go.Figure:
+    """One map, large, with its raw values on hover and a colour bar."""
+    fig = go.Figure(go.Heatmap(z=values, colorscale=colorscale, zmin=zmin, zmax=zmax,
+                               hovertemplate="row %{y}, col %{x}: %{z:.4g}<extra></extra>"))
+    fig.update_layout(**_LAYOUT, height=height, title=dict(text=title, font=dict(size=13)),
+                      xaxis=dict(visible=False, constrain="domain"),
+                      yaxis=dict(visible=False, autorange="reversed", scaleanchor="x"))
+    return fig
+
+
+def feature_reuse_heatmap(reuse: FeatureReuse, *, normalise: bool = True) -> go.Figure:
+    """The paper's Fig. 5 for one block: target layer (x) against source layer (y)."""
+    m = reuse.matrix.copy()
+    if normalise:
+        m = m / np.nanmax(m, axis=1, keepdims=True)
+    z = m.T  # rows: sources, columns: targets, as in the paper
+    targets = [str(i) for i in range(1, len(reuse.targets))] + [
+        "classifier" if reuse.targets[-1] == "classifier" else "transition"]
+    sources = ["input"] + [str(i) for i in range(1, len(reuse.sources))]
+    hover = [[("" if np.isnan(z[s, t]) else
+               f"{reuse.sources[s].removeprefix('features.')} → {reuse.targets[t].removeprefix('features.')}"
+               f"<br>mean |w| = {reuse.matrix[t, s]:.4g}" + (f" ({z[s, t]:.0%} of the row's max)" if normalise else ""))
+              for t in range(z.shape[1])] for s in range(z.shape[0])]
+    fig = go.Figure(go.Heatmap(z=z, x=targets, y=sources, colorscale="Inferno", hovertext=hover, hoverinfo="text",
+                               colorbar=dict(title="÷ max" if normalise else "mean |w|")))
+    fig.update_layout(**_LAYOUT, height=420,
+                      title=dict(text="Feature reuse: mean |weight| from source (rows) to target layer (columns)",
+                                 font=dict(size=14)),
+                      xaxis=dict(title="target layer", type="category"),
+                      yaxis=dict(title="source layer", type="category", autorange="reversed"))
+    return fig
+
+
+def deletion_insertion_curves(result: object) -> go.Figure:
+    """Deletion and insertion curves: the class score as the most salient pixels go or come."""
+    fractions = np.asarray(getattr(result, "fractions"))
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=fractions, y=np.asarray(getattr(result, "deletion_scores")), name=
+                             f"deletion (AUC {getattr(result, 'deletion_auc'):.3f}, lower is better)",
+                             line=dict(color="#dc2626")))
+    fig.add_trace(go.Scatter(x=fractions, y=np.asarray(getattr(result, "insertion_scores")), name=
+                             f"insertion (AUC {getattr(result, 'insertion_auc'):.3f}, higher is better)",
+                             line=dict(color="#16a34a")))
+    fig.update_layout(**_LAYOUT, height=260, legend=dict(orientation="h", y=-0.3, font=dict(size=10)),
+                      xaxis=dict(title="fraction of pixels", tickformat=".0%"), yaxis=dict(title="score"))
+    return fig
+
+
+# --- a dense block, step by step -----------------------------------------------------------------
+
+def step_figure(block: BlockInfo, step: Step) -> go.Figure:
+    """Layer l of a block as stacked channel bars: its concatenated input, bottleneck, new maps."""
+    fig = go.Figure()
+    k = block.growth_rate
+    rows = ["input [x0, …, x(l-1)]", "1×1 conv (bottleneck)", "3×3 conv → new maps", "concatenated output"]
+    pieces = [(0, block.in_channels, "block input")] + [
+        (i, k, f"layer {i}") for i in range(1, step.layer)]
+    for i, width, label in pieces:
+        fig.add_trace(go.Bar(x=[width], y=[rows[0]], orientation="h", marker_color=source_color(i), name=label,
+                             hovertext=f"{label}: {width} ch", hoverinfo="text", showlegend=False))
+    if step.bottleneck_shape is not None:
+        fig.add_trace(go.Bar(x=[step.bottleneck_shape[2]], y=[rows[1]], orientation="h", marker_color="#64748b",
+                             hovertext=f"bottleneck: {step.bottleneck_shape[2]} ch", hoverinfo="text",
+                             showlegend=False))
+    fig.add_trace(go.Bar(x=[k], y=[rows[2]], orientation="h", marker_color=source_color(step.layer),
+                         hovertext=f"layer {step.layer}: {k} new maps", hoverinfo="text", showlegend=False))
+    for i, width, label in pieces + [(step.layer, k, f"layer {step.layer}")]:
+        fig.add_trace(go.Bar(x=[width], y=[rows[3]], orientation="h", marker_color=source_color(i),
+                             hovertext=f"{label}: {width} ch", hoverinfo="text", showlegend=False))
+    fig.update_layout(**_LAYOUT, barmode="stack", height=230,
+                      xaxis=dict(title="channels", range=[0, block.out_channels * 1.02], gridcolor="#eef2f7"),
+                      yaxis=dict(categoryorder="array", categoryarray=list(reversed(rows)), automargin=True),
+                      title=dict(text=f"layer {step.layer}: {step.input_shape[2]} channels in, {k} out",
+                                 font=dict(size=14)))
+    return fig
+
+
+def concat_vs_add(block: BlockInfo) -> go.Figure:
+    """Channels entering each layer: DenseNet's concatenation against ResNet's addition."""
+    layers = list(range(1, block.num_layers + 1))
+    dense = [block.in_channels + (l - 1) * block.growth_rate for l in layers]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=layers, y=dense, mode="lines+markers", name="DenseNet: concatenate, c0 + (l−1)·k",
+                             line=dict(color="#0f766e")))
+    fig.add_trace(go.Scatter(x=layers, y=[block.in_channels] * len(layers), mode="lines+markers",
+                             name="ResNet: add, c stays c0", line=dict(color="#9333ea", dash="dash")))
+    fig.update_layout(**_LAYOUT, height=260, legend=dict(orientation="h", y=-0.35),
+                      xaxis=dict(title="layer l", dtick=max(1, math.ceil(len(layers) / 12))),
+                      yaxis=dict(title="channels into layer l", rangemode="tozero", gridcolor="#eef2f7"),
+                      title=dict(text="What layer l receives", font=dict(size=14)))
+    return fig
+
+
+def big(n: float) -> str:
+    """Human form of a large count: 7.98 M."""
+    return _fmt_big(n)
