@@ -221,6 +221,9 @@ def infer_config(state: Mapping[str, Tensor], **fixed: Any) -> DenseNetConfig:
         sample = ", ".join(list(state)[:3])
         raise CheckpointError("this does not look like a DenseNet checkpoint: it has no "
                               f"'features.conv0.weight' (its first keys are {sample})")
+    if "features.conv1.weight" in state or "features.conv0.1.weight" in state:
+        raise CheckpointError("this DenseNet has a deep stem (several stem convolutions, as timm's "
+                              "densenet264d and densenetblur121d); only the paper's single-conv stems are supported")
     c0, in_channels, kh, _ = conv0.shape
     stem = "imagenet" if kh == 7 else ("small" if "features.norm0.weight" in state else "cifar")
 

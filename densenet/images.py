@@ -92,8 +92,10 @@ def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS, max_bytes: 
         source: a path, the file's bytes, a binary file object (read from its current
             position), or a ``PIL.Image.Image``.
         max_pixels: refuse images whose width * height exceeds this, checked from the header
-            before decoding. Pillow's own hard limit (2 * ``Image.MAX_IMAGE_PIXELS``) still
-            applies above it.
+            before decoding (for multi-frame DICOM under pydicom 2.4, which decodes every
+            frame, times the frame count). Pillow's own hard limit (2 *
+            ``Image.MAX_IMAGE_PIXELS``) still applies above it, and between 1 and 2 times that
+            limit Pillow emits a ``DecompressionBombWarning`` before our refusal.
         max_bytes: refuse encoded files larger than this, checked before reading them.
 
     Returns:
@@ -150,7 +152,8 @@ def _read_path(path: Path, max_bytes: int) -> bytes:
 
 def _check_byte_count(count: int, max_bytes: int) -> None:
     if count > max_bytes:
-        raise ImageError(f"the file is too large: over {max_bytes / 1e6:.0f} MB (limit {max_bytes / 1e6:.0f} MB)")
+        limit = f"{max_bytes / 2**20:.0f} MB" if max_bytes >= 2**20 else f"{max_bytes} bytes"
+        raise ImageError(f"the file is too large: the limit is {limit}")
 
 
 def _check_pixel_count(width: int, height: int, max_pixels: int, frames: int = 1) -> None:
@@ -267,11 +270,13 @@ def _from_dicom(data: bytes, max_pixels: int, *, force: bool) -> np.ndarray:
         ds = pydicom.dcmread(io.BytesIO(data), force=force)
     if not any(keyword in ds for keyword in _PIXEL_DATA_KEYWORDS):
         raise ImageError("this DICOM file has no image (no pixel data)")
-    _ensure_transfer_syntax(ds)
-    _check_pixel_count(int(ds.get("Columns", 0) or 0), int(ds.get("Rows", 0) or 0), max_pixels,
-                       frames=1 if _pixel_array_v3 is not None else _frame_count(ds))
+    with _decoding("the DICOM header is damaged"):  # pydicom parses element values lazily, on access
+        _ensure_transfer_syntax(ds)
+        width, height = int(ds.get("Columns", 0) or 0), int(ds.get("Rows", 0) or 0)
+        frames = 1 if _pixel_array_v3 is not None else _frame_count(ds)  # pydicom 2.4 decodes every frame
+        photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    _check_pixel_count(width, height, max_pixels, frames=frames)
     pixels = _decode_first_frame(ds)
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if photometric.startswith("MONOCHROME"):
         return _finish(_monochrome_to_unit(pixels, ds, invert=photometric == "MONOCHROME1"))
     return _finish(_colour_to_unit(pixels, ds, photometric))
@@ -313,11 +318,7 @@ def _check_decoder(syntax: UID) -> None:
         return
     hint = _DECODER_PACKAGES.get(str(syntax), _ANY_DECODER)
     try:
-        from pydicom.pixels import get_decoder
-    except ImportError:  # pydicom 2.4: decoding errors are reported by _decoding
-        return
-    try:
-        available = get_decoder(syntax).is_available
+        available = _decoder_available(syntax)
     except NotImplementedError:
         raise ImageError(f"DICOM files with transfer syntax '{syntax.name}' ({syntax}) are not supported") from None
     if not available:
@@ -325,6 +326,16 @@ def _check_decoder(syntax: UID) -> None:
             f"cannot decode this DICOM file: no decoder for its transfer syntax '{syntax.name}' "
             f"is installed; install {hint}"
         )
+
+
+def _decoder_available(syntax: UID) -> bool:
+    """Whether pydicom can decode ``syntax`` with what is installed; NotImplementedError if never."""
+    try:
+        from pydicom.pixels import get_decoder
+    except ImportError:  # pydicom 2.4: a list of handler modules
+        handlers = pydicom.config.pixel_data_handlers
+        return any(h.supports_transfer_syntax(syntax) and h.is_available() for h in handlers)
+    return get_decoder(syntax).is_available
 
 
 def _monochrome_to_unit(pixels: np.ndarray, ds: Dataset, *, invert: bool) -> np.ndarray:

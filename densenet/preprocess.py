@@ -79,10 +79,11 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 @dataclass(frozen=True)
 class _Geometry:
-    """Where the model's view comes from: crop ``box`` of the image, resampled to ``size``.
+    """Where the model's view comes from, in torchvision's order: resize, crop, resize.
 
-    ``resized`` is the image size after the first resize (``None``: no resize before the
-    crop); ``top``/``left``/``side`` locate the square crop in that (possibly resized) image.
+    ``resized`` is the ``(H, W)`` after the first resize (``None``: no resize before the crop);
+    ``top``/``left``/``side`` locate the square crop in that (possibly resized) image, which is
+    then resampled to ``size x size`` (a no-op when ``side == size``).
     """
 
     resized: tuple[int, int] | None
@@ -100,8 +101,8 @@ def preprocess(image: np.ndarray | Image.Image, model_or_preset: PresetSource, *
                device: torch.device | str | None = None) -> torch.Tensor:
     """Turn an image into the input tensor a model expects.
 
-    Channels are matched first (grey replicated to 3 channels, colour to 1 channel by BT.601
-    luminance), then the preset's resize and centre crop, then value_range or mean/std.
+    Channels are matched (grey replicated, colour to 1 channel by BT.601 luminance), the
+    preset's resize and centre crop applied, then its value_range or mean/std.
 
     Args:
         image: ``(H, W)`` or ``(H, W, 3)`` float array in [0, 1] as returned by

@@ -200,3 +200,20 @@ def test_create_with_a_checkpoint_path_checks_the_architecture(tmp_path):
     assert densenet.create("densenet-bc-100-12", weights=path).config.growth_rate == 12
     with pytest.raises(CheckpointError, match="different DenseNet"):
         densenet.create("densenet-40-12", weights=path)
+
+
+def test_timm_densenet_state_dict_loads_and_matches_timm():
+    timm = pytest.importorskip("timm")
+    reference = timm.create_model("densenet121", pretrained=False, num_classes=7).eval()
+    loaded = densenet.load_checkpoint(save(reference.state_dict()))
+    assert loaded.config == densenet.VARIANTS["densenet121"].replace(num_classes=7)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), reference(x), rtol=0, atol=1e-5)
+
+
+def test_timm_deep_stem_variant_is_refused_clearly():
+    timm = pytest.importorskip("timm")
+    state = timm.create_model("densenet264d", pretrained=False, num_classes=2).state_dict()
+    with pytest.raises(CheckpointError, match="DenseNet"):
+        densenet.load_checkpoint(save(state))
