@@ -11,15 +11,17 @@ from typing import Any
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .config import VARIANTS, DenseNetConfig, cifar_bc, cifar_plain
 from .device import pick_device
+from .images import ImageError, load_image
 from .model import DenseNet
+from .preprocess import preprocess
 from .pretrained import IMAGENET_VARIANTS, WeightsUnavailableError
 from .topology import Topology, topology
 from .trace import Trace
 
 __all__ = [
-    "VARIANTS", "DenseNet", "DenseNetConfig", "CheckpointError", "Topology", "Trace",
-    "WeightsUnavailableError", "cifar_bc", "cifar_plain", "create", "load_checkpoint", "pick_device",
-    "save_checkpoint", "topology",
+    "VARIANTS", "DenseNet", "DenseNetConfig", "CheckpointError", "ImageError", "Topology", "Trace",
+    "WeightsUnavailableError", "cifar_bc", "cifar_plain", "create", "load_checkpoint", "load_image",
+    "pick_device", "preprocess", "save_checkpoint", "topology",
 ]
 
 
