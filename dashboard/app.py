@@ -66,7 +66,7 @@ def model_sidebar() -> state.Context:
     st.subheader("Model")
     options = [s for s in SOURCES if s != "demo" or backend.demo_available()]
     source = st.selectbox("Source", options, format_func=SOURCES.get, key="model_source")
-    spec, data = None, None
+    spec, read = None, None
     if source == "demo":
         spec = state.ModelSpec("demo", "demo")
     elif source == "variant":
@@ -93,16 +93,19 @@ def model_sidebar() -> state.Context:
         if upload is None:
             st.info("Drop a checkpoint here; until then the default model is used.")
         else:
-            digest, data = state.file_digest(upload.file_id, upload.getvalue)
-            spec = state.ModelSpec("checkpoint", upload.name, digest=digest)
+            read = upload.getvalue
+            spec = state.ModelSpec("checkpoint", upload.name, digest=state.file_digest(upload.file_id, read))
 
-    ctx = state.Context(spec=spec or default_spec(), data=data)
+    ctx = state.Context(spec=spec or default_spec(), read=read)
     if spec is not None and not spec.config:  # needs loading to be known: load now, report failure here
         try:
             ctx.model()
         except state.ModelError as e:
             st.error(f"Could not load {spec.label}: {e}")
-            ctx = state.Context(spec=default_spec())
+            fallback = default_spec()
+            if fallback.key == spec.key:  # the demo itself failed: a built-in variant never does
+                fallback = state.ModelSpec("variant", FALLBACK_VARIANT, densenet.VARIANTS[FALLBACK_VARIANT])
+            ctx = state.Context(spec=fallback)
             st.caption(f"Showing the {ctx.spec.label} instead.")
     return ctx
 
@@ -146,18 +149,17 @@ def image_sidebar(ctx: state.Context) -> None:
               "grey images feed colour models replicated."))
     try:
         if upload is not None:
-            digest, data = state.file_digest(upload.file_id, upload.getvalue)
-            ctx.image = state.read_image(upload.name, digest, data)
+            digest = state.file_digest(upload.file_id, upload.getvalue)
+            ctx.image = state.read_image(upload.name, digest, upload.getvalue)
         elif sample_name is not None:
             sample = samples[names.index(sample_name)]
-            data = sample.read()
-            ctx.image = state.read_image(sample.name, backend.digest(data), data)
+            ctx.image = state.read_image(sample.name, state.file_digest(str(sample), sample.read), sample.read)
     except backend.ImageError as e:
         ctx.image_error = f"Could not read {upload.name if upload is not None else sample_name}: {e}"
         st.error(ctx.image_error)
     if ctx.image is not None:
-        st.image(ctx.image.pixels, caption=f"{ctx.image.name} · {ctx.image.pixels.shape[1]}×"
-                 f"{ctx.image.pixels.shape[0]}", width=180, clamp=True)
+        st.image(ctx.image.thumbnail(), caption=f"{ctx.image.name} · {ctx.image.pixels.shape[1]}×"
+                 f"{ctx.image.pixels.shape[0]}", width=180)
 
 
 def model_summary(ctx: state.Context) -> None:
@@ -168,8 +170,18 @@ def model_summary(ctx: state.Context) -> None:
                f"{params / 1e6:.2f} M params · input {cfg.in_channels}×{ctx.input_size}×{ctx.input_size}")
 
 
+STYLE = """<style>
+  /* less empty space under the top navigation */
+  [data-testid="stMainBlockContainer"] { padding-top: 3.5rem; }
+  [data-testid="stSidebarUserContent"] { padding-top: 0.5rem; }
+  /* an offline teaching tool: no "Deploy" button */
+  [data-testid="stAppDeployButton"] { display: none; }
+</style>"""
+
+
 def main() -> None:
     state.start_timer()
+    st.html(STYLE)
     with st.sidebar:
         st.markdown("### :material/hub: DenseNet Explorer")
         ctx = model_sidebar()

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 import densenet
-from densenet import preprocess as _preprocess_mod
+import densenet.demo
 from densenet.images import MAX_BYTES, MAX_PIXELS, SUPPORTED_EXTENSIONS, ImageError, load_image
-from densenet.preprocess import Preprocessing, custom, preprocess, to_display
+from densenet.preprocess import Preprocessing, custom, default_for, preprocess, to_display
 
 try:  # issue 4: the explanation methods
     from densenet import explain as _explain
@@ -63,7 +63,7 @@ def fresh_preprocessing(config: densenet.DenseNetConfig) -> Preprocessing:
     if config.stem == "small":
         channels = config.in_channels
         return custom(size=128, channels=channels, mean=(0.5,) * channels, std=(0.25,) * channels)
-    return _preprocess_mod.default_for(config.in_channels)
+    return default_for(config.in_channels)
 
 
 def build_fresh(config: densenet.DenseNetConfig) -> densenet.DenseNet:
@@ -84,7 +84,8 @@ def demo_model() -> densenet.DenseNet | None:
 
 def demo_available() -> bool:
     """Cheap check (no loading) that the demo model can be offered."""
-    return getattr(densenet.demo, "load", None) is not None and any((ASSETS / "demo").glob("*.safetensors"))
+    weights = getattr(densenet.demo, "WEIGHTS_PATH", None)
+    return getattr(densenet.demo, "load", None) is not None and weights is not None and Path(weights).is_file()
 
 
 def default_cam_layer(model: densenet.DenseNet) -> str:
@@ -111,10 +112,13 @@ class Sample:
 
 def samples() -> list[Sample]:
     """The built-in images, demo radiographs first (the demo model's preselected input)."""
-    exts = {f".{e}" for e in SUPPORTED_EXTENSIONS}
-    files = sorted(p for p in SAMPLES_DIR.glob("*") if p.suffix.lower() in exts) if SAMPLES_DIR.is_dir() else []
+    listed = getattr(densenet.demo, "sample_paths", None)
+    if listed is not None:
+        files = list(listed())
+    else:
+        exts = {f".{e}" for e in SUPPORTED_EXTENSIONS}
+        files = sorted(p for p in SAMPLES_DIR.glob("*") if p.suffix.lower() in exts) if SAMPLES_DIR.is_dir() else []
     if files:
-        files.sort(key=lambda p: (not p.name.startswith("demo_"), not p.name.startswith("demo_nodule"), p.name))
         return [Sample(p.name, path=p) for p in files]
     # Stand-in until assets/samples/ exists: one generated radiograph per class.
     _, labels = _generated_batch()

@@ -132,7 +132,7 @@ def connectivity_graph(block: BlockInfo, selected: int | None = None, *, height:
         **_LAYOUT, height=height, dragmode=False, clickmode="event+select", hovermode="closest",
         title=dict(text=f"{short_name(block.name)}: {n} layers, {block.num_links} links = {n}·{n + 1}/2",
                    font=dict(size=15)),
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+        legend=dict(orientation="h", yanchor="top", y=0.0, xanchor="center", x=0.5, font=dict(size=11)),
         xaxis=dict(visible=False, range=[-0.8, n + 0.8]),
         yaxis=dict(visible=False, range=[-0.22 * top - 0.6, top * 1.06], scaleanchor="x", scaleratio=1),
     )
@@ -171,7 +171,8 @@ def selected_layer(event: object, block: BlockInfo) -> int | None:
 # --- whole network -----------------------------------------------------------------------------
 
 def _dot_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
+    """Quotes escaped for a DOT string; ``\\n`` (DOT's line break) is kept."""
+    return text.replace('"', '\\"')
 
 
 def overview_dot(topo: Topology, highlight: str | None = None) -> str:
@@ -181,7 +182,7 @@ def overview_dot(topo: Topology, highlight: str | None = None) -> str:
     h, w = topo.input_size
     lines = [
         "digraph DenseNet {",
-        '  rankdir=LR; bgcolor="transparent"; nodesep=0.25; ranksep=0.3;',
+        '  rankdir=TB; bgcolor="transparent"; nodesep=0.25; ranksep=0.22;',
         '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11, '
         'fillcolor="#f1f5f9", color="#94a3b8"];',
         '  edge [color="#64748b", arrowsize=0.7, fontname="Helvetica", fontsize=9];',
@@ -358,8 +359,8 @@ def provenance_bar(slices: list[ChannelSlice], new_channels: int | None = None) 
     if new_channels:
         fig.add_trace(go.Bar(x=[new_channels], y=["output"], orientation="h", name="new maps",
                              marker_color="#111827", hovertext=f"{new_channels} new maps", hoverinfo="text"))
-    fig.update_layout(**_LAYOUT, barmode="stack", height=150 if new_channels else 120, showlegend=len(slices) <= 16,
-                      legend=dict(orientation="h", y=-0.35, font=dict(size=10)),
+    fig.update_layout(**_LAYOUT, barmode="stack", height=(150 if new_channels else 120) + (40 if len(slices) <= 8 else 0),
+                      showlegend=len(slices) <= 8, legend=dict(orientation="h", y=-0.4, font=dict(size=10)),
                       title=dict(text=f"{sum(p.channels for p in slices)} input channels by source",
                                  font=dict(size=13)),
                       xaxis=dict(title=None, gridcolor="#eef2f7"))
@@ -391,6 +392,7 @@ def feature_reuse_heatmap(reuse: FeatureReuse, *, normalise: bool = True) -> go.
                f"<br>mean |w| = {reuse.matrix[t, s]:.4g}" + (f" ({z[s, t]:.0%} of the row's max)" if normalise else ""))
               for t in range(z.shape[1])] for s in range(z.shape[0])]
     fig = go.Figure(go.Heatmap(z=z, x=targets, y=sources, colorscale="Inferno", hovertext=hover, hoverinfo="text",
+                               zmin=0.0, zmax=1.0 if normalise else None,
                                colorbar=dict(title="÷ max" if normalise else "mean |w|")))
     fig.update_layout(**_LAYOUT, height=420,
                       title=dict(text="Feature reuse: mean |weight| from source (rows) to target layer (columns)",

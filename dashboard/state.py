@@ -68,16 +68,21 @@ def computing(message: str) -> Iterator[None]:
             _local.depth -= 1
         return
     gate = _gate()
-    if not gate.acquire(blocking=False):
-        with st.spinner("Waiting for another session's computation to finish…"):
-            gate.acquire()
-    _local.depth = 1
+    acquired = gate.acquire(blocking=False)
     try:
+        # Any Streamlit call may raise StopException when the session reruns or closes (the
+        # spinner's exit included): the release sits in the same try as every acquisition.
+        if not acquired:
+            with st.spinner("Waiting for the model: another computation is running…"):
+                while not acquired:
+                    acquired = gate.acquire(timeout=0.2)
+        _local.depth = 1
         with st.spinner(message):
             yield
     finally:
         _local.depth = 0
-        gate.release()
+        if acquired:
+            gate.release()
 
 
 def device_label() -> str:
@@ -102,7 +107,10 @@ def memo(name: str, key: Hashable, compute: Callable[[], T], *, max_entries: int
     value = compute()
     cache[key] = value
     while len(cache) > max_entries:
-        cache.popitem(last=False)
+        try:
+            cache.popitem(last=False)
+        except KeyError:  # an overlapping (stopping) run of this session emptied it first
+            break
     return value
 
 
@@ -200,7 +208,7 @@ class ModelError(Exception):
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def _load(key: str, _spec: ModelSpec, _data: bytes | None) -> densenet.DenseNet:
+def _load(key: str, _spec: ModelSpec, _read: Callable[[], bytes] | None) -> densenet.DenseNet:
     """Build or load a model once per key for all sessions; device and eval() set here only."""
     spec = _spec
     if spec.kind == "demo":
@@ -212,20 +220,23 @@ def _load(key: str, _spec: ModelSpec, _data: bytes | None) -> densenet.DenseNet:
     elif spec.kind == "imagenet":
         model = densenet.create(spec.name, weights="imagenet")
     elif spec.kind == "checkpoint":
-        model = densenet.load_checkpoint(_data)
+        model = densenet.load_checkpoint(_read())
     else:
         raise ValueError(f"unknown model kind {spec.kind!r}")
     return model.to(DEVICE).eval()
 
 
-def load_model(spec: ModelSpec, data: bytes | None = None) -> densenet.DenseNet:
-    """The model for ``spec`` (cached); raises :class:`ModelError` with a plain reason."""
+def load_model(spec: ModelSpec, read: Callable[[], bytes] | None = None) -> densenet.DenseNet:
+    """The model for ``spec`` (cached); raises :class:`ModelError` with a plain reason.
+
+    ``read`` returns an uploaded checkpoint's bytes; it is called only when the model is not cached.
+    """
     failed = _session_cache("failed_models")
     if spec.key in failed:
         raise ModelError(failed[spec.key])
     try:
         with computing(f"Loading {spec.label}…"):
-            return _load(spec.key, spec, data)
+            return _load(spec.key, spec, read)
     except (densenet.CheckpointError, densenet.WeightsUnavailableError, ModelError, ValueError, TypeError) as e:
         failed[spec.key] = str(e)
         raise ModelError(str(e)) from None
@@ -241,16 +252,19 @@ class ImageInput:
     digest: str
     pixels: np.ndarray = field(repr=False, compare=False)
 
-
-def file_digest(file_id: str, read: Callable[[], bytes]) -> tuple[str, bytes]:
-    """Content hash of an uploaded file, computed once per upload (hashing 100 MB takes a while)."""
-    data = read()
-    return memo("digests", file_id, lambda: backend.digest(data), max_entries=8), data
+    def thumbnail(self) -> np.ndarray:
+        """A small uint8 copy for the sidebar (a 40-megapixel upload is not re-encoded on every rerun)."""
+        return memo("thumbnails", self.digest, lambda: analysis.thumbnail(self.pixels), max_entries=4)
 
 
-def read_image(name: str, digest: str, data: bytes) -> ImageInput:
+def file_digest(file_id: str, read: Callable[[], bytes]) -> str:
+    """Content hash of an uploaded file, computed once per upload (reading and hashing 100 MB takes a while)."""
+    return memo("digests", file_id, lambda: backend.digest(read()), max_entries=8)
+
+
+def read_image(name: str, digest: str, read: Callable[[], bytes]) -> ImageInput:
     """Decode once per content hash; raises ``backend.ImageError`` for bad files."""
-    pixels = memo("images", digest, lambda: backend.load_image(data), max_entries=4)
+    pixels = memo("images", digest, lambda: backend.load_image(read()), max_entries=4)
     return ImageInput(name, digest, pixels)
 
 
@@ -261,13 +275,13 @@ class Context:
     """What the sidebar chose, read by every page through :func:`context`."""
 
     spec: ModelSpec
-    data: bytes | None = field(default=None, repr=False)
+    read: Callable[[], bytes] | None = field(default=None, repr=False)
     image: ImageInput | None = None
     image_error: str | None = None
     notes: list[str] = field(default_factory=list)
 
     def model(self) -> densenet.DenseNet:
-        return load_model(self.spec, self.data)
+        return load_model(self.spec, self.read)
 
     @property
     def config(self) -> densenet.DenseNetConfig:

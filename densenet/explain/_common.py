@@ -82,17 +82,17 @@ def prepare_input(model: nn.Module, x: Tensor, index: int = 0) -> Tensor:
 
 
 def resolve_target(model: nn.Module, x: Tensor, target: int | None) -> int:
-    """Check a class/label index, or find the top prediction of ``x`` (one forward, no graph)."""
+    """Check a class/label index, or find the top prediction of ``x`` (one forward, no graph).
+
+    The range is checked against ``model.config.num_classes`` when the model has one (a
+    DenseNet); for other modules only ``target >= 0`` is checked here.
+    """
     if target is not None and (isinstance(target, bool) or not isinstance(target, (int, np.integer))):
         raise TypeError(f"target must be an int class index or None, got {target!r}")
-    config = getattr(model, "config", None)
-    num = getattr(config, "num_classes", None)
-    if target is None or num is None:
+    if target is None:
         with torch.no_grad():
-            logits = model(x)
-        num = logits.shape[1]
-        if target is None:
-            return int(logits[0].argmax())
-    if not 0 <= target < num:
+            return int(model(x)[0].argmax())
+    num = getattr(getattr(model, "config", None), "num_classes", None)
+    if target < 0 or (num is not None and target >= num):
         raise ValueError(f"target {target} out of range for {num} classes")
     return int(target)

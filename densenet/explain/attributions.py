@@ -13,15 +13,23 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from captum.attr import GuidedGradCam, IntegratedGradients, NoiseTunnel, Occlusion, Saliency
 from torch import Tensor, nn
 
+# captum is imported inside each function: it takes about a second to load (matplotlib and
+# more), which the CAM family, and every page that does not use attributions, need not pay.
+
 from ._common import normalise, prepare_input, resolve_target, to_numpy
+
+# captum warns on every GuidedBackprop call that it hooks the ReLUs; ours are on a private
+# copy of the model (see guided_grad_cam), so the warning only adds noise to the logs.
+warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU activations", category=UserWarning,
+                        module="captum")
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,8 @@ def integrated_gradients(model: nn.Module, x: Tensor, target: int | None = None,
     Returns:
         An :class:`Attribution` with ``method="integrated-gradients"``.
     """
+    from captum.attr import IntegratedGradients
+
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     x = prepare_input(model, x, index)
@@ -110,6 +120,8 @@ def smoothgrad(model: nn.Module, x: Tensor, target: int | None = None, samples: 
     Returns:
         An :class:`Attribution` with ``method="smoothgrad"`` (signed mean gradient, summed over channels).
     """
+    from captum.attr import NoiseTunnel, Saliency
+
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     if stdev < 0:
@@ -146,6 +158,8 @@ def occlusion(model: nn.Module, x: Tensor, target: int | None = None, window: in
         An :class:`Attribution` with ``method="occlusion"``; positive where hiding a pixel
         lowers the logit.
     """
+    from captum.attr import Occlusion
+
     x = prepare_input(model, x, index)
     t = resolve_target(model, x, target)
     c, h, w = x.shape[1:]
@@ -195,6 +209,8 @@ def guided_grad_cam(model: nn.Module, x: Tensor, target: int | None = None, laye
     Returns:
         An :class:`Attribution` with ``method="guided-gradcam"``.
     """
+    from captum.attr import GuidedGradCam
+
     x = prepare_input(model, x, index)
     names = getattr(model, "tap_names", None)
     if names is not None and layer not in names:

@@ -28,7 +28,7 @@ from ._common import Size, normalise, prepare_input, resolve_size, to_numpy, ups
 CAM_METHODS: dict[str, str] = {
     "gradcam": "Grad-CAM: activations weighted by their spatially averaged gradient (Selvaraju et al. 2017).",
     "hirescam": "HiResCAM: activations times gradients, elementwise, summed over channels (Draelos & Carin 2020).",
-    "gradcam++": "Grad-CAM++: channel weights from positive gradients with per-pixel alphas (Chattopadhay et al. 2018).",
+    "gradcam++": "Grad-CAM++: positive gradients weighted by per-pixel alphas (Chattopadhay et al. 2018).",
     "xgradcam": "XGrad-CAM: gradients weighted by normalised activations (Fu et al. 2020).",
     "layercam": "LayerCAM: activations times positive gradients, elementwise (Jiang et al. 2021).",
     "eigencam": "EigenCAM: first principal component of the activations, no gradient (Muhammad & Yeasin 2020).",

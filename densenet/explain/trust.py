@@ -258,6 +258,8 @@ def deletion_insertion(model: nn.Module, x: Tensor, cam_map: CamMap | np.ndarray
             deleting = (chunk <= steps).view(-1, 1, 1, 1)
             images = torch.where(deleting, torch.where(hidden, base, x), torch.where(hidden, x, base))
             logits = model(images).float()
+            if not t < logits.shape[1]:
+                raise ValueError(f"target {t} out of range for {logits.shape[1]} classes")
             probs = torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
             scores.append(probs[:, t])
     scores_np = to_numpy(torch.cat(scores)).astype(np.float64)

@@ -1,0 +1,98 @@
+"""Architecture: dense connectivity of a block, the whole network, channel growth, the layer table.
+
+Everything here is computed from the config alone, so the classroom knobs redraw it instantly.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import figures, state
+from dashboard.analysis import short_name
+
+ctx = state.context()
+cfg = ctx.config
+topo = state.topology(cfg, ctx.input_size)
+cfg_key = f"{cfg.to_json()}@{ctx.input_size}"
+
+st.header("Architecture", divider="gray")
+if ctx.spec.kind == "custom":
+    st.caption(":material/school: Classroom mode: drag the knobs in the sidebar, everything below is redrawn "
+               "from the configuration alone (no weights).")
+else:
+    st.caption("Choose **Custom** as the model source in the sidebar to bend growth rate, blocks, bottleneck and "
+               "compression and watch everything below change.")
+
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Depth L", cfg.depth, help="Convolutions in blocks and transitions, plus stem conv and classifier.")
+c2.metric("Dense links", f"{topo.num_links:,}", help="Σ L_b(L_b+1)/2 over the blocks.")
+c3.metric("Parameters", figures.big(topo.total_params))
+c4.metric("MACs per image", figures.big(topo.total_macs), help=f"At {ctx.input_size}×{ctx.input_size} input.")
+
+# --- connectivity of one block ------------------------------------------------------------------
+block_options = list(range(len(topo.blocks)))
+state.sticky("block", 0, block_options)
+left, right = st.columns([3, 2], gap="large")
+with right:
+    b = st.selectbox("Dense block", block_options, key="block",
+                     format_func=lambda i: f"block {i + 1}: {topo.blocks[i].num_layers} layers, "
+                                           f"{topo.blocks[i].size[0]}×{topo.blocks[i].size[1]}")
+    state.remember("block")
+    block = topo.blocks[b]
+    node_options = list(range(block.num_layers + 1))  # 0: no highlight
+    state.sticky("arch_node", min(4, block.num_layers), node_options)
+    node = st.selectbox("Highlight the inputs of", node_options, key="arch_node",
+                        format_func=lambda n: "no layer" if n == 0 else f"layer {n}",
+                        help="Or click a layer on the graph.") or None
+    state.remember("arch_node")
+
+    L, k = block.num_layers, block.growth_rate
+    st.markdown(f"**{L} layers → L(L+1)/2 = {L}·{L + 1}/2 = {L * (L + 1) // 2} links**")
+    st.caption(f"Edges drawn in the graph: {block.num_links}. Layer l reads the block input and the "
+               f"{k} maps of each earlier layer: c0 + (l−1)·k = {block.in_channels} + (l−1)·{k} channels.")
+    if node is not None:
+        slices = topo.provenance(block.layer_name(node))
+        cin = block.in_channels + (node - 1) * k
+        st.markdown(f"**Layer {node}** (`{short_name(block.layer_name(node))}`) reads **{node} inputs**: "
+                    f"the block input ({block.in_channels} ch)" +
+                    ("" if node == 1 else f" and layer 1 ({k} ch)" if node == 2 else
+                     f" and layers 1–{node - 1} ({node - 1}·{k} ch)") +
+                    f", **{cin} channels** in all, and adds {k} new maps.")
+        st.caption(" · ".join(f"ch {s.start}–{s.stop - 1} ← {short_name(s.source)}" for s in slices[:8]) +
+                   (" · …" if len(slices) > 8 else ""))
+        st.page_link("views/feature_maps.py", label="See its feature maps", icon=":material/grid_view:")
+
+
+def _on_click() -> None:
+    picked = figures.selected_layer(st.session_state.get("conn_graph"), block)
+    if picked is not None and picked > 0:
+        state.choose("arch_node", picked)
+        state.choose("fm_layer", block.layer_name(picked))
+
+
+with left:
+    fig = state.shared_figure("connectivity", f"{cfg_key}|{b}|{node}",
+                              lambda: figures.connectivity_graph(block, node, height=440))
+    st.plotly_chart(fig, key="conn_graph", on_select=_on_click, selection_mode="points",
+                    config={"displayModeBar": False})
+
+# --- whole network ------------------------------------------------------------------------------
+st.subheader("The whole network")
+g1, g2 = st.columns([2, 5], gap="large")
+with g1:
+    st.graphviz_chart(figures.overview_dot(topo, highlight=block.name), width="stretch")
+with g2:
+    st.plotly_chart(state.shared_figure("growth", cfg_key, lambda: figures.channel_growth(topo)), key="growth_chart",
+                    config={"displayModeBar": False})
+    st.caption(f"Inside block b the concatenation grows by k = {cfg.growth_rate} channels per layer "
+               f"(c0 + l·k); each transition keeps ⌊θ·c⌋ with θ = {cfg.compression:g} and halves the size. "
+               "Hover a point for its arithmetic.")
+
+st.subheader("Layer table")
+st.caption("Laid out like Table 1 of Huang et al. (2017); parameters and multiply-accumulates counted from the config.")
+number = st.column_config.NumberColumn(format="compact")
+st.dataframe(figures.paper_table(topo), hide_index=True, width="stretch",
+             column_config={"Params": number, "MACs": number})
+with st.expander("Every layer"):
+    st.dataframe(figures.layer_table(topo), hide_index=True, width="stretch",
+                 column_config={"Params": number, "MACs": number})

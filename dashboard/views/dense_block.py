@@ -1,0 +1,115 @@
+"""A dense block, step by step: the growing concatenation, the shapes, the transition, feature reuse."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import analysis, figures, state
+from dashboard.analysis import short_name
+
+ctx = state.context()
+cfg = ctx.config
+topo = state.topology(cfg, ctx.input_size)
+st.header("Dense block, step by step", divider="gray")
+
+
+def shape(s: tuple[int, int, int]) -> str:
+    return f"({s[0]}, {s[1]}, {s[2]})"
+
+
+block_options = list(range(len(topo.blocks)))
+state.sticky("block", 0, block_options)
+c1, c2 = st.columns([1, 2])
+b = c1.selectbox("Dense block", block_options, key="block",
+                 format_func=lambda i: f"block {i + 1} ({topo.blocks[i].num_layers} layers)")
+state.remember("block")
+block = topo.blocks[b]
+steps = analysis.block_steps(block, cfg.bn_size)
+L, k, c0 = block.num_layers, block.growth_rate, block.in_channels
+state.sticky("step", 1, list(range(1, L + 1)))
+with c2:
+    layer = st.slider("Layer l", 1, L, key="step", help="Walk through the block one dense layer at a time.") \
+        if L > 1 else 1
+state.remember("step")
+step = steps[layer - 1]
+
+st.markdown(f"Input of the block: **{shape(steps[0].input_shape)}** (height, width, channels), growth rate "
+            f"**k = {k}**. Each layer concatenates everything before it and adds k maps:")
+chain = [shape(s.input_shape) for s in steps] + [shape(steps[-1].output_shape)]
+chain[layer - 1] = f"**{chain[layer - 1]}**"
+st.markdown(" → ".join(chain) + f"  \n= ({block.size[0]}, {block.size[1]}, {c0} + {L}·{k}) = "
+            f"**{shape(steps[-1].output_shape)}**")
+
+m = st.columns(4)
+m[0].metric(f"Input to layer {layer}", shape(step.input_shape), help=f"c0 + (l−1)·k = {c0} + {layer - 1}·{k}")
+m[1].metric("After the 1×1 bottleneck", shape(step.bottleneck_shape) if step.bottleneck_shape else "none",
+            help="BN-ReLU-1×1 conv to 4k channels (DenseNet-B)." if step.bottleneck_shape else
+            "This model has no bottleneck: BN-ReLU-3×3 conv reads the concatenation directly.")
+m[2].metric("After the 3×3 conv", shape(step.new_shape), help="k new feature maps.")
+m[3].metric("Concatenated output", shape(step.output_shape), help=f"c0 + l·k = {c0} + {layer}·{k}")
+st.plotly_chart(figures.step_figure(block, step), key="step_fig", config={"displayModeBar": False})
+
+# Fresh weights need a model built (and run) for nothing but noise: only on request, so that the
+# classroom knobs stay instant on this page too.
+with_weights = ctx.spec.trained or st.toggle(
+    "Also show this layer's maps and the weights' feature reuse for these fresh weights", False, key="db_fresh",
+    help="Builds the model with random weights; for a trained model this is always shown.")
+
+if ctx.image is not None and with_weights:
+    an = state.get_analysis(ctx)
+    new = an.trace.activations.get(block.layer_name(layer))
+    if new is not None:
+        maps = analysis.to_numpy(new)
+        order = analysis.channel_order(maps)[:16]
+        st.image(list(analysis.upscale(analysis.colorize(maps[order]), 64)), width=64,
+                 caption=[f"#{int(i)}" for i in order])
+        st.caption(f"Layer {layer}'s new maps for {ctx.image.name} (strongest {len(order)} of {k}).")
+
+# --- transition -----------------------------------------------------------------------------------------
+rows = {r.name: r for r in topo.layers}
+tname = f"features.transition{b + 1}"
+if tname in rows:
+    t = rows[tname]
+    st.markdown(f"**Then transition {b + 1}** halves size and, with θ = {cfg.compression:g}, channels: "
+                f"{shape(steps[-1].output_shape)} → BN-ReLU-1×1 conv → "
+                f"({block.size[0]}, {block.size[1]}, {t.out_channels}) → 2×2 average pool → "
+                f"**({t.size[0]}, {t.size[1]}, {t.out_channels})**")
+else:
+    st.markdown(f"**The last block** feeds BN-ReLU, global pooling and the classifier: "
+                f"{shape(steps[-1].output_shape)} → ({block.out_channels},) → {cfg.num_classes} outputs.")
+
+# --- counting links; concatenation against addition ------------------------------------------------------
+left, right = st.columns(2, gap="large")
+with left:
+    st.subheader("How many connections?")
+    st.markdown("Layer l reads the block input and all l − 1 layers before it: l incoming links.")
+    st.latex(rf"\sum_{{l=1}}^{{L}} l = \frac{{L(L+1)}}{{2}} = \frac{{{L}\cdot{L + 1}}}{{2}} = {L * (L + 1) // 2}")
+    st.caption(f"Up to layer {layer}: {step.links_so_far} links. A plain chain of {L} layers has {L}.")
+with right:
+    st.subheader("Concatenation, not addition")
+    st.latex(r"\text{DenseNet: } x_l = H_l([x_0, x_1, \ldots, x_{l-1}])")
+    st.latex(r"\text{ResNet: } x_l = H_l(x_{l-1}) + x_{l-1}")
+    st.caption("ResNet sums features, so channels stay fixed and earlier maps are mixed away; DenseNet keeps every "
+               "map intact and lets each layer choose what to reuse, so each layer can be narrow (small k).")
+st.plotly_chart(figures.concat_vs_add(block), key="concat_fig", config={"displayModeBar": False})
+
+# --- feature reuse (Fig. 5) --------------------------------------------------------------------------------
+st.subheader("Feature reuse in the loaded weights")
+st.caption("As Fig. 5 of the DenseNet paper: for each layer (column), the mean absolute weight of its first "
+           "convolution over the channels each earlier layer (row) produced. Bright: that input is used a lot. "
+           "Each column is divided by its maximum.")
+if not with_weights:
+    st.info("This model has fresh random weights, where every source looks alike. Load a trained model (demo, "
+            "ImageNet or your checkpoint) to see which earlier layers each layer really uses, or switch the "
+            "toggle above.")
+else:
+    if not ctx.spec.trained:
+        st.info("These are fresh random weights, so every source looks alike.")
+    model = ctx.model()
+    reuse = state.memo("reuse", (ctx.spec.key, b), lambda: analysis.feature_reuse(model, state.topology(
+        model.config, ctx.input_size), b), max_entries=8)
+    normalise = st.toggle("Divide each column by its maximum", True, key="reuse_norm")
+    st.plotly_chart(figures.feature_reuse_heatmap(reuse, normalise=normalise), key="reuse_fig",
+                    config={"displayModeBar": False})
+    st.caption(f"{short_name(block.name)}: rows are the block input and layers 1–{L}; the last column is "
+               f"{'the classifier' if reuse.targets[-1] == 'classifier' else short_name(reuse.targets[-1])}.")

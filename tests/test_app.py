@@ -1,0 +1,492 @@
+"""The dashboard, page by page, through Streamlit's AppTest: what is shown, not only "no exception".
+
+Models are tiny (the classroom sliders, or a checkpoint built here) so that each run takes
+seconds on two shared cores; the default state uses whatever the app opens on.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+import densenet
+from dashboard import analysis, backend, figures
+from densenet.preprocess import custom
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "dashboard" / "app.py")
+TIMEOUT = 180  # first runs import torch, captum and plotly and build models; two cores are shared
+
+
+def new_app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=TIMEOUT)
+
+
+def ok(at: AppTest) -> AppTest:
+    """No exception and no error box; returns ``at`` for chaining."""
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def charts(at: AppTest, key: str) -> dict:
+    found = [c for c in at.get("plotly_chart") if c.key == key or (c.key or "").startswith(key)]
+    assert found, f"no plotly chart {key!r}; have {[c.key for c in at.get('plotly_chart')]}"
+    return json.loads(found[0].proto.spec)
+
+
+def decode(value) -> np.ndarray:
+    """A plotly JSON array: a list, or plotly 6's base64 ``{"bdata", "dtype", "shape"}``."""
+    if isinstance(value, dict) and "bdata" in value:
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        shape = [int(n) for n in str(value.get("shape", len(flat))).split(",")]
+        return flat.reshape(shape)
+    return np.asarray(value)
+
+
+def metric(at: AppTest, label: str) -> str:
+    values = [m.value for m in at.metric if m.label == label]
+    assert values, f"no metric {label!r}; have {[m.label for m in at.metric]}"
+    return values[0]
+
+
+def captions(at: AppTest) -> list[str]:
+    return [c.value for c in at.caption]
+
+
+def images(at: AppTest) -> list:
+    """The page's ``st.image`` elements (not the sidebar's), each with ``.proto.imgs``."""
+    return list(at.main.get("image"))
+
+
+def use_tiny(at: AppTest, k: int = 4, blocks: tuple[int, ...] = (3, 2), c0: int = 8) -> AppTest:
+    """The classroom model: a few layers on a CIFAR stem (32 px), fresh weights."""
+    at.selectbox(key="model_source").set_value("custom").run()
+    at.slider(key="c_blocks").set_value(len(blocks)).run()
+    at.slider(key="c_k").set_value(k)
+    for i, n in enumerate(blocks, start=1):
+        at.slider(key=f"c_L{i}").set_value(n)
+    at.slider(key="c_c0").set_value(c0)
+    at.selectbox(key="c_stem").set_value("cifar")
+    return ok(at.run())
+
+
+TINY_CKPT = densenet.DenseNetConfig(growth_rate=4, block_config=(2, 2), num_init_features=8, stem="cifar",
+                                    in_channels=1, num_classes=3)
+CLASSES = ["alpha", "beta", "gamma"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> bytes:
+    """A tiny 1-channel DenseNet with randomised BatchNorm (so predictions vary), saved as safetensors."""
+    torch.manual_seed(0)
+    model = densenet.DenseNet(TINY_CKPT, class_names=CLASSES,
+                              preprocessing=custom(size=32, channels=1, mean=(0.5,), std=(0.25,)))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(torch.randn(m.num_features, generator=g))
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.5)
+            elif isinstance(m, torch.nn.Linear):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g))
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    densenet.save_checkpoint(model, path)
+    return path.read_bytes()
+
+
+def upload_checkpoint(at: AppTest, data: bytes, name: str = "tiny.safetensors") -> AppTest:
+    at.selectbox(key="model_source").set_value("checkpoint").run()
+    at.file_uploader(key="ckpt_upload").set_value((name, data, "application/octet-stream"))
+    return at.run()
+
+
+def upload_image(at: AppTest, data: bytes, name: str = "picture.png") -> AppTest:
+    at.file_uploader(key="image_upload").set_value((name, data, "image/png"))
+    return at.run()
+
+
+# --- default state --------------------------------------------------------------------------------
+
+def test_opens_on_the_default_model_with_a_sample_and_draws_the_architecture():
+    at = ok(new_app().run())
+    source = at.selectbox(key="model_source").value
+    assert source == ("demo" if backend.demo_available() else "variant")
+    # a sample is preselected and shown in the sidebar
+    assert at.selectbox(key="sample").value == backend.samples()[0].name
+    assert len(at.sidebar.get("image")) == 1
+    assert any(c.startswith("Device: ") for c in captions(at))
+
+    model_cfg = densenet.VARIANTS["densenet-bc-100-12"] if source == "variant" else backend.demo_model().config
+    size = 32 if source == "variant" else backend.demo_model().preprocessing.size
+    topo = densenet.topology(model_cfg, size)
+    assert metric(at, "Dense links") == f"{topo.num_links:,}"
+    assert metric(at, "Depth L") == str(model_cfg.depth)
+
+    block = topo.blocks[0]
+    L = block.num_layers
+    assert f"Edges drawn in the graph: {L * (L + 1) // 2}." in " ".join(captions(at))
+    assert any(f"L(L+1)/2 = {L}·{L + 1}/2 = {L * (L + 1) // 2} links" in m.value for m in at.markdown)
+    spec = charts(at, "conn_graph")
+    assert figures.count_links(spec) == L * (L + 1) // 2
+    layer_nodes = next(t for t in spec["data"] if t["name"] == "layers")
+    assert len(layer_nodes["x"]) == L + 1
+
+    dot = at.get("graphviz_chart")[0].proto.spec
+    assert dot.count("dense block") == len(topo.blocks) and "transition 1" in dot
+
+    growth = next(t for t in charts(at, "growth_chart")["data"] if t.get("name") == "channels")
+    assert max(growth["y"]) == max(b.out_channels for b in topo.blocks)
+
+    table = at.dataframe[0].value
+    assert list(table["Layers"])[-1] == "Total" and table["Params"].iloc[-1] == topo.total_params
+
+
+def test_highlighting_a_layer_draws_its_inputs():
+    at = ok(new_app().run())
+    at.selectbox(key="arch_node").set_value(3).run()
+    ok(at)
+    spec = charts(at, "conn_graph")
+    inputs = next(t for t in spec["data"] if t["name"] == "inputs of layer 3")
+    assert sum(v is None for v in inputs["x"]) == 3  # the block input and layers 1 and 2
+    assert figures.count_links(spec) == spec["data"][-1]["x"][-1] * (spec["data"][-1]["x"][-1] + 1) // 2
+    assert any("reads **3 inputs**" in m.value for m in at.markdown)
+
+
+def test_a_graph_click_names_the_layer():
+    block = densenet.topology("densenet121").blocks[0]
+    event = {"selection": {"points": [{"curve_number": 4, "point_index": 3,
+                                        "customdata": "features.denseblock1.denselayer3"}]}}
+    assert figures.selected_layer(event, block) == 3
+    assert figures.selected_layer({"selection": {"points": []}}, block) is None
+    assert figures.selected_layer(None, block) is None
+
+
+# --- classroom mode and built-in variants ----------------------------------------------------------
+
+def test_classroom_knobs_redraw_everything_without_weights():
+    at = use_tiny(ok(new_app().run()), k=5, blocks=(3, 4), c0=10)
+    assert metric(at, "Dense links") == str(3 * 4 // 2 + 4 * 5 // 2)
+    growth = next(t for t in charts(at, "growth_chart")["data"] if t.get("name") == "channels")
+    # c0 + l·k in block 1, then floor(0.5 · 25) = 12 after the transition, then 12 + l·5
+    assert growth["y"] == [10, 15, 20, 25, 12, 17, 22, 27, 32]
+    at.slider(key="c_theta").set_value(1.0).run()
+    growth = next(t for t in charts(ok(at), "growth_chart")["data"] if t.get("name") == "channels")
+    assert growth["y"][4] == 25  # no compression
+    at.toggle(key="c_bn").set_value(False).run()
+    table = ok(at).dataframe[0].value
+    assert table["Structure"].iloc[1] == "[3 × 3 conv] × 3"
+
+
+def test_densenet121_block_walkthrough_shows_the_papers_shapes():
+    at = ok(new_app().run())
+    at.selectbox(key="model_source").set_value("variant").run()
+    at.selectbox(key="variant").set_value("densenet121").run()
+    ok(at)
+    assert metric(at, "Dense links") == "535"
+    assert metric(at, "Parameters") == "7.98 M"
+    assert "Dense Block (1)" in list(at.dataframe[0].value["Layers"])
+    at.switch_page("views/dense_block.py")
+    ok(at.run())
+    text = " ".join(m.value for m in at.markdown)
+    assert "(56, 56, 64)" in text and "**(56, 56, 256)**" in text
+    assert "(28, 28, 128)" in text  # transition 1: halve the size, theta = 0.5 halves the channels
+    assert metric(at, "After the 1×1 bottleneck") == "(56, 56, 128)"
+    at.slider(key="step").set_value(6).run()
+    assert metric(ok(at), "Input to layer 6") == "(56, 56, 224)"
+    assert any("21" in latex.value for latex in at.latex)
+    assert not [c for c in at.get("plotly_chart") if c.key == "reuse_fig"]  # fresh weights: only on request
+    at.toggle(key="db_fresh").set_value(True).run()
+    reuse = decode(charts(at, "reuse_fig")["data"][0]["z"])
+    assert reuse.shape == (7, 7)  # sources: input + 6 layers; targets: 6 layers + transition
+    assert np.isnan(reuse[6, 0]) and np.isfinite(reuse[:, 6]).all()  # layer 1 cannot see layer 6; the transition sees all
+
+
+# --- feature maps ----------------------------------------------------------------------------------
+
+def test_feature_maps_page_shows_the_k_new_maps_and_their_provenance():
+    at = use_tiny(ok(new_app().run()), k=4, blocks=(3, 2))
+    at.switch_page("views/feature_maps.py")
+    ok(at.run())
+    assert at.selectbox(key="fm_layer").value == "features.denseblock1.denselayer3"
+    grid = images(at)[0]
+    assert len(grid.proto.imgs) == 4  # k new maps
+    assert "adds **k = 4 new maps**" in " ".join(m.value for m in at.markdown)
+    bar = charts(at, "fm_bar")
+    assert [t["x"][0] for t in bar["data"]] == [8, 4, 4, 4]  # block input, layers 1 and 2, then the 4 new maps
+
+    at.radio(key="fm_scale").set_value("global").run()
+    assert any(c.startswith("One colour range for all maps shown") for c in captions(ok(at)))
+
+    at.toggle(key="fm_inputs").set_value(True).run()
+    ok(at)
+    assert any(img.caption == "16 input channels in concatenation order" for im in images(at) for img in im.proto.imgs)
+
+    at.selectbox(key="fm_layer").set_value("features.transition1").run()
+    ok(at)
+    assert "outputs **10 channels**" in " ".join(m.value for m in at.markdown)  # floor(0.5 * (8 + 3·4))
+
+
+# --- attention -------------------------------------------------------------------------------------
+
+def test_attention_page_explains_with_each_method_layer_and_class():
+    at = use_tiny(ok(new_app().run()))
+    at.switch_page("views/attention.py")
+    at.run()
+    assert not at.exception
+    assert [w.value for w in at.warning][0].startswith("This model has fresh random weights")
+    prediction = metric(at, "Prediction")
+    assert prediction in [f"class {i}" for i in range(10)]
+    assert at.selectbox(key="target").value == int(prediction.split()[-1])  # default: the top class
+    over = images(at)
+    assert len(over[0].proto.imgs) == 1 and len(over[1].proto.imgs) == 1  # input and overlay
+    assert "Grad-CAM · norm5" in over[1].proto.imgs[0].caption
+    assert [b.label for b in at.get("download_button")] == ["Overlay (PNG)", "Raw map (.npy)"]
+    assert metric(at, "Randomisation rank correlation")
+    assert metric(at, "Deletion AUC") and metric(at, "Insertion AUC")
+    assert [t.label for t in at.tabs] == ["Map", "Across methods", "Across layers"]
+
+    at.session_state["att_tab"] = "Across layers"  # tabs are lazy: only the open one runs
+    at.run()
+    grid = images(ok(at))[-1]
+    assert [i.caption for i in grid.proto.imgs] == ["denseblock1 (32×32)", "denseblock2 (16×16)", "norm5 (16×16)"]
+    at.session_state["att_tab"] = "Across methods"
+    at.run()
+    assert [i.caption for i in images(ok(at))[-1].proto.imgs] == ["Grad-CAM", "Grad-CAM++", "LayerCAM", "EigenCAM"]
+    at.session_state["att_tab"] = "Map"
+
+    at.selectbox(key="method").set_value("layercam").run()
+    assert "LayerCAM · norm5" in images(ok(at))[1].proto.imgs[0].caption
+    at.selectbox(key="cam_layer").set_value("features.denseblock1").run()
+    assert "LayerCAM · denseblock1" in images(ok(at))[1].proto.imgs[0].caption
+    other = (at.selectbox(key="target").value + 1) % 10
+    at.selectbox(key="target").set_value(other).run()
+    assert f"class {other}" in images(ok(at))[1].proto.imgs[0].caption
+    at.selectbox(key="method").set_value("integrated-gradients").run()
+    assert "Integrated Gradients · input" in images(ok(at))[1].proto.imgs[0].caption
+
+
+# --- uploads ---------------------------------------------------------------------------------------
+
+def test_uploaded_image_replaces_the_sample(make_png):
+    at = use_tiny(ok(new_app().run()))
+    upload_image(at, make_png(3, colour=True), "blob.png")
+    ok(at)
+    assert at.selectbox(key="sample").disabled
+    assert at.sidebar.get("image")[0].proto.imgs[0].caption == "blob.png · 64×64"
+    at.switch_page("views/attention.py")
+    assert metric(ok(at.run()), "Prediction")
+
+
+def test_bad_image_upload_shows_a_plain_error_and_the_app_keeps_working():
+    at = ok(new_app().run())
+    upload_image(at, b"this is not an image", "broken.png")
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith("Could not read broken.png:")
+    assert "Traceback" not in errors[0]
+    at.switch_page("views/attention.py")
+    at.run()
+    assert not at.exception
+    assert at.info[0].value.startswith("Could not read broken.png")
+    at.switch_page("views/architecture.py")
+    assert metric(at.run(), "Dense links")  # pages that need no image still work
+
+
+def test_uploader_help_states_the_limits():
+    at = ok(new_app().run())
+    help_text = at.file_uploader(key="image_upload").help
+    assert f"{backend.MAX_BYTES // (1 << 20)} MB" in help_text and "megapixels" in help_text
+    at.selectbox(key="model_source").set_value("checkpoint").run()
+    assert f"{backend.MAX_CHECKPOINT_MB} MB" in at.file_uploader(key="ckpt_upload").help
+
+
+def test_uploaded_checkpoint_brings_its_classes_and_preprocessing(checkpoint, make_png):
+    at = upload_checkpoint(ok(new_app().run()), checkpoint)
+    ok(at)
+    assert any("checkpoint tiny.safetensors" in c and "input 1×32×32" in c for c in captions(at))
+    assert metric(at, "Dense links") == "6"
+    upload_image(at, make_png(1), "one.png")
+    at.switch_page("views/attention.py")
+    ok(at.run())
+    assert metric(at, "Prediction") in CLASSES
+    assert not at.warning  # trained weights: no "fresh weights" warning
+
+
+def test_bad_checkpoint_shows_the_reason_and_falls_back():
+    at = upload_checkpoint(ok(new_app().run()), b"\x80\x02garbage that is not a checkpoint", "broken.pt")
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith("Could not load checkpoint broken.pt:")
+    assert any(c.startswith("Showing the ") for c in captions(at))
+    assert metric(at, "Dense links")  # the default model is drawn
+
+
+def test_multilabel_checkpoint_shows_per_label_sigmoids(tmp_path, make_png):
+    cfg = TINY_CKPT.replace(num_classes=4, multilabel=True)
+    model = densenet.DenseNet(cfg, class_names=["Effusion", "Nodule", "Mass", "Edema"],
+                              preprocessing=custom(size=32, channels=1, mean=(0.5,), std=(0.25,)))
+    densenet.save_checkpoint(model, tmp_path / "xray.safetensors")
+    at = upload_checkpoint(ok(new_app().run()), (tmp_path / "xray.safetensors").read_bytes(), "xray.safetensors")
+    upload_image(ok(at), make_png(2))
+    at.switch_page("views/attention.py")
+    ok(at.run())
+    assert charts(at, "topk")["layout"]["title"]["text"] == "per-label sigmoid"
+    assert "(sigmoid)" in [m for m in at.metric if m.label == "Prediction"][0].proto.delta
+    assert at.selectbox(key="target").options == ["Effusion", "Nodule", "Mass", "Edema"]
+
+
+def test_dicom_sample_is_read():
+    names = [s.name for s in backend.samples()]
+    dicom = [n for n in names if n.endswith(".dcm")]
+    if not dicom:
+        pytest.skip("no DICOM sample bundled yet (assets/samples/)")
+    at = ok(new_app().run())
+    at.selectbox(key="sample").set_value(dicom[0]).run()
+    ok(at)
+    assert at.sidebar.get("image")[0].proto.imgs[0].caption.startswith(dicom[0])
+
+
+def test_imagenet_weights_offline_say_how_to_get_them(monkeypatch):
+    from densenet import pretrained
+
+    name = densenet.IMAGENET_VARIANTS[0]
+    if pretrained.cache_path(name).is_file():
+        pytest.skip("the ImageNet weights are in the hub cache on this machine")
+
+    def offline(url, dest):
+        raise __import__("urllib.error").error.URLError("no route to host")
+
+    monkeypatch.setattr(pretrained, "_download", offline)  # no network in tests
+    at = ok(new_app().run())
+    at.selectbox(key="model_source").set_value("imagenet").run()
+    assert "not on this machine" in at.warning[0].value
+    assert any(c == "Until then the default model is used." for c in captions(at))
+    assert metric(at, "Dense links")  # still drawing the default model
+    at.button(key="imagenet_download").click().run()
+    assert not at.exception
+    message = at.error[0].value
+    assert "offline" in message and pretrained.weights_url(name) in message
+
+
+# --- sessions at once ------------------------------------------------------------------------------
+
+def expected(checkpoint: bytes, png: bytes) -> tuple[str, str]:
+    """The prediction and the raw-map caption for one image, computed without the app."""
+    model = densenet.load_checkpoint(checkpoint)
+    x = backend.preprocess(backend.load_image(png), model)
+    trace = model.trace(x, keep_graph=True)
+    top = int(trace.logits.argmax())
+    layer = backend.default_cam_layer(model)
+    raw = backend.cams(trace, "gradcam", top, [layer], tuple(x.shape[-2:]))[layer].raw
+    return CLASSES[top], (f"Raw map {tuple(raw.shape)}, range [{float(raw.min()):.3g}, {float(raw.max()):.3g}]; "
+                          "the overlay is min–max scaled.")
+
+
+def test_two_sessions_at_once_each_get_their_own_prediction_and_map(checkpoint, make_png, monkeypatch):
+    # AppTest compiles the page scripts afresh on every run, and CPython 3.11 before 3.11.8 can fail
+    # compiling in two threads at once ("AST constructor recursion depth mismatch"): compile one at a
+    # time. Everything else (the model, traces, maps) runs concurrently.
+    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
+
+    compile_lock = threading.Lock()
+    get_bytecode = ScriptCache.get_bytecode
+
+    def serial_get_bytecode(self, script_path):
+        with compile_lock:
+            return get_bytecode(self, script_path)
+
+    monkeypatch.setattr(ScriptCache, "get_bytecode", serial_get_bytecode)
+    pngs, wanted = [], []
+    for seed in range(40):  # two pictures the tiny model classifies differently
+        png = make_png(seed)
+        exp = expected(checkpoint, png)
+        if not wanted or exp[0] != wanted[0][0]:
+            pngs.append(png)
+            wanted.append(exp)
+        if len(pngs) == 2:
+            break
+    assert len(pngs) == 2
+
+    sessions = []
+    for png in pngs:
+        at = upload_checkpoint(ok(new_app().run()), checkpoint)
+        upload_image(ok(at), png)
+        at.switch_page("views/attention.py")
+        sessions.append(at)
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def run(at: AppTest) -> None:
+        try:
+            barrier.wait()
+            at.run()
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(at,)) for at in sessions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for at, (cls, caption) in zip(sessions, wanted):
+        ok(at)
+        assert metric(at, "Prediction") == cls
+        assert caption in captions(at)
+
+    # the shared, cached model was never touched
+    from dashboard import state
+
+    spec = state.ModelSpec("checkpoint", "tiny.safetensors", digest=backend.digest(checkpoint))
+    model = state._load(spec.key, spec, lambda: checkpoint)
+    assert not model.training
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())
+    assert not any(m._forward_hooks or m._backward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+# --- configuration and pure helpers -----------------------------------------------------------------
+
+def test_streamlit_config_hides_tracebacks_and_limits_uploads():
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["showErrorDetails"] == "none"
+    assert config["server"]["maxUploadSize"] >= backend.MAX_CHECKPOINT_MB
+
+
+@pytest.mark.parametrize("name", ["densenet121", "densenet-bc-100-12", "densenet-40-12"])
+def test_connectivity_figure_draws_one_edge_per_link(name):
+    for block in densenet.topology(name).blocks:
+        fig = figures.connectivity_graph(block, selected=2)
+        L = block.num_layers
+        assert figures.count_links(fig) == L * (L + 1) // 2 == block.num_links
+        hover = next(t for t in fig.data if t.name == "link info").hovertext
+        assert len(hover) == block.num_links
+        start, stop = block.node_channels(1)
+        assert f"channels {start}–{stop - 1}" in hover[block.links.index((1, 2))]  # layer 1's k maps
+
+
+def test_feature_reuse_matches_closed_form():
+    """Set each layer's first conv to |w| = source index + 1 on each source slice: the heat map reads it back."""
+    cfg = densenet.DenseNetConfig(growth_rate=3, block_config=(3, 2), num_init_features=5, stem="cifar", num_classes=2)
+    model = densenet.DenseNet(cfg).eval()
+    topo = densenet.topology(cfg, 32)
+    with torch.no_grad():
+        for layer in range(1, 4):
+            w = model.get_submodule(f"features.denseblock1.denselayer{layer}").conv1.weight
+            for i, piece in enumerate(topo.provenance(f"features.denseblock1.denselayer{layer}")):
+                w[:, piece.start:piece.stop] = -(i + 1.0)  # sign must not matter
+    reuse = analysis.feature_reuse(model, topo, 0)
+    assert reuse.targets[-1] == "features.transition1"
+    expected_rows = np.array([[1, np.nan, np.nan, np.nan], [1, 2, np.nan, np.nan], [1, 2, 3, np.nan]])
+    np.testing.assert_allclose(reuse.matrix[:3], expected_rows)
+    assert np.isfinite(reuse.matrix[3]).all()  # the transition reads everything
+    last = analysis.feature_reuse(model, topo, 1)
+    assert last.targets[-1] == "classifier" and last.matrix.shape == (3, 3)
