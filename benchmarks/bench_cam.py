@@ -344,7 +344,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds (default 15)")
     parser.add_argument("--calls", type=int, default=4, help="explanations per thread in the thread test")
-    parser.add_argument("--timeout", type=float, default=300, help="seconds before a thread test counts as hung")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds before a thread test counts as hung")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS_cam.md")
     parser.add_argument("--thread-test", choices=PEERS, help=argparse.SUPPRESS)
     args = parser.parse_args()

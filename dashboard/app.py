@@ -7,8 +7,13 @@ the navigation over ``dashboard/views/``. Pages read the choices through ``state
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
+
+# Before torch loads OpenMP: threads that spin at barriers starve each other on a busy machine
+# (the demo's training measured 3-10x slower steps); sleeping threads cost little here.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dashboard/ on the path

@@ -150,6 +150,18 @@ def test_opens_on_the_default_model_with_a_sample_and_draws_the_architecture():
     assert list(table["Layers"])[-1] == "Total" and table["Params"].iloc[-1] == topo.total_params
 
 
+@pytest.mark.skipif(not backend.demo_available(), reason="the bundled demo model is not built yet")
+def test_opens_on_the_demo_model_which_finds_the_nodule():
+    at = ok(new_app().run())
+    assert at.selectbox(key="model_source").value == "demo"
+    assert at.selectbox(key="sample").value == "demo_nodule_1.png"
+    at.switch_page("views/attention.py")
+    ok(at.run())
+    assert metric(at, "Prediction") == "nodule"
+    assert not at.warning  # trained weights
+    assert at.selectbox(key="target").options == list(densenet.demo.CLASSES)
+
+
 def test_highlighting_a_layer_draws_its_inputs():
     at = ok(new_app().run())
     at.selectbox(key="arch_node").set_value(3).run()

@@ -199,6 +199,8 @@ def write_model_card(r: dict, path: str | os.PathLike, train_log: str | os.PathL
     confusion = "\n".join(f"| **{CLASSES[i]}** | " + " | ".join(str(v) for v in row) + " |"
                           for i, row in enumerate(r["confusion"]))
     minutes = log.get("seconds", float("nan")) / 60
+    phase = log.get("phase_seconds", {})
+    phases = f"{phase.get('crop', float('nan')) / 60:.1f} on crops, {phase.get('full', float('nan')) / 60:.1f} on whole images"
     text = f"""# Model card: `densenet_demo.safetensors`
 
 The model the dashboard opens on. A ~0.1M-parameter DenseNet-BC trained from scratch, on this
@@ -235,14 +237,21 @@ The head classifies every 16×16 location and pools the scores by log-mean-exp (
 `none` is a fixed zero logit, so each lesion logit is evidence against "nothing there".
 
 ## How it was made
-`{log.get("command", "python -m densenet.demo train")}`: {recipe.get("steps", "?")} steps of
-{recipe.get("batch_size", "?")} fresh images each ({log.get("images_seen", "?")} images; step `s`
-draws `generate(batch, seed=s)`, so no image is seen twice), AdamW (lr {recipe.get("lr", "?")},
-weight decay {recipe.get("weight_decay", "?")} on conv and linear weights), {recipe.get("warmup_steps", "?")}
-warm-up steps then cosine decay, model seed {recipe.get("seed", "?")}. It took **{minutes:.1f} minutes**
-on {log.get("threads", "?")} CPU threads ({log.get("cpu", "?")}, torch {log.get("torch", "?")}), with glibc's
-allocator told to keep freed memory (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`,
-`MALLOC_TOP_PAD_`, set by `python -m densenet.demo` itself). Final running training accuracy:
+`{log.get("command", "python -m densenet.demo train")}`: {log.get("steps", "?")} steps of
+{recipe.get("batch_size", "?")} fresh images ({log.get("images_seen", "?")} images; step `s` draws
+`generate(batch, seed=s)`, so no image is seen twice). The first {recipe.get("crop_steps", "?")} steps train on
+{recipe.get("crop", "?")}×{recipe.get("crop", "?")} crops that contain the whole lesion (a quarter of the compute
+per image; the label stays true), the last {recipe.get("full_steps", "?")} on whole {recipe.get("size", "?")}×{recipe.get("size", "?")}
+images, so that the log-mean-exp pooling and the BatchNorm statistics settle on the size the model
+is used at. AdamW (peak lr {recipe.get("lr", "?")}, weight decay {recipe.get("weight_decay", "?")} on conv and linear
+weights), {recipe.get("warmup_steps", "?")} warm-up steps then cosine decay to 0, model seed {recipe.get("seed", "?")}.
+
+It took **{minutes:.1f} minutes** ({phases}) on {log.get("threads", "?")} threads of a
+{log.get("cores", "?")}-core {log.get("cpu", "?")} shared with other jobs, torch {log.get("torch", "?")}.
+`python -m densenet.demo` re-executes itself with glibc's allocator told to keep freed memory
+(`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`, `MALLOC_TOP_PAD_`: 1.4× faster steps) and
+`OMP_WAIT_POLICY=PASSIVE` (OpenMP threads that spin at barriers starve each other on a busy
+machine: 3–10× slower steps without it). Final running training accuracy (last ~50 steps):
 {pct(log.get("final_running_accuracy", float("nan")))}.
 
 ## Evaluation
