@@ -360,7 +360,8 @@ def provenance_bar(slices: list[ChannelSlice], new_channels: int | None = None) 
         fig.add_trace(go.Bar(x=[new_channels], y=["output"], orientation="h", name="new maps",
                              marker_color="#111827", hovertext=f"{new_channels} new maps", hoverinfo="text"))
     fig.update_layout(**_LAYOUT, barmode="stack", height=(150 if new_channels else 120) + (40 if len(slices) <= 8 else 0),
-                      showlegend=len(slices) <= 8, legend=dict(orientation="h", y=-0.4, font=dict(size=10)),
+                      showlegend=len(slices) <= 8,
+                      legend=dict(orientation="h", y=-0.4, font=dict(size=10), traceorder="normal"),
                       title=dict(text=f"{sum(p.channels for p in slices)} input channels by source",
                                  font=dict(size=13)),
                       xaxis=dict(title=None, gridcolor="#eef2f7"))
