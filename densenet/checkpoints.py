@@ -288,8 +288,15 @@ def _imagenet_categories() -> list[str]:
     return list(DenseNet121_Weights.IMAGENET1K_V1.meta["categories"])
 
 
-def _metadata(raw: Mapping[str, str]) -> tuple[dict[str, Any], list[str] | None, Preprocessing | None]:
-    """Our own safetensors metadata: config fields, class names, preprocessing."""
+def _metadata(raw: Mapping[str, str]) -> tuple[dict[str, Any], list[str] | None, Preprocessing | None, dict[str, Any]]:
+    """Our own safetensors metadata: config fields, class names, preprocessing, free-form facts."""
+    try:
+        return _parse_metadata(raw)
+    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        raise CheckpointError(f"the checkpoint's DenseNet metadata is malformed ({e})") from None
+
+
+def _parse_metadata(raw: Mapping[str, str]) -> tuple[dict[str, Any], list[str] | None, Preprocessing | None, dict[str, Any]]:
     config = json.loads(raw.get(_METADATA_PREFIX + "config", "{}"))
     names = json.loads(raw.get(_METADATA_PREFIX + "class_names", "null"))
     prep = json.loads(raw.get(_METADATA_PREFIX + "preprocessing", "null"))
@@ -298,7 +305,8 @@ def _metadata(raw: Mapping[str, str]) -> tuple[dict[str, Any], list[str] | None,
         preprocessing = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in prep.items()})
     elif isinstance(prep, str):
         preprocessing = PRESETS.get(prep)
-    return config, names, preprocessing
+    facts = json.loads(raw.get(_METADATA_PREFIX + "metadata", "{}"))
+    return config, names, preprocessing, facts if isinstance(facts, dict) else {}
 
 
 def model_from_state(state: Mapping[str, Tensor], *, meta: dict[str, Any] | None = None,
@@ -306,7 +314,9 @@ def model_from_state(state: Mapping[str, Tensor], *, meta: dict[str, Any] | None
     """Build the model a state dict describes and load it (the state dict is not modified)."""
     meta = dict(meta or {})
     state = normalise_keys(dict(state))
-    metadata: dict[str, Any] = {"source": source} if source else {}
+    metadata: dict[str, Any] = dict(meta.get("metadata") or {})
+    if source:
+        metadata["source"] = source
     thresholds = state.pop("op_threshs", None)
     fixed = dict(meta.get("config") or {})
     is_xray_model = thresholds is not None
@@ -349,8 +359,8 @@ def load_checkpoint(source: str | os.PathLike | bytes | BinaryIO, *,
     meta: dict[str, Any] = {}
     if name.endswith(".safetensors") or _is_safetensors(data):
         state, raw_meta = _load_safetensors(data)
-        config, names, preprocessing = _metadata(raw_meta)
-        meta.update(config=config, class_names=names, preprocessing=preprocessing)
+        config, names, preprocessing, facts = _metadata(raw_meta)
+        meta.update(config=config, class_names=names, preprocessing=preprocessing, metadata=facts)
     else:
         state = _unwrap(_torch_load(data), meta)
     model = model_from_state(state, meta=meta, source=name)
@@ -358,7 +368,11 @@ def load_checkpoint(source: str | os.PathLike | bytes | BinaryIO, *,
 
 
 def save_checkpoint(model: DenseNet, path: str | os.PathLike) -> None:
-    """Write weights, config, class names and preprocessing to one ``.safetensors`` file."""
+    """Write weights, config, class names, preprocessing and metadata to one ``.safetensors`` file.
+
+    ``model.metadata`` must be JSON-serialisable (e.g. ``{"cam_layer": "features.denseblock2"}``);
+    its ``source`` entry (where the model was loaded from) is not saved.
+    """
     from safetensors.torch import save_file
 
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -366,5 +380,6 @@ def save_checkpoint(model: DenseNet, path: str | os.PathLike) -> None:
         _METADATA_PREFIX + "config": model.config.to_json(),
         _METADATA_PREFIX + "class_names": json.dumps(list(model.class_names)),
         _METADATA_PREFIX + "preprocessing": json.dumps(asdict(model.preprocessing)),
+        _METADATA_PREFIX + "metadata": json.dumps({k: v for k, v in model.metadata.items() if k != "source"}),
     }
     save_file(state, os.fspath(path), metadata=metadata)

@@ -75,10 +75,12 @@ def test_safetensors_round_trip_keeps_weights_config_names_and_preprocessing(tmp
     from densenet.preprocess import DEMO
 
     cfg = small_config(in_channels=1, stem="small", pool="lme", null_class=True, multilabel=False)
-    reference = densenet.DenseNet(cfg, class_names=["none", "a", "b", "c"], preprocessing=DEMO)
+    reference = densenet.DenseNet(cfg, class_names=["none", "a", "b", "c"], preprocessing=DEMO,
+                                  metadata={"cam_layer": "features.denseblock2"})
     path = tmp_path / "model.safetensors"
     densenet.save_checkpoint(reference, path)
     loaded = densenet.load_checkpoint(path)
+    assert loaded.metadata == {"cam_layer": "features.denseblock2", "source": "model.safetensors"}
     assert loaded.config == cfg
     assert loaded.class_names == ["none", "a", "b", "c"]
     assert loaded.preprocessing == DEMO

@@ -10,7 +10,7 @@ import densenet
 from densenet import demo
 from densenet.demo import CLASSES, generate
 from densenet.demo.evaluate import grad_cam_maps, in_box, peaks, predict
-from densenet.demo.train import EVAL_SEED, SMOKE, crop_around_lesions, demo_config, log_path_for, train
+from densenet.demo.train import EVAL_SEED, SMOKE, Recipe, crop_around_lesions, demo_config, log_path_for, train
 
 TEST_SEED = 30_000_000  # neither a training seed (0 .. steps - 1) nor the evaluation seed
 
@@ -133,7 +133,9 @@ def test_grad_cam_maps_match_the_per_image_explainer(model, fresh):
 
 
 def test_evaluation_seed_is_not_a_training_seed():
-    assert EVAL_SEED > 10 * 1500 and TEST_SEED != EVAL_SEED and demo.SAMPLES_SEED not in (EVAL_SEED, TEST_SEED)
+    steps = Recipe().steps  # training seeds are 0 .. steps - 1
+    assert min(EVAL_SEED, TEST_SEED, demo.SAMPLES_SEED) >= steps
+    assert len({EVAL_SEED, TEST_SEED, demo.SAMPLES_SEED}) == 3
 
 
 # --- training ----------------------------------------------------------------------------------
@@ -147,6 +149,22 @@ def test_one_step_training_smoke(tmp_path):
     with torch.no_grad():
         assert torch.isfinite(model.eval()(demo.normalize(generate(2, seed=0)[0]))).all()
     assert log_path_for(out) == tmp_path / "train_log.json"
+
+
+def test_training_is_reproducible(tmp_path):
+    from safetensors.torch import load_file
+
+    for run in ("a", "b"):
+        train(SMOKE, tmp_path / run / "w.safetensors", progress=False, threads=None)
+    a, b = load_file(tmp_path / "a" / "w.safetensors"), load_file(tmp_path / "b" / "w.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_model_card_quotes_the_measured_figures():
+    card = (demo.WEIGHTS_PATH.parent / "MODEL_CARD.md").read_text()
+    for heading in ("## Classes", "## Input", "## Architecture", "## How it was made", "## Evaluation", "## Limitations"):
+        assert heading in card
+    assert "features.denseblock2" in card and "sanity" in card
 
 
 # --- samples -----------------------------------------------------------------------------------

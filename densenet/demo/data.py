@@ -8,8 +8,9 @@ whether an explanation points at the right place.
 
 Everything is drawn from ``numpy.random.Generator`` streams seeded by ``(seed, chunk)``, so
 the same ``(n, seed, size)`` gives identical bytes, and ``generate(n, seed)[0][:k]`` equals
-``generate(k, seed)[0]`` (a prefix does not depend on ``n``). Images are rendered a chunk at a
-time with array operations over ``(N, H, W)``; no Python loop runs per image.
+``generate(k, seed)[0]`` (a prefix does not depend on ``n``). Images are rendered with array
+operations over blocks of a few images, ``(8, H, W)``; no Python loop runs per image or pixel
+(about 0.6-0.9 ms per 128x128 image on one core).
 """
 
 from __future__ import annotations
@@ -82,11 +83,11 @@ def _render_chunk(rng: np.random.Generator, m: int, size: int) -> tuple[np.ndarr
     p = _draw_params(rng, _CHUNK, size)
     img = np.empty((m, size, size), np.float32)
     mask = np.empty((m, size, size), bool)
-    # Small blocks keep the temporaries in cache: about twice as fast as one (m, H, W) pass.
+    # Small blocks keep the temporaries small (in cache, and below glibc's mmap threshold).
     for a in range(0, m, _BLOCK):
         b = min(m, a + _BLOCK)
         img[a:b], mask[a:b] = _render({k: v[a:b] for k, v in p.items()}, size)
-    # Uniform noise with the drawn standard deviation: ~5x cheaper to draw than Gaussian.
+    # Uniform noise with the drawn standard deviation: 4-5x cheaper to draw than Gaussian.
     noise = rng.random((m, size, size), dtype=np.float32)  # the last draw, so a prefix is stable
     noise -= 0.5
     noise *= p["noise_std"][:m, None, None] * np.float32(np.sqrt(12))

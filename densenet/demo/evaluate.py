@@ -142,7 +142,8 @@ def evaluate(weights: str | os.PathLike, n: int = 1000, seed: int = EVAL_SEED, s
     small = size_px < 12
     best = max(pointing, key=lambda k: pointing[k].float().mean().item())
     return {
-        "weights": str(weights),
+        "weights": Path(weights).name,
+        "parameters": sum(p.numel() for p in model.parameters()),
         "n": n,
         "seed": seed,
         "accuracy": correct.float().mean().item(),
@@ -184,7 +185,9 @@ _LAYER_RES = {"features.denseblock1": 64, "features.transition1": 32, "features.
 
 
 def write_model_card(r: dict, path: str | os.PathLike, train_log: str | os.PathLike | None = None) -> None:
-    """Write ``MODEL_CARD.md`` from an :func:`evaluate` report and the training summary."""
+    """Write ``MODEL_CARD.md`` from an :func:`evaluate` report and the training summary, and the
+    report itself as ``evaluation.json`` beside it."""
+    Path(path).with_name("evaluation.json").write_text(json.dumps(r, indent=2) + "\n")
     log = json.loads(Path(train_log).read_text()) if train_log and Path(train_log).exists() else {}
     recipe = log.get("recipe", {})
     base = r["baseline_brightest_spot"]
@@ -203,7 +206,7 @@ def write_model_card(r: dict, path: str | os.PathLike, train_log: str | os.PathL
     phases = f"{phase.get('crop', float('nan')) / 60:.1f} on crops, {phase.get('full', float('nan')) / 60:.1f} on whole images"
     text = f"""# Model card: `densenet_demo.safetensors`
 
-The model the dashboard opens on. A ~0.1M-parameter DenseNet-BC trained from scratch, on this
+The model the dashboard opens on. A DenseNet-BC of {r["parameters"]:,} parameters trained from scratch, on this
 machine's CPU, on procedurally generated radiograph-like images (`densenet.demo.generate`), so that
 it works offline and so that where it *should* look is known for every image.
 
