@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("-n", type=int, default=1000, help="held-out images (default 1000)")
     ev.add_argument("--sanity-images", type=int, default=100, help="lesion images per layer for the sanity check")
     ev.add_argument("--card", default=None, help="model card to write (default: assets/demo/MODEL_CARD.md)")
-    ev.add_argument("--no-card", action="store_true", help="print the figures only")
+    ev.add_argument("--no-card", action="store_true",
+                    help="print the figures only (default: write the model card and record the best layer in the weights)")
     args = parser.parse_args(argv)
 
     if args.command == "samples":
@@ -82,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_card:
         card = args.card or tr_mod.ASSET_DIR / "MODEL_CARD.md"
         ev_mod.write_model_card(report, card, train_log=tr_mod.log_path_for(weights))
-        print(f"wrote {card}")
+        ev_mod.stamp_checkpoint(weights, report)
+        print(f"wrote {card}; recorded cam_layer={report['best_layer']} in {weights}")
     return 0
 
 

@@ -165,6 +165,27 @@ def evaluate(weights: str | os.PathLike, n: int = 1000, seed: int = EVAL_SEED, s
     }
 
 
+def stamp_checkpoint(weights: str | os.PathLike, r: dict) -> None:
+    """Record the measured best Grad-CAM layer (and the figures behind it) in the checkpoint.
+
+    Rewrites ``weights`` with the same tensors and ``model.metadata`` set to ``cam_layer`` (the
+    dashboard explains that layer first), accuracy and pointing game, so the checkpoint itself
+    says where its maps are best read.
+    """
+    import densenet
+
+    model = densenet.load_checkpoint(weights)
+    model.metadata = {
+        "cam_layer": r["best_layer"],
+        "eval_accuracy": round(r["accuracy"], 4),
+        "eval_pointing_game": {name: round(v, 4) for name, v in r["pointing"].items()},
+        "eval_seed": r["seed"],
+        "eval_images": r["n"],
+        "model_card": "assets/demo/MODEL_CARD.md",
+    }
+    densenet.save_checkpoint(model, weights)
+
+
 def format_report(r: dict) -> str:
     """The figures as plain text for the terminal."""
     lines = [f"accuracy on {r['n']} held-out images (seed {r['seed']}): {r['accuracy']:.1%}",
@@ -279,7 +300,8 @@ depends on what the model learned.
 |---|---|---|---|---|---|---|---|
 {rows}
 
-Best layer: `{r["best_layer"]}` ({pct(r["pointing"][r["best_layer"]])}). A model-free baseline, the
+Best layer: `{r["best_layer"]}` ({pct(r["pointing"][r["best_layer"]])}); the checkpoint's metadata names it
+(`cam_layer`), so the dashboard explains it first. A model-free baseline, the
 brightest pixel of the image blurred with a Gaussian (best of σ = {", ".join(base)} px: σ = {best_sigma}),
 hits {pct(base[best_sigma])}.
 
