@@ -57,7 +57,7 @@ _HARMLESS = {"builtins.set": set}
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights", "ema", "module")
 _CLASS_NAME_KEYS = ("class_names", "classes", "labels", "pathologies", "categories")
-_LEGACY_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+_LEGACY_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
 _METADATA_PREFIX = "densenet."
 
 

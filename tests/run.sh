@@ -20,5 +20,7 @@ fi
 export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-1000000000}
 export MALLOC_TRIM_THRESHOLD_=${MALLOC_TRIM_THRESHOLD_:-1000000000}
 export MALLOC_TOP_PAD_=${MALLOC_TOP_PAD_:-268435456}
+# OpenMP threads that spin at barriers starve each other when two torch jobs share the 2 cores.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 
 exec python -m pytest "$@"
