@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 import densenet  # noqa: E402
 import densenet.explain as E  # noqa: E402
+from densenet.testing import randomise_batchnorm  # noqa: E402
 
 THREADS = 2
 LAYERS = ["features.denseblock1", "features.denseblock2", "features.denseblock3", "features.denseblock4",
@@ -56,19 +57,7 @@ PEERS = ("ours", "captum", "pytorch-grad-cam", "torch-cam")
 def make_model() -> densenet.DenseNet:
     """DenseNet-121, fresh weights, BatchNorm affine parameters and running statistics randomised."""
     torch.manual_seed(0)
-    model = densenet.create("densenet121")
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.weight.copy_(torch.randn(c, generator=g))
-                m.bias.copy_(torch.randn(c, generator=g) * 0.5)
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
-                m.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.5)
-            elif isinstance(m, nn.Linear):
-                m.bias.copy_(torch.randn(m.out_features, generator=g))
-    return model.eval()
+    return randomise_batchnorm(densenet.create("densenet121"), seed=0).eval()
 
 
 def make_image(seed: int = 0, size: int = 224) -> torch.Tensor:

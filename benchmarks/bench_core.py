@@ -1,6 +1,6 @@
 """Our DenseNet against torchvision's on the same weights, and memory-efficient mode's peak memory.
 
-Run on a quiet machine:  python benchmarks/bench_core.py [--repeats 15] [--out benchmarks/RESULTS_core.md]
+Run on a quiet machine:  python benchmarks/bench_core.py [--repeats 30] [--out benchmarks/RESULTS_core.md]
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def training_peak(name: str, batch: int, efficient: bool, device: str) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--memory-batch", type=int, default=16)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS_core.md"))
     args = parser.parse_args()

@@ -365,6 +365,20 @@ def get_analysis(ctx: Context) -> Analysis:
     return memo("analysis", key, run, max_entries=1)
 
 
+def image_page(title: str) -> tuple[Context, densenet.DenseNet, Analysis, densenet.Topology]:
+    """The top of a page that needs an image: its header, then the objects it reads.
+
+    Without an image the page shows why (or a hint) and stops here.
+    """
+    ctx = context()
+    st.header(title, divider="gray")
+    if ctx.image is None:
+        st.info(ctx.image_error or "Choose a sample or upload an image in the sidebar.")
+        st.stop()
+    model = ctx.model()
+    return ctx, model, get_analysis(ctx), topology(model.config, ctx.input_size)
+
+
 def get_cams(an: Analysis, method: str, target: int, layers: list[str]) -> dict[str, backend.Map]:
     """CAM-family maps from the session's trace, one backward for all ``layers``; memoised."""
     layers = list(layers)

@@ -17,6 +17,7 @@ from torch import nn
 import densenet
 import densenet.explain as E
 from densenet import DenseNetConfig, Trace
+from densenet.testing import randomise_batchnorm
 
 # An ImageNet-stem DenseNet (stem, 4 blocks, 3 transitions, norm5) small enough for 64 px.
 TINY = DenseNetConfig(growth_rate=8, block_config=(2, 2, 3, 2), num_init_features=16, num_classes=10)
@@ -28,25 +29,9 @@ GRADIENT_METHODS = ["gradcam", "hirescam", "gradcam++", "xgradcam", "layercam"]
 pytestmark = pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU activations")
 
 
-def randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random BN affine parameters (half the scales negative) and running statistics, and a random head bias."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.weight.copy_(torch.randn(c, generator=g))
-                m.bias.copy_(torch.randn(c, generator=g) * 0.5)
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
-                m.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.5)
-            elif isinstance(m, nn.Linear):
-                m.bias.copy_(torch.randn(m.out_features, generator=g))
-    return model
-
-
 def make(config: DenseNetConfig = TINY, seed: int = 0) -> densenet.DenseNet:
     torch.manual_seed(seed)
-    return randomise_bn(densenet.create(config), seed).eval()
+    return randomise_batchnorm(densenet.create(config), seed).eval()
 
 
 def image(seed: int, channels: int = 3, size: int = 64) -> torch.Tensor:

@@ -6,6 +6,7 @@ import torchvision
 
 import densenet
 from densenet import DenseNetConfig
+from densenet.testing import randomise_batchnorm
 
 PAPER_PARAMS = {
     "densenet121": 7_978_856,
@@ -37,16 +38,6 @@ def test_state_dict_keys_are_torchvisions(name):
     theirs = getattr(torchvision.models, name)().state_dict()
     assert list(ours) == list(theirs)
     assert all(ours[k].shape == theirs[k].shape for k in ours)
-
-
-def _randomise_bn(model: torch.nn.Module, seed: int = 0) -> None:
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.weight.data = torch.rand(m.weight.shape, generator=g) + 0.5
-            m.bias.data = torch.randn(m.bias.shape, generator=g) * 0.2
-            m.running_mean = torch.randn(m.running_mean.shape, generator=g) * 0.2
-            m.running_var = torch.rand(m.running_var.shape, generator=g) + 0.5
 
 
 def test_dense_block_concatenates_never_adds():
@@ -138,7 +129,7 @@ def test_pick_device_prefers_cuda_only_when_present():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_mixed_precision_logits_within_1e_2():
     model = densenet.create("densenet121").eval().cuda()
-    _randomise_bn(model)
+    randomise_batchnorm(model)
     model = model.cuda()
     x = torch.rand(2, 3, 224, 224, device="cuda")
     full = model.trace(x).logits

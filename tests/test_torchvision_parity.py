@@ -9,22 +9,13 @@ import torchvision
 
 import densenet
 from densenet import pretrained
+from densenet.testing import randomise_batchnorm
 
 
 def legacy_keys(state: dict) -> dict:
     """torchvision's pre-0.3 key form: ``denselayer1.norm.1.weight`` for ``denselayer1.norm1.weight``."""
     pattern = re.compile(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.")
     return {pattern.sub(r"\1.\2.", k): v for k, v in state.items()}
-
-
-def randomise_bn(model: torch.nn.Module) -> None:
-    g = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.weight.data = torch.rand(m.weight.shape, generator=g) + 0.5
-            m.bias.data = torch.randn(m.bias.shape, generator=g) * 0.2
-            m.running_mean = torch.randn(m.running_mean.shape, generator=g) * 0.1
-            m.running_var = torch.rand(m.running_var.shape, generator=g) + 0.5
 
 
 def save(obj) -> bytes:
@@ -43,7 +34,7 @@ def image():
 def test_torchvision_checkpoint_gives_torchvisions_logits(name, keys, image):
     torch.manual_seed(0)
     reference = getattr(torchvision.models, name)().eval()
-    randomise_bn(reference)
+    randomise_batchnorm(reference)
     state = reference.state_dict()
     if keys == "legacy":
         state = legacy_keys(state)

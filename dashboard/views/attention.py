@@ -11,15 +11,7 @@ from PIL import Image
 from dashboard import backend, figures, state
 from dashboard.analysis import short_name
 
-ctx = state.context()
-st.header("Attention", divider="gray")
-if ctx.image is None:
-    st.info(ctx.image_error or "Choose a sample or upload an image in the sidebar.")
-    st.stop()
-
-model = ctx.model()
-an = state.get_analysis(ctx)
-topo = state.topology(model.config, ctx.input_size)
+ctx, model, an, topo = state.image_page("Attention")
 if not ctx.spec.trained:
     st.warning("This model has fresh random weights: the maps below show the mechanics, not what a trained "
                "model looks at. Pick the demo model, ImageNet weights or your checkpoint in the sidebar.")

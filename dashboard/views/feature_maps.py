@@ -8,15 +8,7 @@ import streamlit as st
 from dashboard import analysis, figures, state
 from dashboard.analysis import short_name
 
-ctx = state.context()
-st.header("Feature maps", divider="gray")
-if ctx.image is None:
-    st.info(ctx.image_error or "Choose a sample or upload an image in the sidebar.")
-    st.stop()
-
-model = ctx.model()
-an = state.get_analysis(ctx)
-topo = state.topology(model.config, ctx.input_size)
+ctx, model, an, topo = state.image_page("Feature maps")
 taps = model.tap_names
 first_block = topo.blocks[0]
 state.sticky("fm_layer", first_block.layer_name(first_block.num_layers), taps)
