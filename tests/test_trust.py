@@ -190,3 +190,16 @@ def test_deletion_insertion_bad_arguments() -> None:
         E.deletion_insertion(model, x, np.full((16, 16), np.nan))
     with pytest.raises(ValueError, match="train mode"):
         E.deletion_insertion(Spot(), x, np.ones((16, 16)))
+
+
+def test_default_baselines_follow_the_paper(trained: densenet.DenseNet) -> None:
+    """Deletion ends on an all-zero input; insertion starts from the blurred image."""
+    x, _ = squares(1, torch.Generator().manual_seed(7))
+    cam = E.cam_maps(trained, x, "gradcam", layers="features.transition1")["features.transition1"]
+    r = E.deletion_insertion(trained, x, cam, target=1, steps=4)
+    with torch.no_grad():
+        p_zero = torch.softmax(trained(torch.zeros_like(x)), 1)[0, 1]
+        blurred = E.deletion_insertion(trained, x, cam, target=1, steps=4, baseline="blur")
+    assert r.deletion_scores[-1] == pytest.approx(float(p_zero), abs=1e-5)
+    assert r.insertion_scores[0] == pytest.approx(float(blurred.insertion_scores[0]), abs=1e-5)
+    assert r.deletion_scores[-1] != pytest.approx(float(blurred.deletion_scores[-1]), abs=1e-4)

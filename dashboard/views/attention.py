@@ -195,7 +195,7 @@ if cam is not None and trust_slot is not None:
             if curves is not None:
                 d1, d2 = st.columns(2)
                 d1.metric("Deletion AUC", f"{curves.deletion_auc:.3f}", help="Probability as the most salient "
-                          "pixels are blurred away; lower is better.")
+                          "pixels are set to the dataset mean (zero input); lower is better.")
                 d2.metric("Insertion AUC", f"{curves.insertion_auc:.3f}", help="Probability as they are put "
                           "back into a blurred image; higher is better.")
                 st.plotly_chart(figures.deletion_insertion_curves(curves), key="curves",

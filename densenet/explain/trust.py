@@ -209,7 +209,7 @@ def _auc(fractions: np.ndarray, scores: np.ndarray) -> float:
 
 
 def deletion_insertion(model: nn.Module, x: Tensor, cam_map: CamMap | np.ndarray | Tensor,
-                       target: int | None = None, steps: int = 32, baseline: str | float | Tensor = "blur",
+                       target: int | None = None, steps: int = 32, baseline: str | float | Tensor | None = None,
                        *, batch_size: int = 16, index: int = 0) -> DeletionInsertion:
     """Deletion and insertion curves of a saliency map (Petsiuk et al. 2018).
 
@@ -225,8 +225,12 @@ def deletion_insertion(model: nn.Module, x: Tensor, cam_map: CamMap | np.ndarray
         cam_map: a :class:`CamMap`, or an (h, w) map; resized (bilinear) to the input if needed.
         target: class or label index; ``None``: the top prediction.
         steps: curve points after the first; each step moves ``1 / steps`` of the pixels.
-        baseline: ``"blur"`` (Gaussian, sigma 5 px at 224), ``"zero"``, ``"mean"`` (per channel),
-            a number, or a tensor broadcastable to the input.
+        baseline: what hidden pixels become, for both curves: ``"blur"`` (Gaussian, sigma 5 px
+            at 224), ``"zero"``, ``"mean"`` (per channel), a number, or a tensor broadcastable to
+            the input. ``None`` (default) follows the paper: deletion sets pixels to zero (the
+            dataset mean, for normalised inputs), insertion starts from the blurred image. A
+            blurred lesion often still reads as a lesion, so blur would make deletion look bad
+            for a map that is right.
         batch_size: images per forward.
         index: which sample of a batch.
 
@@ -246,7 +250,8 @@ def deletion_insertion(model: nn.Module, x: Tensor, cam_map: CamMap | np.ndarray
 
     fractions = np.arange(steps + 1, dtype=np.float64) / steps
     counts = torch.as_tensor(np.rint(fractions * h * w), dtype=torch.long, device=x.device)
-    base = _baseline(x, baseline)
+    deleted = _baseline(x, "zero" if baseline is None else baseline)
+    canvas = _baseline(x, "blur" if baseline is None else baseline)
     multilabel = is_multilabel(model)
     # Job j < steps + 1 deletes counts[j] pixels; job steps + 1 + j inserts counts[j] pixels.
     jobs = torch.arange(2 * (steps + 1), device=x.device)
@@ -256,7 +261,7 @@ def deletion_insertion(model: nn.Module, x: Tensor, cam_map: CamMap | np.ndarray
             step = chunk % (steps + 1)
             hidden = rank < counts[step].view(-1, 1, 1, 1)  # (B, 1, H, W): the top pixels
             deleting = (chunk <= steps).view(-1, 1, 1, 1)
-            images = torch.where(deleting, torch.where(hidden, base, x), torch.where(hidden, x, base))
+            images = torch.where(deleting, torch.where(hidden, deleted, x), torch.where(hidden, x, canvas))
             logits = model(images).float()
             if not t < logits.shape[1]:
                 raise ValueError(f"target {t} out of range for {logits.shape[1]} classes")
