@@ -156,6 +156,9 @@ def time_all(repeats: int) -> tuple[dict[str, float], int]:
 
 # --- norm5 maps on torchvision's densenet121 (in-place ReLU) and on ours ---------------------
 
+MAPS_PNG = ROOT / "benchmarks" / "norm5_maps.png"
+
+
 def parity() -> dict[str, dict[str, object]]:
     import torchvision
 
@@ -170,6 +173,7 @@ def parity() -> dict[str, dict[str, object]]:
     assert torch.allclose(logits_ours, logits_tv, rtol=1e-4, atol=1e-4), "torchvision disagrees with our model"
     reference = ours(model, x, target, ["features.norm5"])["features.norm5"]
     result: dict[str, dict[str, object]] = {}
+    on_torchvision: dict[str, np.ndarray] = {"ours": reference}
     for peer in PEERS:
         row: dict[str, object] = {}
         for where, net in (("ours", model), ("torchvision", tv)):
@@ -180,10 +184,32 @@ def parity() -> dict[str, dict[str, object]]:
                 with contextlib.redirect_stdout(io.StringIO()):  # pytorch-grad-cam prints swallowed errors
                     m = EXPLAINERS[peer](copy.deepcopy(net), x, target, ["features.norm5"])["features.norm5"]
                 row[where] = float(np.abs(m - reference).max())
+                if where == "torchvision":
+                    on_torchvision[peer] = m
             except Exception as exc:  # noqa: BLE001 - reported in the table
                 row[where] = f"raised {type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
         result[peer] = row
+    save_maps(on_torchvision, MAPS_PNG)
     return result
+
+
+def save_maps(maps: dict[str, np.ndarray], path: Path) -> None:
+    """Each peer's norm5 map on torchvision's densenet121 beside ours, as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(maps), figsize=(3 * len(maps), 3.3))
+    for ax, (name, m) in zip(axes, maps.items()):
+        ax.imshow(m, cmap="jet", vmin=0, vmax=1)
+        diff = "" if name == "ours" else f"\nmax |diff| {np.abs(m - maps['ours']).max():.2f}"
+        ax.set_title(("ours (our DenseNet)" if name == "ours" else f"{name} (torchvision)") + diff, fontsize=9)
+        ax.axis("off")
+    fig.suptitle("Grad-CAM at features.norm5, same weights, same image and class", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
 
 
 # --- two threads on one shared model ----------------------------------------------------------
@@ -318,6 +344,8 @@ def report(medians: dict[str, float], parity_rows: dict[str, dict[str, object]],
         cells = [f"{v:.2g}" if isinstance(v, float) else str(v) for v in (row["ours"], row["torchvision"])]
         lines.append(f"| {peer} | {cells[0]} | {cells[1]} |")
     lines += [
+        "",
+        f"The maps on torchvision's model, side by side: `benchmarks/{MAPS_PNG.name}`.",
         "",
         f"Two threads on one shared model, each explaining its own image {calls} times at the 5 layers "
         "(the calls above), compared with the single-threaded maps; each peer in a subprocess.",
