@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from densenet.explain import DeletionInsertion
 from densenet.topology import BlockInfo, ChannelSlice, Topology
 
 from .analysis import FeatureReuse, Prediction, Step, short_name, source_color
@@ -403,15 +404,15 @@ def feature_reuse_heatmap(reuse: FeatureReuse, *, normalise: bool = True) -> go.
     return fig
 
 
-def deletion_insertion_curves(result: object) -> go.Figure:
+def deletion_insertion_curves(result: DeletionInsertion) -> go.Figure:
     """Deletion and insertion curves: the class score as the most salient pixels go or come."""
-    fractions = np.asarray(getattr(result, "fractions"))
+    fractions = np.asarray(result.fractions)
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=fractions, y=np.asarray(getattr(result, "deletion_scores")), name=
-                             f"deletion (AUC {getattr(result, 'deletion_auc'):.3f}, lower is better)",
+    fig.add_trace(go.Scatter(x=fractions, y=np.asarray(result.deletion_scores), name=
+                             f"deletion (AUC {result.deletion_auc:.3f}, lower is better)",
                              line=dict(color="#dc2626")))
-    fig.add_trace(go.Scatter(x=fractions, y=np.asarray(getattr(result, "insertion_scores")), name=
-                             f"insertion (AUC {getattr(result, 'insertion_auc'):.3f}, higher is better)",
+    fig.add_trace(go.Scatter(x=fractions, y=np.asarray(result.insertion_scores), name=
+                             f"insertion (AUC {result.insertion_auc:.3f}, higher is better)",
                              line=dict(color="#16a34a")))
     fig.update_layout(**_LAYOUT, height=260, legend=dict(orientation="h", y=-0.3, font=dict(size=10)),
                       xaxis=dict(title="fraction of pixels", tickformat=".0%"), yaxis=dict(title="score"))
