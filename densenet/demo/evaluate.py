@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from densenet.demo.data import CLASSES, generate, normalize
 from densenet.demo.train import EVAL_SEED
@@ -56,7 +57,8 @@ def peaks(maps: torch.Tensor) -> torch.Tensor:
 
 
 def grad_cam_maps(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor,
-                  layers: tuple[str, ...] = LAYERS, batch_size: int = 64) -> dict[str, torch.Tensor]:
+                  layers: tuple[str, ...] = LAYERS, batch_size: int = 64,
+                  progress: bool = False) -> dict[str, torch.Tensor]:
     """Grad-CAM maps (N, H, W) in [0, 1] per layer, each image explained for its own target.
 
     Images sharing a target are traced together (one forward and one backward per batch),
@@ -67,6 +69,7 @@ def grad_cam_maps(model: torch.nn.Module, images: torch.Tensor, targets: torch.T
 
     n, _, h, w = images.shape
     out = {name: torch.zeros(n, h, w) for name in layers}
+    bar = tqdm(total=n, desc="Grad-CAM", unit="image", disable=not progress)
     for t in targets.unique().tolist():
         idx = (targets == t).nonzero().flatten()
         for i in range(0, len(idx), batch_size):
@@ -75,6 +78,8 @@ def grad_cam_maps(model: torch.nn.Module, images: torch.Tensor, targets: torch.T
             for j, k in enumerate(part.tolist()):
                 for name, cam_map in cams_from_trace(trace, "gradcam", int(t), list(layers), index=j).items():
                     out[name][k] = torch.from_numpy(cam_map.map)
+            bar.update(len(part))
+    bar.close()
     return out
 
 
@@ -94,7 +99,7 @@ def brightest_spot_hits(images: torch.Tensor, boxes: torch.Tensor, sigma: float)
 
 
 def evaluate(weights: str | os.PathLike, n: int = 1000, seed: int = EVAL_SEED, sanity_images: int = 100,
-             threads: int | None = 2) -> dict:
+             threads: int | None = 2, progress: bool = True) -> dict:
     """Accuracy, per-layer pointing game, baseline and sanity check of a demo checkpoint.
 
     Args:
@@ -104,6 +109,7 @@ def evaluate(weights: str | os.PathLike, n: int = 1000, seed: int = EVAL_SEED, s
         sanity_images: lesion images per layer for the randomisation check (each needs two
             traces of one image on a model copy).
         threads: ``torch.set_num_threads`` value (None leaves it alone).
+        progress: show tqdm progress bars (Grad-CAM maps, sanity checks).
 
     Returns:
         A JSON-able dict of every figure the model card quotes.
@@ -122,7 +128,7 @@ def evaluate(weights: str | os.PathLike, n: int = 1000, seed: int = EVAL_SEED, s
     confusion.index_put_((labels, pred), torch.ones_like(labels), accumulate=True)
 
     lesion = labels > 0
-    maps = grad_cam_maps(model, images[lesion], labels[lesion])
+    maps = grad_cam_maps(model, images[lesion], labels[lesion], progress=progress)
     pointing = {name: in_box(peaks(m), boxes[lesion]) for name, m in maps.items()}
     lesion_labels = labels[lesion]
 
@@ -132,9 +138,13 @@ def evaluate(weights: str | os.PathLike, n: int = 1000, seed: int = EVAL_SEED, s
     # Sanity check on the first lesion images the model classifies correctly.
     ok = (lesion & correct).nonzero().flatten()[:sanity_images]
     sanity = {}
+    bar = tqdm(total=len(LAYERS) * len(ok), desc="sanity checks", unit="map", disable=not progress)
     for name in LAYERS:
-        rhos = [sanity_check(model, normalize(images[i:i + 1]), target=int(labels[i]), layer=name, seed=0).rank_correlation
-                for i in ok.tolist()]
+        rhos = []
+        for i in ok.tolist():
+            rhos.append(sanity_check(model, normalize(images[i:i + 1]), target=int(labels[i]), layer=name,
+                                     seed=0).rank_correlation)
+            bar.update()
         sanity[name] = {"mean_rank_correlation": float(np.mean(rhos)), "images": len(rhos),
                         "fraction_below_0.3": float(np.mean(np.array(rhos) < 0.3))}
 
