@@ -354,8 +354,7 @@ def get_analysis(ctx: Context) -> Analysis:
     def run() -> Analysis:
         with computing("Running the model…"):
             x = backend.preprocess(ctx.image.pixels, model)
-            with torch.enable_grad():
-                trace = model.trace(x, keep_graph=True)
+            trace = model.trace(x, keep_graph=True)  # the graph lets every CAM reuse this one trace
             display = backend.to_display(ctx.image.pixels, model.preprocessing)
             preds = analysis.top_k(trace.probabilities, trace.logits, model.class_names,
                                    k=min(5, len(model.class_names)))
