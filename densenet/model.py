@@ -19,7 +19,9 @@ from torch import Tensor, nn
 from .config import DenseNetConfig
 from .trace import Trace
 
-Recorder = Callable[[str, Tensor], None]
+# Called with every tap's name and tensor during a forward pass; returns the tensor the network
+# goes on with (the same one, or a detached leaf where a trace starts its autograd graph).
+Recorder = Callable[[str, Tensor], Tensor]
 
 
 class _DenseLayer(nn.Module):
@@ -80,7 +82,7 @@ class _DenseBlock(nn.ModuleDict):
         for name, layer in self.items():
             new = layer(features)
             if record is not None:
-                record(f"{prefix}.{name}", new)
+                new = record(f"{prefix}.{name}", new)
             features.append(new)
         return torch.cat(features, 1)  # (N, C0 + L*k, H, W)
 
@@ -189,7 +191,7 @@ class DenseNet(nn.Module):
             else:
                 x = module(x)
             if record is not None:
-                record(f"features.{name}", x)
+                x = record(f"features.{name}", x)
         return x
 
     def forward_head(self, features: Tensor) -> Tensor:
@@ -247,25 +249,41 @@ class DenseNet(nn.Module):
         Args:
             x: input batch (N, C, H, W) or one image (C, H, W); moved to the model's device.
             layers: names from :attr:`tap_names` to keep; ``None`` keeps them all.
-            keep_graph: run with autograd on so gradients w.r.t. the activations can follow
-                (:meth:`Trace.gradients`); otherwise run under ``no_grad`` and keep nothing else.
+            keep_graph: build the autograd graph from the earliest kept layer to the logits, so
+                that gradients with respect to every kept activation can follow
+                (:meth:`Trace.gradients`). Everything before that layer runs without history
+                (it needs none), and the earliest kept activation is a leaf. Otherwise the whole
+                pass runs under ``no_grad`` and the trace holds no graph at all.
             amp: on CUDA, run under ``torch.autocast`` (float16); logits come back as float32.
 
         Returns:
             A :class:`Trace` whose activations are exactly the tensors the forward pass used.
+
+        Raises:
+            TypeError, ValueError: a bad input (not a tensor, wrong rank or channel count) or an
+                unknown layer name.
         """
         x = self.check_input(x)
         wanted = set(self.resolve_layers(layers))
+        if not wanted and keep_graph:
+            raise ValueError("keep_graph=True needs at least one layer to take gradients at")
+        order = {name: i for i, name in enumerate(self.tap_names)}
+        first = min(wanted, key=order.__getitem__) if wanted else None
         activations: dict[str, Tensor] = {}
 
-        def record(name: str, tensor: Tensor) -> None:
+        def record(name: str, tensor: Tensor) -> Tensor:
+            if keep_graph and name == first:
+                # The graph starts here: a leaf that requires grad, and history from now on.
+                tensor = tensor.detach().requires_grad_(True)
+                torch.set_grad_enabled(True)
             if name in wanted:
                 activations[name] = tensor
+            return tensor
 
         use_amp = amp and x.device.type == "cuda"
-        with torch.set_grad_enabled(keep_graph), torch.autocast("cuda", enabled=use_amp):
+        with torch.no_grad(), torch.autocast("cuda", enabled=use_amp):
+            # no_grad restores the caller's grad mode on exit, also after record() enabled it.
             logits = self.forward_head(self.forward_features(x, record))
-        order = {name: i for i, name in enumerate(self.tap_names)}
         activations = dict(sorted(activations.items(), key=lambda kv: order[kv[0]]))
         return Trace(logits=logits.float(), activations=activations, inputs=x,
                      multilabel=self.config.multilabel)

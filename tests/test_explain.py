@@ -135,7 +135,7 @@ def test_trace_activations_equal_module_outputs(model: densenet.DenseNet) -> Non
 
 # --- one pass ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("method", list(E.CAM_METHODS))
+@pytest.mark.parametrize("method", [m.name for m in E.methods(uses_trace=True)])
 def test_multi_layer_call_equals_single_layer_calls(model: densenet.DenseNet, method: str) -> None:
     x = image(3)
     layers = ["features.denseblock1", "features.transition1", "features.denseblock3.denselayer2", "features.norm5"]
@@ -190,7 +190,7 @@ def test_no_grad_no_hook_no_change(model: densenet.DenseNet) -> None:
     before = snapshot(model)
     x = image(8)
     x_before = x.clone()
-    for method in E.CAM_METHODS:
+    for method in [m.name for m in E.methods(uses_trace=True)]:
         E.cam(model, x, method, layers=model.tap_names)
     E.integrated_gradients(model, x, steps=2)
     E.smoothgrad(model, x, samples=2)
@@ -269,7 +269,7 @@ def test_multilabel_one_channel_eighteen_labels() -> None:
 
 def test_bad_arguments(model: densenet.DenseNet) -> None:
     x = image(11)
-    with pytest.raises(ValueError, match="unknown CAM method"):
+    with pytest.raises(ValueError, match="unknown explanation method"):
         E.cam(model, x, "scorecam")
     with pytest.raises(ValueError, match="unknown layer"):
         E.grad_cam(model, x, layers=["features.nope"])
@@ -438,7 +438,7 @@ def test_densenet121_default_layers_at_224() -> None:
 def test_cuda_matches_cpu(model: densenet.DenseNet) -> None:
     gpu = copy.deepcopy(model).cuda()
     x = image(17)  # a CPU input follows the model to the GPU
-    for method in E.CAM_METHODS:
+    for method in [m.name for m in E.methods(uses_trace=True)]:
         a = E.cam_maps(model, x, method, 3, ["features.norm5", "features.denseblock2"])
         b = E.cam_maps(gpu, x, method, 3, ["features.norm5", "features.denseblock2"])
         for layer in a:

@@ -1,5 +1,9 @@
-"""Explanations: the CAM family for many layers from one pass, captum attributions, and trust.
+"""Explanations: one registry of methods, the CAM family for many layers from one pass, captum
+attributions, and trust.
 
+- :mod:`.registry`: :data:`METHODS`, one record per method (what it is, what it needs, how to run
+  it), :func:`method`, :func:`methods` and :func:`compute`, the one call shape for all of them.
+  Its docstring is the recipe for adding a method.
 - :mod:`.cam`: Grad-CAM, HiResCAM, Grad-CAM++, XGrad-CAM, LayerCAM, EigenCAM and raw
   activation maps, from a :class:`~densenet.Trace` (one forward, one backward for all layers).
 - :mod:`.attributions`: Integrated Gradients, SmoothGrad, Occlusion, Guided Grad-CAM via captum.
@@ -10,15 +14,19 @@ Every function takes the model read-only: no hook is left on it, no parameter ga
 ``.grad``, its mode is not changed, so one cached model can serve concurrent sessions.
 """
 
+from .registry import (INPUT, METHODS, Cancelled, Explanation, Kind, Method, Progress, compute, method, methods,
+                       register, unregister)
+from .cam import (CamMap, activation_cam, cam, cam_maps, cams_from_trace, default_layers, eigen_cam, grad_cam,
+                  grad_cam_pp, gradient_cam, hires_cam, layer_cam, raw_cams, shown_map, top_channels, xgrad_cam)
 from .attributions import Attribution, guided_grad_cam, integrated_gradients, occlusion, smoothgrad
-from .cam import (CAM_METHODS, CamMap, cam, cam_maps, cams_from_trace, default_layers, eigen_cam, grad_cam,
-                  grad_cam_pp, hires_cam, layer_cam, needs_gradient, top_channels, xgrad_cam)
 from .overlay import overlay
 from .trust import DeletionInsertion, SanityResult, cascade_modules, deletion_insertion, sanity_check
 
 __all__ = [
-    "CAM_METHODS", "Attribution", "CamMap", "DeletionInsertion", "SanityResult", "cam", "cam_maps",
-    "cams_from_trace", "cascade_modules", "default_layers", "deletion_insertion", "eigen_cam", "grad_cam",
-    "grad_cam_pp", "guided_grad_cam", "hires_cam", "integrated_gradients", "layer_cam", "needs_gradient",
-    "occlusion", "overlay", "sanity_check", "smoothgrad", "top_channels", "xgrad_cam",
+    "INPUT", "METHODS", "Attribution", "CamMap", "Cancelled", "DeletionInsertion", "Explanation", "Kind", "Method",
+    "Progress", "SanityResult", "activation_cam", "cam", "cam_maps", "cams_from_trace", "cascade_modules", "compute",
+    "default_layers", "deletion_insertion", "eigen_cam", "grad_cam", "grad_cam_pp", "gradient_cam",
+    "guided_grad_cam", "hires_cam", "integrated_gradients", "layer_cam", "method", "methods", "occlusion",
+    "overlay", "raw_cams", "register", "sanity_check", "shown_map", "smoothgrad", "top_channels", "unregister",
+    "xgrad_cam",
 ]

@@ -24,7 +24,9 @@ from torch import Tensor, nn
 # captum is imported inside each function: it takes about a second to load (matplotlib and
 # more), which the CAM family, and every page that does not use attributions, need not pay.
 
+from . import registry
 from ._common import normalise, prepare_input, resolve_target, to_numpy
+from .registry import INPUT, Kind, Method, Progress, register
 
 # captum warns on every GuidedBackprop call that it hooks the ReLUs; ours are on a private
 # copy of the model (see guided_grad_cam), so the warning only adds noise to the logs.
@@ -40,14 +42,16 @@ class Attribution:
         raw: (H, W) float32, signed: the attribution summed over input channels (Occlusion:
             averaged, since its window spans every channel and each holds the same value).
         map: (H, W) float32 in [0, 1]: ``|raw|`` min-max normalised.
-        method: ``"integrated-gradients"``, ``"smoothgrad"``, ``"occlusion"`` or ``"guided-gradcam"``.
+        method: the registered method's name.
         target: the class or label index explained.
+        layer: the layer a layer-guided method (Guided Grad-CAM) used; ``None`` otherwise.
     """
 
     raw: np.ndarray
     map: np.ndarray
     method: str
     target: int
+    layer: str | None = None
 
     def clipped(self, percentile: float = 99.0) -> np.ndarray:
         """``map`` rescaled so its ``percentile`` becomes 1 (clipped): a few extreme pixels
@@ -58,10 +62,34 @@ class Attribution:
         return np.clip(self.map / top, 0, 1).astype(np.float32) if top > 0 else self.map.copy()
 
 
-def _result(attr: Tensor, method: str, target: int, reduce: str = "sum") -> Attribution:
+def _result(attr: Tensor, method: str, target: int, reduce: str = "sum", layer: str | None = None) -> Attribution:
     # attr: (1, C, H, W) -> (H, W)
     raw = attr.detach().float().sum(dim=1) if reduce == "sum" else attr.detach().float().mean(dim=1)
-    return Attribution(raw=to_numpy(raw[0]), map=to_numpy(normalise(raw.abs())[0]), method=method, target=target)
+    return Attribution(raw=to_numpy(raw[0]), map=to_numpy(normalise(raw.abs())[0]), method=method, target=target,
+                       layer=layer)
+
+
+def _reporting(model: Callable[[Tensor], Tensor], expected_calls: int,
+               progress: Progress | None) -> Callable[[Tensor], Tensor]:
+    """``model`` wrapped so that ``progress`` hears the fraction done after each of captum's chunks.
+
+    captum evaluates its chunks (path points, noisy copies, occluded images) one forward each;
+    whatever ``progress`` does between them (draw a bar, let other work go first, raise to
+    cancel) happens between two chunks.
+    """
+    if progress is None:
+        return model
+    calls = 0
+
+    def forward(inputs: Tensor) -> Tensor:
+        nonlocal calls
+        if calls:
+            progress(min(calls / expected_calls, 0.999))
+        out = model(inputs)
+        calls += 1
+        return out
+
+    return forward
 
 
 def _with_grad(x: Tensor) -> Tensor:
@@ -71,7 +99,8 @@ def _with_grad(x: Tensor) -> Tensor:
 
 
 def integrated_gradients(model: nn.Module, x: Tensor, target: int | None = None, steps: int = 32,
-                         *, internal_batch_size: int = 8, index: int = 0) -> Attribution:
+                         *, internal_batch_size: int = 8, index: int = 0,
+                         progress: Progress | None = None) -> Attribution:
     """Integrated Gradients from an all-zero input (captum ``IntegratedGradients``).
 
     Zero is the per-channel dataset mean for mean/std-normalised inputs. Runs on the given
@@ -84,6 +113,7 @@ def integrated_gradients(model: nn.Module, x: Tensor, target: int | None = None,
         steps: points on the path (Gauss-Legendre); more is slower and closer to the integral.
         internal_batch_size: path points per forward/backward, to bound memory.
         index: which sample of a batch.
+        progress: called with the fraction done between chunks (:data:`~densenet.explain.Progress`).
 
     Returns:
         An :class:`Attribution` with ``method="integrated-gradients"``.
@@ -94,13 +124,17 @@ def integrated_gradients(model: nn.Module, x: Tensor, target: int | None = None,
         raise ValueError(f"steps must be >= 1, got {steps}")
     x = prepare_input(model, x, index)
     t = resolve_target(model, x, target)
-    attr = IntegratedGradients(model).attribute(_with_grad(x), baselines=torch.zeros_like(x), target=t,
-                                                n_steps=steps, internal_batch_size=max(1, internal_batch_size))
+    chunk = max(1, internal_batch_size)
+    forward = _reporting(model, math.ceil(steps / chunk), progress)
+    attr = IntegratedGradients(forward).attribute(_with_grad(x), baselines=torch.zeros_like(x), target=t,
+                                                  n_steps=steps, internal_batch_size=chunk)
+    if progress is not None:
+        progress(1.0)
     return _result(attr, "integrated-gradients", t)
 
 
 def smoothgrad(model: nn.Module, x: Tensor, target: int | None = None, samples: int = 16, stdev: float = 0.15,
-               *, batch_size: int = 8, index: int = 0) -> Attribution:
+               *, batch_size: int = 8, index: int = 0, progress: Progress | None = None) -> Attribution:
     """SmoothGrad: input gradients averaged over noisy copies (captum ``NoiseTunnel(Saliency)``).
 
     The noise comes from torch's global generator (captum draws it), so two calls differ
@@ -116,6 +150,7 @@ def smoothgrad(model: nn.Module, x: Tensor, target: int | None = None, samples: 
             (Smilkov et al. 2017 recommend 0.1-0.2).
         batch_size: noisy copies per forward/backward.
         index: which sample of a batch.
+        progress: called with the fraction done between chunks (:data:`~densenet.explain.Progress`).
 
     Returns:
         An :class:`Attribution` with ``method="smoothgrad"`` (signed mean gradient, summed over channels).
@@ -129,14 +164,17 @@ def smoothgrad(model: nn.Module, x: Tensor, target: int | None = None, samples: 
     x = prepare_input(model, x, index)
     t = resolve_target(model, x, target)
     sigma = float(stdev * (x.max() - x.min()))
-    attr = NoiseTunnel(Saliency(model)).attribute(_with_grad(x), nt_type="smoothgrad", nt_samples=samples,
-                                                  nt_samples_batch_size=max(1, batch_size), stdevs=sigma,
-                                                  target=t, abs=False)
+    chunk = max(1, batch_size)
+    forward = _reporting(model, math.ceil(samples / chunk), progress)
+    attr = NoiseTunnel(Saliency(forward)).attribute(_with_grad(x), nt_type="smoothgrad", nt_samples=samples,
+                                                    nt_samples_batch_size=chunk, stdevs=sigma, target=t, abs=False)
+    if progress is not None:
+        progress(1.0)
     return _result(attr, "smoothgrad", t)
 
 
 def occlusion(model: nn.Module, x: Tensor, target: int | None = None, window: int | None = None,
-              stride: int | None = None, progress: Callable[[float], None] | None = None,
+              stride: int | None = None, progress: Progress | None = None,
               *, batch_size: int = 16, index: int = 0) -> Attribution:
     """Occlusion: how much the target's raw logit drops when a square patch is set to zero
     (captum ``Occlusion``; the patch spans every channel).
@@ -150,7 +188,7 @@ def occlusion(model: nn.Module, x: Tensor, target: int | None = None, window: in
         target: class or label index; ``None``: the top prediction.
         window: side of the patch in pixels; ``None``: a seventh of the shorter side (32 at 224).
         stride: step between patches; ``None``: half the window.
-        progress: called with the fraction done (0 to 1) after every batch, e.g. a progress bar.
+        progress: called with the fraction done between batches (:data:`~densenet.explain.Progress`).
         batch_size: occluded images per forward.
         index: which sample of a batch.
 
@@ -171,17 +209,7 @@ def occlusion(model: nn.Module, x: Tensor, target: int | None = None, window: in
         raise ValueError(f"stride must be between 1 and the window ({window}), got {stride}")
     batch_size = max(1, batch_size)
     patches = (math.ceil((h - window) / stride) + 1) * (math.ceil((w - window) / stride) + 1)
-    expected_calls = 1 + math.ceil(patches / batch_size)  # one unoccluded forward, then batches
-    calls = 0
-
-    def forward(inputs: Tensor) -> Tensor:
-        nonlocal calls
-        out = model(inputs)
-        calls += 1
-        if progress is not None:
-            progress(min(calls / expected_calls, 1.0))
-        return out
-
+    forward = _reporting(model, 1 + math.ceil(patches / batch_size), progress)  # unoccluded, then batches
     attr = Occlusion(forward).attribute(x, sliding_window_shapes=(c, window, window), strides=(c, stride, stride),
                                         baselines=0.0, target=t, perturbations_per_eval=batch_size)
     if progress is not None:
@@ -218,4 +246,35 @@ def guided_grad_cam(model: nn.Module, x: Tensor, target: int | None = None, laye
     t = resolve_target(model, x, target)
     private = copy.deepcopy(model)  # the hooks go here, and die with it
     attr = GuidedGradCam(private, private.get_submodule(layer)).attribute(_with_grad(x), target=t)
-    return _result(attr, "guided-gradcam", t)
+    return _result(attr, "guided-gradcam", t, layer=layer)
+
+
+# --- the records ------------------------------------------------------------------------------
+
+def _input_runner(function: Callable[..., Attribution]) -> registry.Runner:
+    def run(model: nn.Module, x: Tensor, target: int | None, layers: list[str], *, trace: object = None,
+            size: object = None, progress: Progress | None = None, **options: object) -> dict[str, Attribution]:
+        return {INPUT: function(model, x, target, progress=progress, **options)}
+    return run
+
+
+def _run_guided(model: nn.Module, x: Tensor, target: int | None, layers: list[str], *, trace: object = None,
+                size: object = None, progress: Progress | None = None) -> dict[str, Attribution]:
+    return {layer: guided_grad_cam(model, x, target, layer) for layer in layers}
+
+
+register(Method("integrated-gradients", "Integrated Gradients",
+                "Input gradients integrated along the path from an all-zero (dataset-mean) input "
+                "(Sundararajan et al. 2017; captum).", Kind.INPUT_ATTRIBUTION, needs_layer=False, needs_graph=False,
+                slow=True, run=_input_runner(integrated_gradients), options=(("steps", 32),)))
+register(Method("smoothgrad", "SmoothGrad",
+                "Input gradients averaged over noisy copies of the image (Smilkov et al. 2017; captum NoiseTunnel).",
+                Kind.INPUT_ATTRIBUTION, needs_layer=False, needs_graph=False, slow=True,
+                run=_input_runner(smoothgrad), options=(("samples", 16), ("stdev", 0.15))))
+register(Method("occlusion", "Occlusion",
+                "How much the score drops when a patch is set to zero, patch by patch (Zeiler & Fergus 2014; "
+                "captum).", Kind.PERTURBATION, needs_layer=False, needs_graph=False, slow=True,
+                run=_input_runner(occlusion), options=(("window", None), ("stride", None))))
+register(Method("guided-gradcam", "Guided Grad-CAM",
+                "Guided backpropagation times the layer's Grad-CAM (Selvaraju et al. 2017; captum).",
+                Kind.INPUT_ATTRIBUTION, needs_layer=True, needs_graph=False, slow=True, run=_run_guided))

@@ -23,19 +23,9 @@ from torch import Tensor
 
 from ..model import DenseNet
 from ..trace import Trace
+from . import registry
 from ._common import Size, normalise, prepare_input, resolve_size, to_numpy, upsample
-
-CAM_METHODS: dict[str, str] = {
-    "gradcam": "Grad-CAM: activations weighted by their spatially averaged gradient (Selvaraju et al. 2017).",
-    "hirescam": "HiResCAM: activations times gradients, elementwise, summed over channels (Draelos & Carin 2020).",
-    "gradcam++": "Grad-CAM++: positive gradients weighted by per-pixel alphas (Chattopadhay et al. 2018).",
-    "xgradcam": "XGrad-CAM: gradients weighted by normalised activations (Fu et al. 2020).",
-    "layercam": "LayerCAM: activations times positive gradients, elementwise (Jiang et al. 2021).",
-    "eigencam": "EigenCAM: first principal component of the activations, no gradient (Muhammad & Yeasin 2020).",
-    "activation-mean": "Mean activation over channels, no gradient (signed; not ReLU'd).",
-    "activation-max": "Maximum activation over channels, no gradient (signed; not ReLU'd).",
-}
-
+from .registry import Kind, Method, register
 
 @dataclass(frozen=True)
 class CamMap:
@@ -47,7 +37,7 @@ class CamMap:
         map: (H, W) float32 in [0, 1] at input resolution: ReLU (gradient methods and
             EigenCAM), bilinear upsampling, then min-max; a constant map becomes all zeros.
         layer: the traced layer (a name in ``model.tap_names``).
-        method: a key of :data:`CAM_METHODS`.
+        method: a key of :data:`~densenet.explain.METHODS`.
         target: the class or label index explained; ``None`` for methods without gradients.
     """
 
@@ -106,36 +96,6 @@ def _eigencam(a: Tensor) -> Tensor:
     return (proj * sign).view(n, h, w)
 
 
-_WEIGHTS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "gradcam": _gradcam_weights,
-    "hirescam": _hirescam_weights,
-    "gradcam++": _gradcampp_weights,
-    "xgradcam": _xgradcam_weights,
-    "layercam": _layercam_weights,
-}
-_NO_GRADIENT: dict[str, Callable[[Tensor], Tensor]] = {
-    "eigencam": _eigencam,
-    "activation-mean": lambda a: a.mean(dim=1),
-    "activation-max": lambda a: a.amax(dim=1),
-}
-# Methods whose map keeps only positive evidence (as in every CAM paper); activation maps
-# keep their sign so that a pre-ReLU tap such as norm5 is shown as it is.
-_RELU = {*_WEIGHTS, "eigencam"}
-
-
-def needs_gradient(method: str) -> bool:
-    """Whether ``method`` needs a trace with an autograd graph (``keep_graph=True``)."""
-    return _check_method(method) in _WEIGHTS
-
-
-def _check_method(method: str) -> str:
-    if not isinstance(method, str):
-        raise TypeError(f"method must be a string, got {type(method).__name__}")
-    if method not in CAM_METHODS:
-        raise ValueError(f"unknown CAM method {method!r}; choose from {', '.join(CAM_METHODS)}")
-    return method
-
-
 # --- layers ------------------------------------------------------------------------------
 
 def default_layers(model: DenseNet) -> list[str]:
@@ -146,6 +106,72 @@ def default_layers(model: DenseNet) -> list[str]:
 
 # --- from a trace -----------------------------------------------------------------------------
 
+def _cam_record(method: str) -> Method:
+    record = registry.method(method)
+    if not record.uses_trace:
+        raise ValueError(f"{record.label} is not a CAM read from a trace ({record.kind.value}); "
+                         "use explain.compute")
+    return record
+
+
+def _ordered_layers(trace: Trace, layers: Iterable[str] | str | None) -> list[str]:
+    if layers is None:
+        names = list(trace.activations)
+    else:
+        names = [layers] if isinstance(layers, str) else list(layers)
+        missing = [name for name in names if name not in trace.activations]
+        if missing:
+            raise ValueError(f"layer(s) {missing} were not traced; traced: {list(trace.activations)}")
+        order = {name: i for i, name in enumerate(trace.activations)}
+        names = sorted(dict.fromkeys(names), key=order.__getitem__)
+    if not names:
+        raise ValueError("no layers to explain: the trace holds no activations")
+    return names
+
+
+def raw_cams(trace: Trace, method: str = "gradcam", targets: int | Iterable[int] | Tensor | None = None,
+             layers: Iterable[str] | str | None = None) -> tuple[dict[str, Tensor], Tensor | None]:
+    """The raw maps of every sample of a batched trace: the core that every CAM result comes from.
+
+    Args:
+        trace: a trace (with a graph for gradient methods).
+        method: a registered CAM method (gradient or activation kind).
+        targets: one class for all samples, one per sample, or ``None`` (each sample's top prediction).
+        layers: traced layer names; ``None``: every layer in the trace.
+
+    Returns:
+        (layer -> (N, h, w) float32 raw maps, signed, before ReLU; the (N,) targets explained, or
+        ``None`` for methods without gradients). One backward pass serves every layer.
+    """
+    record = _cam_record(method)
+    names = _ordered_layers(trace, layers)
+    if record.kind is Kind.GRADIENT_CAM:
+        if targets is not None and isinstance(targets, (bool, float, str)):
+            raise TypeError(f"target must be an int class index or None, got {targets!r}")
+        if not all(trace.activations[name].requires_grad for name in names):
+            raise ValueError(f"{record.label} needs gradients: trace with keep_graph=True")
+        t = trace.targets(targets)
+        grads = trace.gradients(t, names)  # one backward for every layer
+    else:
+        t, grads = None, {}
+    raws = {}
+    with torch.no_grad():
+        for name in names:
+            a = trace.activations[name].detach().float()  # (N, C, h, w)
+            if record.kind is Kind.GRADIENT_CAM:
+                raws[name] = (record.weights(a, grads[name].float()) * a).sum(dim=1)  # (N, h, w)
+            else:
+                raws[name] = record.reduce(a)
+    return raws, t
+
+
+def shown_map(raw: Tensor, method: str, size: tuple[int, int]) -> Tensor:
+    """Raw (N, h, w) maps -> what is shown: ReLU where the method keeps positive evidence only,
+    bilinear upsampling to ``size``, min-max to [0, 1]."""
+    record = registry.method(method)
+    return normalise(upsample(raw.clamp(min=0) if record.relu else raw, size))
+
+
 def cams_from_trace(trace: Trace, method: str = "gradcam", target: int | None = None,
                     layers: Iterable[str] | str | None = None, size: Size | None = None,
                     *, index: int = 0) -> dict[str, CamMap]:
@@ -154,7 +180,7 @@ def cams_from_trace(trace: Trace, method: str = "gradcam", target: int | None = 
     Args:
         trace: from ``model.trace(x, layers, keep_graph=True)``; methods without gradients
             (``eigencam``, ``activation-*``) also accept a trace without a graph.
-        method: a key of :data:`CAM_METHODS`.
+        method: a registered CAM method (``explain.methods(uses_trace=True)``).
         target: class (softmax) or label (multi-label) index whose raw logit is explained;
             ``None``: the top prediction of sample ``index``.
         layers: traced layer names; ``None``: every layer in the trace.
@@ -168,51 +194,22 @@ def cams_from_trace(trace: Trace, method: str = "gradcam", target: int | None = 
         ValueError: unknown method or layer, bad target or index, or a trace without a graph
             for a gradient method.
     """
-    method = _check_method(method)
+    _cam_record(method)
     n = trace.logits.shape[0]
     index = operator.index(index)
     if not -n <= index < n:
         raise ValueError(f"index {index} out of range for a batch of {n}")
     index %= n
-    if layers is None:
-        names = list(trace.activations)
-    else:
-        names = [layers] if isinstance(layers, str) else list(layers)
-        missing = [name for name in names if name not in trace.activations]
-        if missing:
-            raise ValueError(f"layer(s) {missing} were not traced; traced: {list(trace.activations)}")
-        order = {name: i for i, name in enumerate(trace.activations)}
-        names = sorted(dict.fromkeys(names), key=order.__getitem__)
-    if not names:
-        raise ValueError("no layers to explain: the trace holds no activations")
+    if target is not None and (isinstance(target, bool) or not isinstance(target, (int, np.integer))):
+        raise TypeError(f"target must be an int class index or None, got {target!r}")
     out_size = resolve_size(size, tuple(trace.inputs.shape[-2:]))
-
-    if method in _WEIGHTS:
-        if target is not None and (isinstance(target, bool) or not isinstance(target, (int, np.integer))):
-            raise TypeError(f"target must be an int class index or None, got {target!r}")
-        if not all(trace.activations[name].requires_grad for name in names):
-            raise ValueError(f"{method} needs gradients: trace with keep_graph=True")
-        t = trace.targets(None if target is None else int(target))
-        grads = trace.gradients(t, names)  # one backward for every layer
-        explained: int | None = int(t[index])
-    else:
-        grads, explained = {}, None
-
-    raws = {}
+    raws, t = raw_cams(trace, method, None if target is None else int(target), layers)
+    explained = None if t is None else int(t[index])
     with torch.no_grad():
-        for name in names:
-            a = trace.activations[name][index:index + 1].detach().float()  # (1, C, h, w)
-            if method in _WEIGHTS:
-                g = grads[name][index:index + 1].float()
-                raws[name] = (_WEIGHTS[method](a, g) * a).sum(dim=1)  # (1, h, w)
-            else:
-                raws[name] = _NO_GRADIENT[method](a)
-        result = {}
-        for name, raw in raws.items():
-            shown = raw.clamp(min=0) if method in _RELU else raw
-            result[name] = CamMap(raw=to_numpy(raw[0]), map=to_numpy(normalise(upsample(shown, out_size))[0]),
-                                  layer=name, method=method, target=explained)
-    return result
+        return {name: CamMap(raw=to_numpy(raw[index]), map=to_numpy(shown_map(raw[index:index + 1], method,
+                                                                                out_size)[0]),
+                             layer=name, method=method, target=explained)
+                for name, raw in raws.items()}
 
 
 def top_channels(trace: Trace, layer: str, k: int = 8, *, index: int = 0,
@@ -250,10 +247,10 @@ def cam_maps(model: DenseNet, x: Tensor, method: str = "gradcam", target: int | 
 
     Same arguments as :func:`cam`.
     """
-    method = _check_method(method)
+    record = _cam_record(method)
     x = prepare_input(model, x, index)
     names = default_layers(model) if layers is None else model.resolve_layers(layers)
-    trace = model.trace(x, names, keep_graph=needs_gradient(method))
+    trace = model.trace(x, names, keep_graph=record.needs_graph)
     return cams_from_trace(trace, method, target, names, size)
 
 
@@ -268,7 +265,7 @@ def cam(model: DenseNet, x: Tensor, method: str = "gradcam", target: int | None 
     Args:
         model: a :class:`DenseNet` in eval mode, on any device.
         x: (C, H, W) or (N, C, H, W); moved to the model's device; sample ``index`` is explained.
-        method: a key of :data:`CAM_METHODS`.
+        method: a registered CAM method (``explain.methods(uses_trace=True)``).
         target: class (softmax) or label (multi-label) index; ``None``: the top prediction.
         layers: names from ``model.tap_names``; ``None``: :func:`default_layers` (block outputs
             and ``features.norm5``).
@@ -325,3 +322,46 @@ def eigen_cam(model: DenseNet, x: Tensor, target: int | None = None,
               index: int = 0) -> dict[str, np.ndarray]:
     """EigenCAM maps (forward only; ``target`` is accepted for a uniform call and ignored)."""
     return cam(model, x, "eigencam", target, layers, size=size, index=index)
+
+
+# --- the records ------------------------------------------------------------------------------
+
+def _run_cam(method: str) -> registry.Runner:
+    def run(model: DenseNet, x: Tensor, target: int | None, layers: list[str], *, trace: Trace | None = None,
+            size: Size | None = None, progress: registry.Progress | None = None) -> dict[str, CamMap]:
+        if trace is None:
+            trace = model.trace(x, layers, keep_graph=registry.method(method).needs_graph)
+        return cams_from_trace(trace, method, target, layers, size)
+    return run
+
+
+def gradient_cam(name: str, label: str, description: str, weights: Callable[[Tensor, Tensor], Tensor]) -> Method:
+    """The record of a gradient CAM whose map is ``sum_c weights(A, G)_c * A_c``, ReLU'd."""
+    return Method(name=name, label=label, description=description, kind=Kind.GRADIENT_CAM, needs_layer=True,
+                  needs_graph=True, slow=False, run=_run_cam(name), weights=weights)
+
+
+def activation_cam(name: str, label: str, description: str, reduce: Callable[[Tensor], Tensor],
+                   *, relu: bool = True) -> Method:
+    """The record of a map computed from a layer's activations alone, ``reduce(A) -> (N, h, w)``."""
+    return Method(name=name, label=label, description=description, kind=Kind.ACTIVATION_CAM, needs_layer=True,
+                  needs_graph=False, slow=False, run=_run_cam(name), reduce=reduce, relu=relu)
+
+
+register(gradient_cam("gradcam", "Grad-CAM", "Activations weighted by their spatially averaged gradient "
+                      "(Selvaraju et al. 2017).", _gradcam_weights))
+register(gradient_cam("hirescam", "HiResCAM", "Activations times gradients, elementwise, summed over channels "
+                      "(Draelos & Carin 2020).", _hirescam_weights))
+register(gradient_cam("gradcam++", "Grad-CAM++", "Positive gradients weighted by per-pixel alphas "
+                      "(Chattopadhay et al. 2018).", _gradcampp_weights))
+register(gradient_cam("xgradcam", "XGrad-CAM", "Gradients weighted by normalised activations (Fu et al. 2020).",
+                      _xgradcam_weights))
+register(gradient_cam("layercam", "LayerCAM", "Activations times positive gradients, elementwise "
+                      "(Jiang et al. 2021).", _layercam_weights))
+register(activation_cam("eigencam", "EigenCAM", "First principal component of the activations, no gradient "
+                        "(Muhammad & Yeasin 2020).", _eigencam))
+# Activation maps keep their sign, so that a pre-ReLU tap such as norm5 is shown as it is.
+register(activation_cam("activation-mean", "Activation (mean)", "Mean activation over channels, no gradient "
+                        "(signed; not ReLU'd).", lambda a: a.mean(dim=1), relu=False))
+register(activation_cam("activation-max", "Activation (max)", "Maximum activation over channels, no gradient "
+                        "(signed; not ReLU'd).", lambda a: a.amax(dim=1), relu=False))

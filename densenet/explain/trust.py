@@ -24,7 +24,9 @@ from torch import Tensor, nn
 
 from ..model import DenseNet
 from ._common import is_multilabel, prepare_input, resolve_target, to_numpy, upsample
-from .cam import CamMap, cam_maps, needs_gradient
+from . import registry
+from .cam import CamMap, cam_maps
+from .registry import Progress
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,8 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def sanity_check(model: DenseNet, x: Tensor, target: int | None = None, layer: str = "features.norm5",
                  method: str = "gradcam", cascade: bool = True, seed: int = 0,
-                 *, index: int = 0) -> SanityResult:
+                 *, index: int = 0, original: CamMap | np.ndarray | None = None,
+                 progress: Progress | None = None) -> SanityResult:
     """Model-randomisation check (Adebayo et al. 2018) of one CAM method at one layer.
 
     Works on a ``copy.deepcopy`` of the model; the given model is only read.
@@ -138,27 +141,47 @@ def sanity_check(model: DenseNet, x: Tensor, target: int | None = None, layer: s
         target: class or label index; ``None``: the given model's top prediction (the same
             target is explained on the randomised copy).
         layer: a name from ``model.tap_names``.
-        method: a key of :data:`~densenet.explain.CAM_METHODS`.
+        method: a registered CAM method (``explain.methods(uses_trace=True)``).
         cascade: re-initialise everything from the head down to the module producing
             ``layer`` (classifier, norm5, then blocks and transitions in reverse order);
             ``False``: only the module producing ``layer`` (independent randomisation).
         seed: seed of the new weights.
         index: which sample of a batch.
+        original: the given model's map of this very input, method, target and layer when the
+            caller already has it (a :class:`CamMap` or its (H, W) ``map``); it is not recomputed.
+            With ``target=None`` and a gradient method, pass the :class:`CamMap` (it names its target).
+        progress: called with the fraction done between the steps.
 
     Returns:
         A :class:`SanityResult` with both maps and Spearman's rank correlation between them.
     """
     x = prepare_input(model, x, index)
     layer = model.resolve_layers(layer)[0]
-    t = resolve_target(model, x, target) if needs_gradient(method) else None
-    original = cam_maps(model, x, method, t, [layer])[layer]
+    record = registry.method(method)
+    if isinstance(original, CamMap):
+        if original.layer != layer or original.method != method:
+            raise ValueError(f"the map given is {original.method} at {original.layer}, not {method} at {layer}")
+        target = original.target if target is None else target
+    t = resolve_target(model, x, target) if record.needs_graph else None
+    if original is None:
+        original_map = cam_maps(model, x, method, t, [layer])[layer].map
+    else:
+        original_map = np.asarray(getattr(original, "map", original), dtype=np.float32)
+        if original_map.shape != tuple(x.shape[-2:]):
+            raise ValueError(f"the map given is {original_map.shape}, the input {tuple(x.shape[-2:])}")
+    if progress is not None:
+        progress(0.2)
 
     private = copy.deepcopy(model)
     units = cascade_modules(private, layer) if cascade else [layer]
     generator = torch.Generator().manual_seed(seed)
     reinitialised = [name for name in units if _reinitialise(private.get_submodule(name), generator)]
+    if progress is not None:
+        progress(0.5)
     randomized = cam_maps(private, x, method, t, [layer])[layer]
-    return SanityResult(rank_correlation=_spearman(original.map, randomized.map), original=original.map,
+    if progress is not None:
+        progress(1.0)
+    return SanityResult(rank_correlation=_spearman(original_map, randomized.map), original=original_map,
                         randomized=randomized.map, reinitialised=reinitialised)
 
 
@@ -210,7 +233,8 @@ def _auc(fractions: np.ndarray, scores: np.ndarray) -> float:
 
 def deletion_insertion(model: nn.Module, x: Tensor, cam_map: CamMap | np.ndarray | Tensor,
                        target: int | None = None, steps: int = 32, baseline: str | float | Tensor | None = None,
-                       *, batch_size: int = 16, index: int = 0) -> DeletionInsertion:
+                       *, batch_size: int = 16, index: int = 0,
+                       progress: Progress | None = None) -> DeletionInsertion:
     """Deletion and insertion curves of a saliency map (Petsiuk et al. 2018).
 
     Pixels are ranked by ``cam_map`` (ties by position). Deletion replaces the top fraction of
@@ -233,6 +257,7 @@ def deletion_insertion(model: nn.Module, x: Tensor, cam_map: CamMap | np.ndarray
             for a map that is right.
         batch_size: images per forward.
         index: which sample of a batch.
+        progress: called with the fraction done between batches.
 
     Returns:
         A :class:`DeletionInsertion`; both areas are in [0, 1].
@@ -256,8 +281,11 @@ def deletion_insertion(model: nn.Module, x: Tensor, cam_map: CamMap | np.ndarray
     # Job j < steps + 1 deletes counts[j] pixels; job steps + 1 + j inserts counts[j] pixels.
     jobs = torch.arange(2 * (steps + 1), device=x.device)
     scores = []
+    chunks = jobs.split(max(1, batch_size))
     with torch.no_grad():
-        for chunk in jobs.split(max(1, batch_size)):
+        for i, chunk in enumerate(chunks):
+            if progress is not None and i:
+                progress(i / len(chunks))
             step = chunk % (steps + 1)
             hidden = rank < counts[step].view(-1, 1, 1, 1)  # (B, 1, H, W): the top pixels
             deleting = (chunk <= steps).view(-1, 1, 1, 1)
@@ -267,6 +295,8 @@ def deletion_insertion(model: nn.Module, x: Tensor, cam_map: CamMap | np.ndarray
                 raise ValueError(f"target {t} out of range for {logits.shape[1]} classes")
             probs = torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
             scores.append(probs[:, t])
+    if progress is not None:
+        progress(1.0)
     scores_np = to_numpy(torch.cat(scores)).astype(np.float64)
     deletion, insertion = scores_np[:steps + 1], scores_np[steps + 1:]
     return DeletionInsertion(deletion_auc=_auc(fractions, deletion), insertion_auc=_auc(fractions, insertion),
