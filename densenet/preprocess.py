@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from densenet.geometry import GEOMETRIES, Plan, check_mode, plan
 from densenet.images import load_image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -21,9 +23,9 @@ class Preprocessing:
 
     Attributes:
         name: short name shown to the user ("imagenet", "xray", "demo", "custom").
-        size: side of the square crop fed to the model.
-        resize: shorter side is resized to this before the centre crop (None: crop the
-            largest centred square, then resize it to ``size``).
+        size: side of the square input fed to the model.
+        resize: for ``geometry="crop"``: shorter side is resized to this before the centre
+            crop (None: crop the largest centred square, then resize it to ``size``).
         channels: channels the model takes (1 or 3).
         mean, std: per-channel normalisation applied to [0, 1] pixels (len == channels).
         value_range: if set, [0, 1] pixels are mapped linearly onto this range instead of
@@ -37,6 +39,27 @@ class Preprocessing:
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
     value_range: tuple[float, float] | None = None
+    geometry: str = "crop"
+
+    def replace(self, **changes: object) -> Preprocessing:
+        """A copy with some fields changed, checked (e.g. ``preset.replace(geometry="letterbox")``)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise TypeError(f"unknown Preprocessing field(s): {sorted(unknown)}")
+        return _checked(dataclasses.replace(self, **changes))
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready fields (tuples as lists), as checkpoints store them."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> Preprocessing:
+        """The inverse of :meth:`to_dict`; unknown keys are refused, missing ones take defaults."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown preprocessing field(s) {sorted(unknown)}")
+        return _checked(cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}))
 
 
 IMAGENET = Preprocessing("imagenet", size=224, resize=256, channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD)
@@ -55,7 +78,7 @@ def default_for(in_channels: int, size: int = 224) -> Preprocessing:
 
 
 def custom(*, size: int, channels: int, mean: tuple[float, ...], std: tuple[float, ...],
-           resize: int | None = None) -> Preprocessing:
+           resize: int | None = None, geometry: str = "crop") -> Preprocessing:
     """A user-defined preset; mean and std need one value per channel."""
     if len(mean) != channels or len(std) != channels:
         raise ValueError(f"mean and std need {channels} values each, got {mean} and {std}")
@@ -63,8 +86,20 @@ def custom(*, size: int, channels: int, mean: tuple[float, ...], std: tuple[floa
         raise ValueError(f"std must be positive, got {std}")
     if size < 8:
         raise ValueError(f"size must be at least 8 pixels, got {size}")
-    return Preprocessing("custom", size=size, resize=resize, channels=channels,
-                         mean=tuple(mean), std=tuple(std))
+    return _checked(Preprocessing("custom", size=size, resize=resize, channels=channels,
+                                  mean=tuple(mean), std=tuple(std), geometry=geometry))
+
+
+def named(name: str, *, geometry: str | None = None) -> Preprocessing:
+    """A preset by name (``"imagenet"``, ``"xray"``, ``"demo"``), optionally with another geometry.
+
+    Raises:
+        ValueError: an unknown name or geometry, naming the choices.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preprocessing preset {name!r}; choose from {', '.join(PRESETS)}")
+    preset = PRESETS[name]
+    return preset if geometry is None else preset.replace(geometry=geometry)
 
 
 # --- applying a preset ---------------------------------------------------------------------------
@@ -77,22 +112,6 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 """ITU-R BT.601 weights used to turn RGB into the single channel of grey models."""
 
 
-@dataclass(frozen=True)
-class _Geometry:
-    """Where the model's view comes from, in torchvision's order: resize, crop, resize.
-
-    ``resized`` is the ``(H, W)`` after the first resize (``None``: no resize before the crop);
-    ``top``/``left``/``side`` locate the square crop in that (possibly resized) image, which is
-    then resampled to ``size x size`` (a no-op when ``side == size``).
-    """
-
-    resized: tuple[int, int] | None
-    top: int
-    left: int
-    side: int
-    size: int
-
-
 PresetSource = Preprocessing | torch.nn.Module
 """A preset, or a model that carries one as ``model.preprocessing``."""
 
@@ -102,7 +121,8 @@ def preprocess(image: np.ndarray | Image.Image, model_or_preset: PresetSource, *
     """Turn an image into the input tensor a model expects.
 
     Channels are matched (grey replicated, colour to 1 channel by BT.601 luminance), the
-    preset's resize and centre crop applied, then its value_range or mean/std.
+    preset's geometry applied (centre crop, whole-image resize or letterbox), then its
+    value_range or mean/std.
 
     Args:
         image: ``(H, W)`` or ``(H, W, 3)`` float array in [0, 1] as returned by
@@ -151,14 +171,18 @@ def crop_box(height: int, width: int, preset: PresetSource) -> tuple[float, floa
 
     Returns:
         ``(x0, y0, x1, y1)`` in original-image pixel coordinates (x to the right, y down,
-        ``x1``/``y1`` exclusive). Fractional when a resize comes before the crop.
+        ``x1``/``y1`` exclusive). Fractional when a resize comes before the crop. The whole
+        image for ``"resize"`` and ``"letterbox"`` (see :func:`densenet.geometry.view_box` for
+        the padded square).
     """
-    preset, _ = _resolve(preset)
-    geometry = _geometry(height, width, preset)
-    scale_y, scale_x = (1.0, 1.0) if geometry.resized is None else (
-        height / geometry.resized[0], width / geometry.resized[1])
-    return (geometry.left * scale_x, geometry.top * scale_y,
-            (geometry.left + geometry.side) * scale_x, (geometry.top + geometry.side) * scale_y)
+    from densenet.geometry import seen_box
+
+    return seen_box(height, width, preset)
+
+
+def resolve_preset(model_or_preset: object) -> Preprocessing:
+    """The checked preset of a ``Preprocessing`` or of a model carrying one."""
+    return _resolve(model_or_preset)[0]
 
 
 def _resolve(model_or_preset: object) -> tuple[Preprocessing, torch.device | None]:
@@ -181,9 +205,10 @@ def _resolve(model_or_preset: object) -> tuple[Preprocessing, torch.device | Non
 
 
 def _checked(preset: Preprocessing) -> Preprocessing:
+    check_mode(preset.geometry)
     if preset.size < 1:
         raise ValueError(f"preset {preset.name!r}: size must be positive, got {preset.size}")
-    if preset.resize is not None and preset.resize < preset.size:
+    if preset.geometry == "crop" and preset.resize is not None and preset.resize < preset.size:
         raise ValueError(f"preset {preset.name!r}: resize ({preset.resize}) is smaller than the crop "
                          f"size ({preset.size})")
     if preset.channels < 1:
@@ -224,11 +249,11 @@ def _model_view(image: np.ndarray, preset: Preprocessing) -> torch.Tensor:
     pixels = pixels[None, None] if pixels.ndim == 2 else pixels.permute(2, 0, 1)[None]  # (1, c, H, W)
     if preset.channels < pixels.shape[1]:
         pixels = _match_channels(pixels, preset.channels)  # both orders agree; resample fewer channels
-    geometry = _geometry(pixels.shape[-2], pixels.shape[-1], preset)
-    if geometry.resized is not None:
-        pixels = _resample(pixels, geometry.resized)
-    pixels = pixels[..., geometry.top:geometry.top + geometry.side, geometry.left:geometry.left + geometry.side]
-    pixels = _resample(pixels, (geometry.size, geometry.size))
+    p = _plan(pixels.shape[-2], pixels.shape[-1], preset)
+    if p.resized is not None:
+        pixels = _resample(pixels, p.resized)
+    pixels = _window(pixels, p)
+    pixels = _resample(pixels, (p.size, p.size))
     pixels = _match_channels(pixels, preset.channels)
     return pixels.clamp(0.0, 1.0)  # antialiased bilinear is a convex mix; this only trims rounding
 
@@ -246,22 +271,17 @@ def _match_channels(pixels: torch.Tensor, channels: int) -> torch.Tensor:
     raise ValueError(f"cannot turn a {have}-channel image into {channels} channels")
 
 
-def _geometry(height: int, width: int, preset: Preprocessing) -> _Geometry:
-    """torchvision's arithmetic: Resize(shorter side) then CenterCrop, or the largest centred square."""
-    if height < 1 or width < 1:
-        raise ValueError(f"image size must be positive, got {height} x {width}")
-    if preset.resize is None:
-        side = min(height, width)
-        return _Geometry(None, _centre(height, side), _centre(width, side), side, preset.size)
-    short, long = sorted((height, width))
-    new_long = int(preset.resize * long / short)
-    resized = (preset.resize, new_long) if height <= width else (new_long, preset.resize)
-    return _Geometry(resized, _centre(resized[0], preset.size), _centre(resized[1], preset.size),
-                     preset.size, preset.size)
+def _plan(height: int, width: int, preset: Preprocessing) -> Plan:
+    return plan(height, width, size=preset.size, resize=preset.resize, mode=preset.geometry)
 
 
-def _centre(length: int, crop: int) -> int:
-    return int(round((length - crop) / 2.0))
+def _window(pixels: torch.Tensor, p: Plan) -> torch.Tensor:
+    """Take the plan's window: a crop, or zero padding (letterbox) where it reaches past the image."""
+    height, width = pixels.shape[-2:]
+    if p.top >= 0 and p.left >= 0:
+        return pixels[..., p.top:p.top + p.height, p.left:p.left + p.width]
+    pad_top, pad_left = -p.top, -p.left
+    return F.pad(pixels, (pad_left, p.width - width - pad_left, pad_top, p.height - height - pad_top))
 
 
 def _resample(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
