@@ -4,6 +4,7 @@
     python -m densenet.demo train --smoke --out /tmp/x.safetensors   # two tiny steps
     python -m densenet.demo evaluate           # 1,000 held-out images; rewrites MODEL_CARD.md
     python -m densenet.demo samples            # re-creates assets/samples/
+    python -m densenet.demo dataset --out DIR --n 200   # images, labels, boxes, masks for an audit
 
 glibc's allocator and OpenMP read their settings from the environment when the process starts,
 so when they are missing this module re-executes itself once with them set.
@@ -47,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     sa = sub.add_parser("samples", help="re-create assets/samples/ (generated and bundled images)")
     sa.add_argument("--dest", default=None, help="folder (default: assets/samples)")
+    ds = sub.add_parser("dataset", help="write generated images with labels, boxes (plain and NIH) and masks")
+    ds.add_argument("--out", required=True, help="folder to write")
+    ds.add_argument("--n", type=int, default=200, help="number of images (default 200)")
+    ds.add_argument("--seed", type=int, default=None, help="generator seed (default: the dataset seed)")
+    ds.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     ev = sub.add_parser("evaluate", help="accuracy, Grad-CAM pointing game and sanity check on held-out images")
     ev.add_argument("--weights", default=None, help="checkpoint to evaluate (default: the shipped one)")
     ev.add_argument("-n", type=int, default=1000, help="held-out images (default 1000)")
@@ -61,6 +67,20 @@ def main(argv: list[str] | None = None) -> int:
 
         for path in write_samples(args.dest or SAMPLES_DIR):
             print(path)
+        return 0
+
+    if args.command == "dataset":
+        from densenet.demo.data import DATASET_SEED, write_dataset
+
+        if args.n < 1:
+            parser.error(f"--n must be at least 1, got {args.n}")
+        try:
+            paths = write_dataset(args.out, args.n, seed=DATASET_SEED if args.seed is None else args.seed,
+                                  size=args.size)
+        except (ValueError, OSError) as e:
+            parser.exit(2, f"error: {e}\n")
+        print(f"wrote {args.n} images to {paths['images']}, {paths['labels'].name}, {paths['boxes'].name}, "
+              f"{paths['nih_boxes'].name} and {paths['masks']}")
         return 0
 
     from densenet.demo import evaluate as ev_mod

@@ -15,6 +15,9 @@ operations over blocks of a few images, ``(8, H, W)``; no Python loop runs per i
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -251,3 +254,96 @@ def _mask_boxes(mask: np.ndarray) -> np.ndarray:
     boxes = np.stack([x0, y0, x1, y1], axis=1).astype(np.float32)
     boxes[~rows.any(1)] = -1.0
     return boxes
+
+
+# --- a dataset on disk, for the audit ------------------------------------------------------------
+
+DATASET_SEED = 30_000_000  # neither a training, evaluation nor samples seed
+
+
+def write_dataset(out: str | os.PathLike, n: int = 200, *, seed: int = DATASET_SEED, size: int = 128) -> dict[str, Path]:
+    """Write ``n`` generated images with their labels, boxes and masks, as an audit reads them.
+
+    Layout (the audit's input formats)::
+
+        OUT/images/demo_00000.png ...    8-bit grey PNGs
+        OUT/labels.csv                   image,label              (class names of CLASSES)
+        OUT/boxes.csv                    image,label,x0,y0,x1,y1  (continuous pixel edges)
+        OUT/BBox_List_2017.csv           NIH ChestX-ray14's format: Image Index,Finding Label,Bbox [x,y,w,h]
+        OUT/masks/demo_00000.png ...     255 inside the lesion (images of "none" have none)
+
+    The generator's boxes are inclusive pixel indices; on disk a box covers whole pixels, so
+    ``x1 = x_last + 1`` (and NIH's ``w = x1 - x0``): both CSVs describe the same pixels.
+
+    Args:
+        out: folder to write (created).
+        n: number of images.
+        seed: generator seed (the default is used by no other part of the demo).
+        size: image side in pixels.
+
+    Returns:
+        ``{"images", "labels", "boxes", "nih_boxes", "masks"}`` -> their paths.
+    """
+    from PIL import Image
+
+    out = Path(out)
+    paths = {"images": out / "images", "labels": out / "labels.csv", "boxes": out / "boxes.csv",
+             "nih_boxes": out / "BBox_List_2017.csv", "masks": out / "masks"}
+    paths["images"].mkdir(parents=True, exist_ok=True)
+    paths["masks"].mkdir(parents=True, exist_ok=True)
+    labels_rows, box_rows, nih_rows = [], [], []
+    for start in range(0, n, _CHUNK):  # a prefix of the stream does not depend on n (see generate)
+        stop = min(n, start + _CHUNK)
+        images, labels, boxes, masks = generate(stop, seed, size, masks=True)
+        for i in range(start, stop):
+            name = f"demo_{i:05d}.png"
+            pixels = np.round(images[i, 0].numpy() * 255).astype(np.uint8)
+            Image.fromarray(pixels).save(paths["images"] / name)
+            label = CLASSES[int(labels[i])]
+            labels_rows.append((name, label))
+            if int(labels[i]) == 0:
+                continue
+            Image.fromarray(masks[i].numpy().astype(np.uint8) * 255).save(paths["masks"] / name)
+            x0, y0, x1, y1 = (int(v) for v in boxes[i].tolist())
+            box_rows.append((name, label, x0, y0, x1 + 1, y1 + 1))
+            nih_rows.append((name, label, x0, y0, x1 + 1 - x0, y1 + 1 - y0))
+    _write_csv(paths["labels"], ("image", "label"), labels_rows)
+    _write_csv(paths["boxes"], ("image", "label", "x0", "y0", "x1", "y1"), box_rows)
+    _write_csv(paths["nih_boxes"], ("Image Index", "Finding Label", "Bbox [x", "y", "w", "h]"), nih_rows)
+    return paths
+
+
+def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple]) -> None:
+    import csv
+
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def dataset_dir(n: int = 200, *, cache: str | os.PathLike | None = None) -> Path:
+    """The demo dataset of ``n`` images, generated on first use into a cache folder.
+
+    The folder is ``$DENSENET_CACHE`` (else ``~/.cache/densenet-explorer``) ``/demo_dataset-n{n}``;
+    it is written to a temporary sibling and renamed, so a half-written set is never used.
+    """
+    import shutil
+    import tempfile
+
+    base = Path(cache or os.environ.get("DENSENET_CACHE") or Path.home() / ".cache" / "densenet-explorer")
+    target = base / f"demo_dataset-n{n}"
+    if (target / "labels.csv").is_file():
+        return target
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=base))
+    try:
+        write_dataset(tmp, n)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process won the race: use theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

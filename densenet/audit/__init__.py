@@ -1,0 +1,86 @@
+"""Dataset audit: does the model look at the right place, across a whole dataset, per class, layer and method.
+
+    from densenet import audit, demo
+    model = demo.load()
+    data = audit.load_dataset("DIR", model.class_names, labels="DIR/labels.csv", boxes="DIR/boxes.csv")
+    result = audit.run_audit(model, data, "OUT", audit.Settings(methods=("gradcam",)))
+    result.summary["by_method_layer"][0]["overall"]["iou"]     # {"mean", "low", "high"}
+
+For a page: ``run = audit.start(model, data, audit.new_output_dir(base))``; read ``run.progress``,
+``audit.read_rows(run.out)`` (rows appear as chunks finish), ``run.stop()``; afterwards
+``audit.read_summary(out)``, ``audit.gallery(out)``, ``audit.report_path(out)``,
+``audit.parquet_path(out)``. Typed paths and uploaded zips go through :mod:`.safety` first.
+
+Modules: :mod:`.dataset` (listing, labels, boxes, masks), :mod:`.metrics` (pointing game,
+energy, IoU/Dice with CheXlocalize's binarisation, bootstrap), :mod:`.core` (one chunk's work),
+:mod:`.results` (the output folder), :mod:`.run` (plan, resume, threads), :mod:`.engine_local`,
+:mod:`.engine_ray` (the only module that imports ray), :mod:`.summary`, :mod:`.report`,
+:mod:`.cli`, :mod:`.safety`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from .core import COLUMNS, Settings, default_layers
+from .dataset import Dataset, DatasetError, Item, load_dataset, truth_in_view
+from .results import RunFolder, RunFolderError, new_output_dir
+from .run import AuditRun, Progress, RunResult, run_audit, start
+from .safety import UnsafePathError, ZipRefused, check_zip, extract_zip, resolve_under
+from .summary import gallery_cases
+
+__all__ = [
+    "COLUMNS", "AuditRun", "Dataset", "DatasetError", "Item", "Progress", "RunFolder", "RunFolderError", "RunResult",
+    "Settings", "UnsafePathError", "ZipRefused", "check_zip", "default_layers", "extract_zip", "gallery",
+    "load_dataset", "new_output_dir", "parquet_path", "read_manifest", "read_rows", "read_skipped", "read_summary",
+    "report_path", "resolve_under", "run_audit", "start", "truth_in_view",
+]
+
+
+def read_rows(out: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
+    """Every row committed so far in ``out`` (also while a run is adding more)."""
+    return RunFolder(out).read_rows(columns)
+
+
+def read_skipped(out: str | os.PathLike) -> list[tuple[str, str]]:
+    """``(image, reason)`` of every image skipped so far."""
+    return RunFolder(out).read_skipped()
+
+
+def read_manifest(out: str | os.PathLike) -> dict[str, Any] | None:
+    return RunFolder(out).read_manifest()
+
+
+def read_summary(out: str | os.PathLike) -> dict[str, Any] | None:
+    """The scorecard written at the end of a run (``None`` before); for a live view of a run in
+    progress use :func:`densenet.audit.summary.summarise` on :func:`read_rows`."""
+    path = RunFolder(out).summary_path
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def gallery(out: str | os.PathLike, *, method: str | None = None, layer: str | None = None,
+            per_class: int = 3, with_maps: bool = True) -> list[dict[str, Any]]:
+    """Best and worst cases per class (:func:`~densenet.audit.summary.gallery_cases`), each with
+    its stored map (``"map"``: (m, m) float32 in [0, 1]) when ``with_maps``."""
+    folder = RunFolder(out)
+    cases = gallery_cases(folder.read_rows(), method=method, layer=layer, per_class=per_class)
+    if with_maps:
+        cache: dict[int, Any] = {}
+        for case in cases:
+            maps = cache.setdefault(case["chunk"], folder.read_maps(case["chunk"]))
+            case["map"] = maps[case["map_index"]].astype("float32")
+    return cases
+
+
+def report_path(out: str | os.PathLike) -> Path:
+    return RunFolder(out).report_path
+
+
+def parquet_path(out: str | os.PathLike) -> Path:
+    """The Parquet dataset folder (``pyarrow.parquet.read_table`` reads it whole)."""
+    return RunFolder(out).results_dir

@@ -1,0 +1,168 @@
+"""Scores of a map against ground truth, and the statistics over many of them.
+
+Per map (all batched over ``(N, H, W)``):
+
+- pointing game: is the map's maximum inside the truth (the first maximum in row-major order;
+  a map with no positive value misses);
+- energy-based pointing game: the share of the map's mass inside the truth;
+- IoU and Dice after CheXlocalize's binarisation (Saporta et al. 2022, repository
+  ``rajpurkarlab/cheXlocalize``, ``heatmap_to_segmentation.py``): min-max to 0-255, truncated
+  to ``uint8``, Otsu's threshold on that histogram (OpenCV's ``THRESH_OTSU``), a pixel is in the
+  segmentation when its value exceeds the threshold; or a fixed threshold on the min-max map.
+
+Over many: means with percentile bootstrap intervals (1,000 resamples, as CheXlocalize),
+accuracy, and AUROC (rank form, ties counted half).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: How a map is binarised for IoU and Dice: ``"otsu"`` or a fixed threshold in (0, 1).
+Binarize = str | float
+
+
+def pointing_hits(maps: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """(N,) bool: the map's maximum falls inside the truth. ``maps``: (N, H, W); ``truth``: (N, H, W) bool."""
+    n = maps.shape[0]
+    flat = maps.reshape(n, -1)
+    peak = flat.argmax(axis=1)
+    hit = truth.reshape(n, -1)[np.arange(n), peak]
+    return hit & (flat.max(axis=1) > 0)
+
+
+def energy_inside(maps: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """(N,) share of each map's (non-negative) mass inside the truth; NaN for an all-zero map."""
+    n = maps.shape[0]
+    m = np.clip(maps.reshape(n, -1).astype(np.float64), 0, None)
+    total = m.sum(axis=1)
+    inside = (m * truth.reshape(n, -1)).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, inside / np.where(total > 0, total, 1), np.nan)
+
+
+def to_uint8(maps: np.ndarray) -> np.ndarray:
+    """CheXlocalize's first step: min-max each map to 0-255 and truncate to uint8; (N, H, W)."""
+    n = maps.shape[0]
+    flat = maps.reshape(n, -1).astype(np.float64)
+    lo = flat.min(axis=1, keepdims=True)
+    span = flat.max(axis=1, keepdims=True) - lo
+    scaled = np.where(span > 0, 255 * (flat - lo) / np.where(span > 0, span, 1), 0)
+    return scaled.astype(np.uint8).reshape(maps.shape)
+
+
+def otsu_thresholds(values: np.ndarray) -> np.ndarray:
+    """Otsu's threshold of each uint8 map, (N,) int, as OpenCV computes it.
+
+    For every candidate ``t`` in 0..255 the classes are ``<= t`` and ``> t``; the first ``t``
+    with the largest between-class variance wins.
+    """
+    n = values.shape[0]
+    flat = values.reshape(n, -1).astype(np.int64)
+    hist = np.zeros((n, 256), np.float64)
+    np.add.at(hist, (np.repeat(np.arange(n), flat.shape[1]), flat.ravel()), 1)
+    p = hist / flat.shape[1]
+    levels = np.arange(256, dtype=np.float64)
+    q1 = np.cumsum(p, axis=1)
+    mu_cum = np.cumsum(p * levels, axis=1)
+    mu = mu_cum[:, -1:]
+    q2 = 1 - q1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu1 = mu_cum / q1
+        mu2 = (mu - mu_cum) / q2
+        between = q1 * q2 * (mu1 - mu2) ** 2
+    # OpenCV skips levels where one class is (numerically) empty.
+    between = np.where((q1 < 1e-12) | (q2 < 1e-12), -1.0, np.nan_to_num(between, nan=-1.0))
+    return between.argmax(axis=1)
+
+
+def binarize(maps: np.ndarray, method: Binarize = "otsu") -> tuple[np.ndarray, np.ndarray]:
+    """Segment each map: CheXlocalize's Otsu pipeline or a fixed threshold on the min-max map.
+
+    Args:
+        maps: (N, H, W) maps (any scale).
+        method: ``"otsu"`` or a threshold in (0, 1).
+
+    Returns:
+        ((N, H, W) bool segmentations, (N,) thresholds on the [0, 1] scale).
+
+    Raises:
+        ValueError: an unknown method or a threshold outside (0, 1).
+    """
+    u8 = to_uint8(maps)
+    if isinstance(method, str):
+        if method != "otsu":
+            raise ValueError(f"binarize must be 'otsu' or a threshold in (0, 1), got {method!r}")
+        t = otsu_thresholds(u8)
+        return u8 > t[:, None, None], t / 255.0
+    threshold = float(method)
+    if not 0 < threshold < 1:
+        raise ValueError(f"a fixed binarisation threshold must lie in (0, 1), got {method!r}")
+    n = maps.shape[0]
+    flat = maps.reshape(n, -1).astype(np.float64)
+    lo = flat.min(axis=1, keepdims=True)
+    span = flat.max(axis=1, keepdims=True) - lo
+    scaled = np.where(span > 0, (flat - lo) / np.where(span > 0, span, 1), 0)
+    return (scaled >= threshold).reshape(maps.shape) & (span > 0).reshape(n, 1, 1), np.full(n, threshold)
+
+
+def overlap(segmentation: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) IoU and Dice of two (N, H, W) bool stacks; NaN where both are empty."""
+    n = segmentation.shape[0]
+    s, t = segmentation.reshape(n, -1), truth.reshape(n, -1)
+    inter = (s & t).sum(axis=1).astype(np.float64)
+    union = (s | t).sum(axis=1).astype(np.float64)
+    sizes = s.sum(axis=1) + t.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, inter / np.where(union > 0, union, 1), np.nan)
+        dice = np.where(sizes > 0, 2 * inter / np.where(sizes > 0, sizes, 1), np.nan)
+    return iou, dice
+
+
+# --- over many ---------------------------------------------------------------------------------
+
+def bootstrap_ci(values: np.ndarray, *, resamples: int = 1000, level: float = 0.95,
+                 seed: int = 0) -> tuple[float, float, float]:
+    """Mean of the finite ``values`` and its percentile bootstrap interval.
+
+    Args:
+        values: 1-D; NaNs are dropped (a row without ground truth has no IoU).
+        resamples: bootstrap resamples (CheXlocalize uses 1,000).
+        level: coverage of the interval.
+        seed: the resampling stream, so a report is reproducible.
+
+    Returns:
+        ``(mean, low, high)``; all NaN when no value is finite.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return (math.nan, math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    step = max(1, 2_000_000 // v.size)  # bounded memory for large sets
+    for start in range(0, resamples, step):
+        k = min(step, resamples - start)
+        means[start:start + k] = v[rng.integers(0, v.size, (k, v.size))].mean(axis=1)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    return (float(v.mean()), float(low), float(high))
+
+
+def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties half); NaN without both classes."""
+    scores = np.asarray(scores, dtype=np.float64)
+    positive = np.asarray(positive, dtype=bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(scores.size)
+    sorted_scores = scores[order]
+    # average ranks over ties
+    _, start, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    avg = start + (counts + 1) / 2.0
+    ranks[order] = np.repeat(avg, counts)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
