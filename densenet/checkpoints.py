@@ -2,9 +2,15 @@
 
 Accepted: torchvision state dicts (current and legacy ``norm.1`` keys), state dicts wrapped in
 ``{"state_dict": ...}`` / ``{"model": ...}`` or prefixed with ``module.``, ``.safetensors`` files,
-timm DenseNet state dicts, torchxrayvision DenseNet-121 checkpoints, and whole pickled models
-whose every class is a known layer (read as plain records; no constructor of theirs ever runs).
-Nothing is unpickled outside ``torch.load(weights_only=True)``.
+timm DenseNet state dicts, MONAI 2-D DenseNets, torchxrayvision DenseNet-121 checkpoints, and whole
+pickled models whose every class is a known layer (read as plain records; no constructor of theirs
+ever runs). Nothing is unpickled outside ``torch.load(weights_only=True)``.
+
+What the outputs mean travels too: our own files state the output kind (softmax or one sigmoid per
+finding), class names, operating thresholds and preprocessing (with its geometry) in their
+safetensors metadata (:func:`save_checkpoint`); torchxrayvision's ``op_threshs`` make a model
+multi-label with those thresholds. ``model.metadata["outputs_stated"]`` says whether the file said
+so (see :func:`densenet.labels.outputs`); otherwise the app offers the choice.
 """
 
 from __future__ import annotations
@@ -15,7 +21,6 @@ import os
 import pickle
 import re
 from collections.abc import Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -23,16 +28,14 @@ import torch
 from torch import Tensor
 
 from .config import DenseNetConfig
+from .labels import XRV_PATHOLOGIES, clean_thresholds
 from .model import DenseNet
 from .preprocess import PRESETS, Preprocessing, default_for
+from .recognise import foreign_message
 
 MAX_CHECKPOINT_BYTES = 1 << 30  # 1 GiB: DenseNet-264 is ~130 MB in float32
 
-XRAY_PATHOLOGIES = [
-    "Atelectasis", "Consolidation", "Infiltration", "Pneumothorax", "Edema", "Emphysema", "Fibrosis",
-    "Effusion", "Pneumonia", "Pleural_Thickening", "Cardiomegaly", "Nodule", "Mass", "Hernia",
-    "Lung Lesion", "Fracture", "Lung Opacity", "Enlarged Cardiomediastinum",
-]
+XRAY_PATHOLOGIES = list(XRV_PATHOLOGIES)  # kept for callers of the old name
 
 # Classes a whole pickled model may name. Each is rebuilt as a plain record of its attributes,
 # never as the class itself, so no code of the checkpoint's runs.
@@ -59,6 +62,8 @@ _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "w
 _CLASS_NAME_KEYS = ("class_names", "classes", "labels", "pathologies", "categories")
 _LEGACY_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
 _METADATA_PREFIX = "densenet."
+_MONAI_LAYER = re.compile(r"^(features\.denseblock\d+\.denselayer\d+)\.layers\.(.*)$")
+_DERIVED_FACTS = ("source", "outputs_stated")  # recomputed at every load, never saved
 
 
 class CheckpointError(ValueError):
@@ -197,10 +202,15 @@ def _strip_prefixes(state: dict[str, Tensor]) -> dict[str, Tensor]:
 def normalise_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """Rename foreign keys to ours: wrappers' prefixes, torchvision's legacy ``norm.1`` keys."""
     state = _strip_prefixes(dict(state))
+    monai = any(k.startswith("class_layers.out.") for k in state)
     renamed = {}
     for key, value in state.items():
         m = _LEGACY_KEY.match(key)
-        renamed[m.group(1) + m.group(2) if m else key] = value
+        key = m.group(1) + m.group(2) if m else key
+        if monai:  # MONAI's DenseNet: the same layers under ``.layers.`` and ``class_layers.out``
+            m = _MONAI_LAYER.match(key)
+            key = f"{m.group(1)}.{m.group(2)}" if m else key.replace("class_layers.out.", "classifier.")
+        renamed[key] = value
     return renamed
 
 
@@ -217,7 +227,13 @@ def infer_config(state: Mapping[str, Tensor], **fixed: Any) -> DenseNetConfig:
         CheckpointError: the weights are not a DenseNet's, or a part is missing.
     """
     conv0 = state.get("features.conv0.weight")
+    if conv0 is not None and conv0.dim() == 5:
+        raise CheckpointError("this is a 3-D DenseNet checkpoint (its first convolution has a depth axis, "
+                              "as MONAI's spatial_dims=3); this app explains DenseNets on 2-D images")
     if conv0 is None or conv0.dim() != 4:
+        foreign = foreign_message(state)
+        if foreign:
+            raise CheckpointError(foreign)
         sample = ", ".join(list(state)[:3])
         raise CheckpointError("this does not look like a DenseNet checkpoint: it has no "
                               f"'features.conv0.weight' (its first keys are {sample})")
@@ -302,11 +318,23 @@ def _parse_metadata(raw: Mapping[str, str]) -> tuple[dict[str, Any], list[str] |
     prep = json.loads(raw.get(_METADATA_PREFIX + "preprocessing", "null"))
     preprocessing = None
     if isinstance(prep, dict):
-        preprocessing = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in prep.items()})
+        preprocessing = Preprocessing.from_dict(prep)
     elif isinstance(prep, str):
         preprocessing = PRESETS.get(prep)
     facts = json.loads(raw.get(_METADATA_PREFIX + "metadata", "{}"))
-    return config, names, preprocessing, facts if isinstance(facts, dict) else {}
+    facts = {k: v for k, v in facts.items() if k not in _DERIVED_FACTS} if isinstance(facts, dict) else {}
+    outputs = json.loads(raw.get(_METADATA_PREFIX + "outputs", "null"))
+    if isinstance(outputs, dict):
+        kind = outputs.get("kind")
+        if kind not in ("multilabel", "softmax"):
+            raise ValueError(f"output kind must be 'multilabel' or 'softmax', got {kind!r}")
+        config = {**config, "multilabel": kind == "multilabel"}
+        if outputs.get("thresholds") is not None:
+            facts["thresholds"] = outputs["thresholds"]
+    # A file of ours states its outputs when it says so, or (older files) when it names its classes.
+    placeholder = isinstance(names, list) and names == [f"class {i}" for i in range(len(names))]
+    facts["outputs_stated"] = isinstance(outputs, dict) or (bool(config) and isinstance(names, list) and not placeholder)
+    return config, names, preprocessing, facts
 
 
 def model_from_state(state: Mapping[str, Tensor], *, meta: dict[str, Any] | None = None,
@@ -323,7 +351,18 @@ def model_from_state(state: Mapping[str, Tensor], *, meta: dict[str, Any] | None
     if is_xray_model:
         metadata["op_threshs"] = thresholds.float().tolist()
         fixed.setdefault("multilabel", True)
+        metadata.setdefault("outputs_stated", True)
     config = infer_config(state, **fixed)
+    if is_xray_model and "thresholds" not in metadata:
+        try:
+            metadata["thresholds"] = list(clean_thresholds(thresholds.float(), config.num_classes))
+        except ValueError:
+            pass  # op_threshs of another length or outside (0, 1): kept as found, not used for calls
+    if metadata.get("thresholds") is not None:
+        try:
+            metadata["thresholds"] = list(clean_thresholds(metadata["thresholds"], config.num_classes))
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"the checkpoint's operating thresholds are unusable ({e})") from None
 
     names = meta.get("class_names")
     if names is not None and len(names) != config.num_classes:
@@ -332,6 +371,8 @@ def model_from_state(state: Mapping[str, Tensor], *, meta: dict[str, Any] | None
         names = list(XRAY_PATHOLOGIES)
     if names is None and config.num_classes == 1000 and config.in_channels == 3:
         names = _imagenet_categories()
+        metadata.setdefault("outputs_stated", True)
+    metadata.setdefault("outputs_stated", False)
     preprocessing = meta.get("preprocessing") or (
         PRESETS["xray"] if is_xray_model else default_for(config.in_channels))
     model = DenseNet(config, class_names=names, preprocessing=preprocessing, metadata=metadata)
@@ -367,19 +408,45 @@ def load_checkpoint(source: str | os.PathLike | bytes | BinaryIO, *,
     return model.to(device) if device is not None else model
 
 
-def save_checkpoint(model: DenseNet, path: str | os.PathLike) -> None:
-    """Write weights, config, class names, preprocessing and metadata to one ``.safetensors`` file.
+def _file_contents(model: DenseNet) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """The tensors and the string metadata a self-describing checkpoint holds."""
+    from .labels import outputs
 
-    ``model.metadata`` must be JSON-serialisable (e.g. ``{"cam_layer": "features.denseblock2"}``);
-    its ``source`` entry (where the model was loaded from) is not saved.
-    """
-    from safetensors.torch import save_file
-
+    spec = outputs(model)
+    facts = {k: v for k, v in model.metadata.items() if k not in _DERIVED_FACTS and k != "thresholds"}
+    try:
+        facts_json = json.dumps(facts)
+    except TypeError as e:
+        raise TypeError(f"model.metadata must be JSON-serialisable to be saved ({e})") from None
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     metadata = {
         _METADATA_PREFIX + "config": model.config.to_json(),
         _METADATA_PREFIX + "class_names": json.dumps(list(model.class_names)),
-        _METADATA_PREFIX + "preprocessing": json.dumps(asdict(model.preprocessing)),
-        _METADATA_PREFIX + "metadata": json.dumps({k: v for k, v in model.metadata.items() if k != "source"}),
+        _METADATA_PREFIX + "outputs": json.dumps({
+            "kind": spec.kind, "thresholds": list(spec.thresholds) if spec.thresholds is not None else None}),
+        _METADATA_PREFIX + "preprocessing": json.dumps(model.preprocessing.to_dict()),
+        _METADATA_PREFIX + "metadata": facts_json,
     }
+    return state, metadata
+
+
+def save_checkpoint(model: DenseNet, path: str | os.PathLike) -> None:
+    """Write a self-describing ``.safetensors`` file: the next load needs no choices.
+
+    The metadata holds the config, the class names, the output kind (``"softmax"`` or
+    ``"multilabel"``) with per-finding thresholds (``densenet.outputs``), the preprocessing with
+    its geometry, and ``model.metadata`` (which must be JSON-serialisable, e.g.
+    ``{"cam_layer": "features.denseblock2"}``; its ``source`` entry is not saved).
+    """
+    from safetensors.torch import save_file
+
+    state, metadata = _file_contents(model)
     save_file(state, os.fspath(path), metadata=metadata)
+
+
+def checkpoint_bytes(model: DenseNet) -> bytes:
+    """The bytes :func:`save_checkpoint` would write (for a download button)."""
+    from safetensors.torch import save
+
+    state, metadata = _file_contents(model)
+    return save(state, metadata=metadata)

@@ -80,7 +80,7 @@ def test_safetensors_round_trip_keeps_weights_config_names_and_preprocessing(tmp
     path = tmp_path / "model.safetensors"
     densenet.save_checkpoint(reference, path)
     loaded = densenet.load_checkpoint(path)
-    assert loaded.metadata == {"cam_layer": "features.denseblock2", "source": "model.safetensors"}
+    assert loaded.metadata == {"cam_layer": "features.denseblock2", "source": "model.safetensors", "outputs_stated": True}
     assert loaded.config == cfg
     assert loaded.class_names == ["none", "a", "b", "c"]
     assert loaded.preprocessing == DEMO
@@ -172,9 +172,15 @@ def test_not_a_checkpoint_and_empty_files(tmp_path):
 
 
 def test_resnet_checkpoint_is_named_as_not_a_densenet():
-    with pytest.raises(CheckpointError, match="does not look like a DenseNet") as err:
+    with pytest.raises(CheckpointError, match="this is a ResNet checkpoint") as err:
         densenet.load_checkpoint(save(torchvision.models.resnet18().state_dict()))
-    assert "conv1.weight" in str(err.value)
+    assert "ResNet-18" in str(err.value) and "this app explains DenseNets" in str(err.value)
+
+
+def test_unrecognised_checkpoint_still_lists_its_first_keys():
+    with pytest.raises(CheckpointError, match="does not look like a DenseNet") as err:
+        densenet.load_checkpoint(save({"encoder.weight": torch.zeros(2, 2)}))
+    assert "encoder.weight" in str(err.value)
 
 
 def test_partial_checkpoint_lists_missing_keys_and_loads_nothing():
