@@ -1,6 +1,10 @@
 """DenseNet Explorer's Streamlit dashboard: ``streamlit run dashboard/app.py``.
 
-``app.py`` (entrypoint: sidebar, navigation), ``views/`` (one thin script per page), ``state.py``
-(every cache and all session state), ``backend.py`` (what is used from ``densenet/``),
-``analysis.py`` and ``figures.py`` (pure computations and figures, testable without Streamlit).
+By job: ``app.py`` (entrypoint: sidebar, navigation), ``views/`` (one thin script per page, layout
+only), ``page.py`` (how a page starts), ``runtime.py`` (device, threads, jobs on the compute gate),
+``gate.py`` (the fair gate itself, no Streamlit), ``session.py`` (memo and controls that keep their
+value), ``sources.py`` (model sources and loading), ``inputs.py`` (samples and uploads),
+``results.py`` (typed results: the trace, maps, trust checks), ``shared.py`` (figures and
+topologies shared by all sessions), ``analysis.py`` and ``figures.py`` (pure computations and
+figures, testable without Streamlit).
 """

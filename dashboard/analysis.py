@@ -27,6 +27,11 @@ def source_color(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
 
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """``1 layer``, ``6 layers``; ``nouns`` for irregular plurals."""
+    return f"{n:,} {noun if n == 1 else (nouns or noun + 's')}"
+
+
 def short_name(layer: str) -> str:
     """``features.denseblock2.denselayer5`` -> ``denseblock2.denselayer5``."""
     return layer.removeprefix("features.")
@@ -81,8 +86,7 @@ def feature_reuse(model: DenseNet, topo: Topology, block_index: int) -> FeatureR
     """
     block = topo.blocks[block_index]
     targets = [block.layer_name(node) for node in range(1, block.num_layers + 1)]
-    last = block_index == len(topo.blocks) - 1
-    targets.append("classifier" if last else f"features.transition{block_index + 1}")
+    targets.append(block.transition or "classifier")
     sources = [block.layer_name(node) for node in range(block.num_layers + 1)]
     matrix = np.full((len(targets), len(sources)), np.nan)
     with torch.no_grad():
@@ -238,10 +242,10 @@ class Step:
 def block_steps(block: BlockInfo, bn_size: int | None) -> list[Step]:
     """For each layer l of the block: (h, w, c0 + (l-1)k) in, bottleneck, (h, w, k) new, concat out."""
     h, w = block.size
-    c0, k = block.in_channels, block.growth_rate
+    k = block.growth_rate
     steps = []
     for layer in range(1, block.num_layers + 1):
-        cin = c0 + (layer - 1) * k
+        cin = block.in_channels_of(layer)
         steps.append(Step(
             layer=layer,
             input_shape=(h, w, cin),

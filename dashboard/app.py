@@ -1,7 +1,7 @@
 """DenseNet Explorer: ``streamlit run dashboard/app.py``.
 
 The entrypoint owns what every page shares: page config, the sidebar (model, device, image) and
-the navigation over ``dashboard/views/``. Pages read the choices through ``state.context()``.
+the navigation over ``dashboard/views/``. Pages read the choices through ``page.context()``.
 """
 
 from __future__ import annotations
@@ -25,97 +25,82 @@ st.set_page_config(page_title="DenseNet Explorer", page_icon=":material/hub:", l
                    initial_sidebar_state="expanded")
 
 import densenet  # noqa: E402
-from dashboard import backend, state  # noqa: E402
+from dashboard import inputs, page, runtime, session, sources  # noqa: E402
+from dashboard.results import Context, context_for  # noqa: E402
+from densenet.config import STEMS  # noqa: E402
 
 log = logging.getLogger("dashboard")
 
-SOURCES = {
-    "demo": "Bundled demo model",
-    "variant": "Built-in variant (fresh weights)",
-    "custom": "Custom: bend the knobs (classroom)",
-    "imagenet": "ImageNet weights (torchvision)",
-    "checkpoint": "Upload a checkpoint",
-}
-FALLBACK_VARIANT = "densenet-bc-100-12"
 DEFAULT_BLOCKS = (6, 12, 24, 16, 16)
-
-
-def default_spec() -> state.ModelSpec:
-    """The model the app opens on: the bundled demo once it exists, else a small built-in variant."""
-    if backend.demo_available():
-        return state.ModelSpec("demo", "demo")
-    return state.ModelSpec("variant", FALLBACK_VARIANT, densenet.VARIANTS[FALLBACK_VARIANT])
 
 
 def custom_config() -> densenet.DenseNetConfig:
     """The classroom knobs: growth rate, blocks, bottleneck, compression, stem; no weights needed."""
-    k = st.slider("Growth rate k", 1, 64, 32, key="c_k", help="Feature maps each dense layer adds.")
-    n_blocks = st.slider("Dense blocks", 1, 5, 4, key="c_blocks")
-    layers = tuple(st.slider(f"Layers in block {b + 1}", 1, 64, DEFAULT_BLOCKS[b], key=f"c_L{b + 1}")
+    k = session.slider(st, "Growth rate k", 1, 64, "custom.k", 32, help="Feature maps each dense layer adds.")
+    n_blocks = session.slider(st, "Dense blocks", 1, 5, "custom.blocks", 4)
+    layers = tuple(session.slider(st, f"Layers in block {b + 1}", 1, 64, f"custom.L{b + 1}", DEFAULT_BLOCKS[b])
                    for b in range(n_blocks))
-    bottleneck = st.toggle("Bottleneck (DenseNet-B): 1×1 conv to 4k first", True, key="c_bn")
-    theta = st.slider("Compression θ (DenseNet-C)", 0.1, 1.0, 0.5, 0.05, key="c_theta",
-                      help="A transition keeps ⌊θ·c⌋ of its c channels.")
-    c0 = st.slider("Stem channels c0", 8, 128, 64, 8, key="c_c0")
-    stem = st.selectbox("Stem", ["imagenet", "small", "cifar"], key="c_stem",
-                        format_func={"imagenet": "ImageNet: 7×7/2 conv + max-pool (224 px)",
-                                     "small": "small: 3×3 conv + max-pool (128 px)",
-                                     "cifar": "CIFAR: one 3×3 conv (32 px)"}.get)
+    bottleneck = session.toggle(st, "Bottleneck (DenseNet-B): 1×1 conv to 4k first", "custom.bottleneck", True)
+    theta = session.slider(st, "Compression θ (DenseNet-C)", 0.1, 1.0, "custom.theta", 0.5, 0.05,
+                           help="A transition keeps ⌊θ·c⌋ of its c channels.")
+    c0 = session.slider(st, "Stem channels c0", 8, 128, "custom.c0", 64, 8)
+    stem = session.selectbox(st, "Stem", list(STEMS), "custom.stem", "imagenet",
+                             format_func=lambda name: STEMS[name].describe)
     return densenet.DenseNetConfig(growth_rate=k, block_config=layers, num_init_features=c0,
                                    bn_size=4 if bottleneck else None, compression=theta, stem=stem,
                                    num_classes=10)
 
 
-def model_sidebar() -> state.Context:
-    """Model source widgets -> a loaded (or loadable) model, falling back to the default with a reason."""
+def model_sidebar() -> Context:
+    """Model source widgets -> the context; a model that fails to load is reported, never replaced."""
     st.subheader("Model")
-    options = [s for s in SOURCES if s != "demo" or backend.demo_available()]
-    source = st.selectbox("Source", options, format_func=SOURCES.get, key="model_source")
+    options = [kind for kind in sources.SOURCES if kind != "demo" or sources.demo_available()]
+    source = session.selectbox(st, "Source", options, "model_source", sources.default_spec().kind,
+                               format_func=lambda kind: sources.SOURCES[kind].label)
     spec, read = None, None
     if source == "demo":
-        spec = state.ModelSpec("demo", "demo")
+        spec = sources.ModelSpec("demo", "demo")
     elif source == "variant":
-        names = list(densenet.VARIANTS)
-        name = st.selectbox("Variant", names, index=names.index(FALLBACK_VARIANT), key="variant")
-        spec = state.ModelSpec("variant", name, densenet.VARIANTS[name])
-        st.caption("Fresh random weights: the structure is real, predictions and maps are not meaningful.")
+        spec = variant_spec()
     elif source == "custom":
         with st.container(border=True):
             try:
                 config = custom_config()
-                spec = state.ModelSpec("custom", "custom", config)
+                spec = sources.ModelSpec("custom", "custom", config)
             except ValueError as e:
                 st.error(f"That architecture is not possible: {e}")
     elif source == "imagenet":
-        name = st.selectbox("Architecture", list(densenet.IMAGENET_VARIANTS), key="imagenet_variant")
+        name = session.selectbox(st, "Architecture", list(densenet.IMAGENET_VARIANTS), "imagenet_variant")
         spec = imagenet_spec(name)
     elif source == "checkpoint":
         upload = st.file_uploader(
-            "DenseNet checkpoint", type=list(backend.CHECKPOINT_EXTENSIONS), key="ckpt_upload",
-            max_upload_size=backend.MAX_CHECKPOINT_MB,
+            "DenseNet checkpoint", type=list(sources.CHECKPOINT_EXTENSIONS), key="ckpt_upload",
+            max_upload_size=sources.MAX_CHECKPOINT_MB,
             help=(f".pt / .pth (a state dict, torchvision, timm or torchxrayvision DenseNet) or .safetensors, "
-                  f"up to {backend.MAX_CHECKPOINT_MB} MB. Only weights are read: no code in the file is run."))
+                  f"up to {sources.MAX_CHECKPOINT_MB} MB. Only weights are read: no code in the file is run."))
         if upload is None:
             st.info("Drop a checkpoint here; until then the default model is used.")
         else:
             read = upload.getvalue
-            spec = state.ModelSpec("checkpoint", upload.name, digest=state.file_digest(upload.file_id, read))
+            spec = sources.ModelSpec("checkpoint", upload.name, digest=inputs.file_digest(upload.file_id, read))
 
-    ctx = state.Context(spec=spec or default_spec(), read=read)
-    if spec is not None and not spec.config:  # needs loading to be known: load now, report failure here
-        try:
-            ctx.model()
-        except state.ModelError as e:
-            st.error(f"Could not load {spec.label}: {e}")
-            fallback = default_spec()
-            if fallback.key == spec.key:  # the demo itself failed: a built-in variant never does
-                fallback = state.ModelSpec("variant", FALLBACK_VARIANT, densenet.VARIANTS[FALLBACK_VARIANT])
-            ctx = state.Context(spec=fallback)
-            st.caption(f"Showing the {ctx.spec.label} instead.")
+    if spec is None:
+        spec = sources.default_spec()
+        st.caption(f"Showing the {spec.label} until then.")
+    ctx = context_for(spec, read)
+    if ctx.model_error is not None:
+        st.error(f"Could not load the {spec.label}: {ctx.model_error}")
     return ctx
 
 
-def imagenet_spec(name: str) -> state.ModelSpec | None:
+def variant_spec() -> sources.ModelSpec:
+    names = list(densenet.VARIANTS)
+    name = session.selectbox(st, "Variant", names, "variant", sources.FALLBACK_VARIANT)
+    st.caption("Fresh random weights: the structure is real, predictions and maps are not meaningful.")
+    return sources.ModelSpec("variant", name, densenet.VARIANTS[name])
+
+
+def imagenet_spec(name: str) -> sources.ModelSpec | None:
     """torchvision weights from the hub cache; offering a download (with a clear offline message)."""
     from densenet.pretrained import cache_path, imagenet_weights_file
 
@@ -125,41 +110,41 @@ def imagenet_spec(name: str) -> state.ModelSpec | None:
         st.error(f"ImageNet weights are unavailable: {e}")
         return None
     if path.is_file():
-        return state.ModelSpec("imagenet", name)
+        return sources.ModelSpec("imagenet", name)
     st.warning(f"The {name} ImageNet weights are not on this machine (expected at `{path}`).")
     if st.button("Download them now (needs internet)", key="imagenet_download"):
         try:
             with st.spinner(f"Downloading {name} weights…"):
                 imagenet_weights_file(name)
-            return state.ModelSpec("imagenet", name)
+            return sources.ModelSpec("imagenet", name)
         except densenet.WeightsUnavailableError as e:
             st.error(str(e))
-    st.caption("Until then the default model is used.")
     return None
 
 
-def image_sidebar(ctx: state.Context) -> None:
+def image_sidebar(ctx: Context) -> None:
     """Sample or upload -> ``ctx.image`` (decoded once per content hash) or ``ctx.image_error``."""
     st.subheader("Image")
-    samples = backend.samples()
+    samples = inputs.samples()
     names = [s.name for s in samples]
     uploaded = st.session_state.get("image_upload")
-    sample_name = st.selectbox("Sample", names, key="sample", disabled=uploaded is not None,
-                               help="Built-in images; an upload below takes their place.")
+    sample_name = session.selectbox(st, "Sample", names, "sample", names[0] if names else None,
+                                    disabled=uploaded is not None,
+                                    help="Built-in images; an upload below takes their place.")
     upload = st.file_uploader(
-        "…or upload your own", type=list(backend.SUPPORTED_EXTENSIONS), key="image_upload",
-        max_upload_size=max(1, backend.MAX_BYTES // (1 << 20)),
-        help=(f"PNG, JPEG, TIFF, BMP, WebP or DICOM (.dcm), up to {backend.MAX_BYTES // (1 << 20)} MB and "
-              f"{backend.MAX_PIXELS / 1e6:.0f} megapixels. Colour images feed grey models as luminance, "
+        "…or upload your own", type=list(inputs.SUPPORTED_EXTENSIONS), key="image_upload",
+        max_upload_size=max(1, inputs.MAX_BYTES // (1 << 20)),
+        help=(f"PNG, JPEG, TIFF, BMP, WebP or DICOM (.dcm), up to {inputs.MAX_BYTES // (1 << 20)} MB and "
+              f"{inputs.MAX_PIXELS / 1e6:.0f} megapixels. Colour images feed grey models as luminance, "
               "grey images feed colour models replicated."))
     try:
         if upload is not None:
-            digest = state.file_digest(upload.file_id, upload.getvalue)
-            ctx.image = state.read_image(upload.name, digest, upload.getvalue)
+            file_hash = inputs.file_digest(upload.file_id, upload.getvalue)
+            ctx.image = inputs.read_image(upload.name, file_hash, upload.getvalue)
         elif sample_name is not None:
             sample = samples[names.index(sample_name)]
-            ctx.image = state.read_image(sample.name, state.file_digest(str(sample), sample.read), sample.read)
-    except backend.ImageError as e:
+            ctx.image = inputs.read_image(sample.name, inputs.file_digest(str(sample.path), sample.read), sample.read)
+    except inputs.ImageError as e:
         ctx.image_error = f"Could not read {upload.name if upload is not None else sample_name}: {e}"
         st.error(ctx.image_error)
     if ctx.image is not None:
@@ -167,12 +152,14 @@ def image_sidebar(ctx: state.Context) -> None:
                  f"{ctx.image.pixels.shape[0]}", width=180)
 
 
-def model_summary(ctx: state.Context) -> None:
+def model_summary(ctx: Context) -> None:
+    if ctx.config is None:
+        return
     cfg = ctx.config
-    params = state.topology(cfg, ctx.input_size).total_params
     st.caption(f"**{ctx.spec.label}** · k={cfg.growth_rate} · blocks {tuple(cfg.block_config)} · "
                f"{'bottleneck' if cfg.bn_size else 'no bottleneck'} · θ={cfg.compression:g} · "
-               f"{params / 1e6:.2f} M params · input {cfg.in_channels}×{ctx.input_size}×{ctx.input_size}")
+               f"{ctx.topology.total_params / 1e6:.2f} M params · input {cfg.in_channels}×{ctx.input_size}×"
+               f"{ctx.input_size}")
 
 
 STYLE = """<style>
@@ -185,31 +172,31 @@ STYLE = """<style>
 
 
 def main() -> None:
-    state.start_timer()
+    runtime.start_timer()
     st.html(STYLE)
     with st.sidebar:
         st.markdown("### :material/hub: DenseNet Explorer")
         ctx = model_sidebar()
         model_summary(ctx)
-        st.caption(f"Device: {state.device_label()}")
+        st.caption(f"Device: {runtime.device_label()}")
         st.divider()
         image_sidebar(ctx)
-    state.set_context(ctx)
+    page.set_context(ctx)
 
-    page = st.navigation([
+    current = st.navigation([
         st.Page("views/architecture.py", title="Architecture", icon=":material/account_tree:", default=True),
         st.Page("views/feature_maps.py", title="Feature maps", icon=":material/grid_view:"),
         st.Page("views/attention.py", title="Attention", icon=":material/visibility:"),
         st.Page("views/dense_block.py", title="Dense block step by step", icon=":material/stairs:"),
     ], position="top")
     try:
-        page.run()
+        current.run()
     except Exception as e:  # an unforeseen failure: a plain sentence, the traceback goes to the log
-        log.exception("page %s failed", page.title)
+        log.exception("page %s failed", current.title)
         st.error(f"This page hit a problem it could not handle ({type(e).__name__}: {e}). "
                  "The rest of the app still works; try another model, image or setting.")
     with st.sidebar:
-        st.caption(f"Server time for this view: {state.elapsed_ms():.0f} ms")
+        st.caption(f"Server time for this view: {runtime.elapsed_ms():.0f} ms")
 
 
 main()

@@ -68,7 +68,7 @@ def node_text(block: BlockInfo, node: int) -> str:
     if node == 0:
         return (f"<b>block input</b> ({short_name(block.input_name)})<br>{block.in_channels} channels, {h}×{w}"
                 f"<br>feeds all {block.num_layers} layers")
-    cin = block.in_channels + (node - 1) * block.growth_rate
+    cin = block.in_channels_of(node)
     return (f"<b>layer {node}</b> ({short_name(block.layer_name(node))})<br>"
             f"in: {cin} = {block.in_channels} + {node - 1}·{block.growth_rate} channels from {node} inputs<br>"
             f"out: {block.growth_rate} new maps, {h}×{w}<br>feeds {block.num_layers - node} later layers")
@@ -190,15 +190,9 @@ def overview_dot(topo: Topology, highlight: str | None = None) -> str:
         f'  input [label="input\\n{cfg.in_channels}×{h}×{w}", shape=oval, fillcolor="#e2e8f0"];',
     ]
     conv0 = rows["features.conv0"]
-    if cfg.stem == "imagenet":
-        stem = "7×7 conv/2, BN, ReLU\\n3×3 max-pool/2"
-    elif cfg.stem == "small":
-        stem = "3×3 conv, BN, ReLU\\n3×3 max-pool/2"
-    else:
-        stem = "3×3 conv"
-    last_stem = [r for r in topo.layers if r.kind == "stem"][-1]
-    lines.append(f'  stem [label="stem\\n{stem}\\n{conv0.out_channels} ch, {last_stem.size[0]}×{last_stem.size[1]}", '
-                 f'fillcolor="#ccfbf1"];')
+    last_stem = topo.stem_rows[-1]
+    lines.append(f'  stem [label="stem\\n{_dot_escape(topo.stem.structure)}\\n{conv0.out_channels} ch, '
+                 f'{last_stem.size[0]}×{last_stem.size[1]}", fillcolor="#ccfbf1"];')
     prev = "input"
     lines.append("  input -> stem;")
     prev = "stem"
@@ -213,9 +207,8 @@ def overview_dot(topo: Topology, highlight: str | None = None) -> str:
         lines.append(f'  {node} [label="{_dot_escape(label)}", fillcolor="{fill}"{penwidth}];')
         lines.append(f'  {prev} -> {node} [label="{block.in_channels}"];')
         prev = node
-        tname = f"features.transition{b}"
-        if tname in rows:
-            t = rows[tname]
+        if block.transition is not None:
+            t = rows[block.transition]
             lines.append(f'  trans{b} [label="transition {b}\\n1×1 conv (θ={cfg.compression:g}), 2×2 avg-pool\\n'
                          f'{t.in_channels} → {t.out_channels} ch, {t.size[0]}×{t.size[1]}", fillcolor="#e0e7ff"];')
             lines.append(f'  {prev} -> trans{b} [label="{t.in_channels}"];')
@@ -252,7 +245,7 @@ def channel_growth(topo: Topology) -> go.Figure:
         start_x = step
         for layer in range(1, block.num_layers + 1):
             step += 1
-            c = block.in_channels + layer * block.growth_rate
+            c = block.channels_after(layer)
             xs.append(step)
             ys.append(c)
             names.append(block.layer_name(layer))
@@ -260,13 +253,12 @@ def channel_growth(topo: Topology) -> go.Figure:
                          f" = {c} channels, {block.size[0]}×{block.size[1]}")
         fig.add_vrect(x0=start_x + 0.5, x1=step + 0.5, fillcolor=source_color(b - 1), opacity=0.08,
                       line_width=0, annotation_text=f"block {b}", annotation_position="top left")
-        tname = f"features.transition{b}"
-        if tname in rows:
-            t = rows[tname]
+        if block.transition is not None:
+            t = rows[block.transition]
             step += 1
             xs.append(step)
             ys.append(t.out_channels)
-            names.append(tname)
+            names.append(block.transition)
             hover.append(f"transition {b}: ⌊{topo.config.compression:g}·{t.in_channels}⌋ = {t.out_channels} channels,"
                          f" {t.size[0]}×{t.size[1]}")
             fig.add_annotation(x=step, y=t.out_channels, text=f"×{topo.config.compression:g}",
@@ -296,20 +288,23 @@ def paper_table(topo: Topology) -> pd.DataFrame:
                     "Channels": f"{cin} → {cout}", "Params": params, "MACs": macs})
 
     conv0 = rows["features.conv0"]
-    kernel = "7 × 7 conv, stride 2" if cfg.stem == "imagenet" else "3 × 3 conv"
-    add("Convolution", conv0.size, kernel, conv0.in_channels, conv0.out_channels, conv0.params, conv0.macs)
-    if "features.pool0" in rows:
-        pool, norm0 = rows["features.pool0"], rows["features.norm0"]
+    stem = topo.stem
+    kernel = f"{stem.kernel} × {stem.kernel} conv" + (f", stride {stem.stride}" if stem.stride > 1 else "")
+    if stem.pool:  # the stem's batch norm sits between its conv and the pool: its parameters go with the conv
+        norm0, pool = rows["features.norm0"], rows["features.pool0"]
+        add("Convolution", conv0.size, kernel + ", BN, ReLU", conv0.in_channels, conv0.out_channels,
+            conv0.params + norm0.params, conv0.macs + norm0.macs)
         add("Pooling", pool.size, "3 × 3 max pool, stride 2", pool.in_channels, pool.out_channels,
-            norm0.params, norm0.macs)
+            pool.params, pool.macs)
+    else:
+        add("Convolution", conv0.size, kernel, conv0.in_channels, conv0.out_channels, conv0.params, conv0.macs)
     unit = "[1 × 1 conv, 3 × 3 conv]" if cfg.bn_size else "[3 × 3 conv]"
     for b, block in enumerate(topo.blocks, start=1):
         r = rows[block.name]
         add(f"Dense Block ({b})", block.size, f"{unit} × {block.num_layers}", block.in_channels,
             block.out_channels, r.params, r.macs)
-        tname = f"features.transition{b}"
-        if tname in rows:
-            t = rows[tname]
+        if block.transition is not None:
+            t = rows[block.transition]
             add(f"Transition Layer ({b})", t.size, "1 × 1 conv, 2 × 2 average pool, stride 2",
                 t.in_channels, t.out_channels, t.params, t.macs)
     norm5, head = rows["features.norm5"], rows["classifier"]
@@ -451,7 +446,7 @@ def step_figure(block: BlockInfo, step: Step) -> go.Figure:
 def concat_vs_add(block: BlockInfo) -> go.Figure:
     """Channels entering each layer: DenseNet's concatenation against ResNet's addition."""
     layers = list(range(1, block.num_layers + 1))
-    dense = [block.in_channels + (l - 1) * block.growth_rate for l in layers]
+    dense = [block.in_channels_of(l) for l in layers]
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=layers, y=dense, mode="lines+markers", name="DenseNet: concatenate, c0 + (l−1)·k",
                              line=dict(color="#0f766e")))

@@ -7,8 +7,42 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-STEMS = ("imagenet", "cifar", "small")
 POOLS = ("avg", "lme")
+
+
+@dataclass(frozen=True)
+class Stem:
+    """One kind of stem: how it is built, how it is described, and the input it expects.
+
+    Attributes:
+        name: the config value (``DenseNetConfig.stem``).
+        label: a short name for people.
+        structure: the layers, as the paper's Table 1 would write them.
+        kernel, stride: of the stem convolution (padding ``kernel // 2``).
+        pool: a BN-ReLU and a 3x3/2 max-pool follow the convolution.
+        input_size: the side of the images it was made for.
+    """
+
+    name: str
+    label: str
+    structure: str
+    kernel: int
+    stride: int
+    pool: bool
+    input_size: int
+
+    @property
+    def describe(self) -> str:
+        """``"ImageNet: 7×7/2 conv + max-pool (224 px)"``."""
+        return f"{self.label}: {self.structure} ({self.input_size} px)"
+
+
+#: The stems every builder, topology, figure and control reads.
+STEMS: dict[str, Stem] = {s.name: s for s in (
+    Stem("imagenet", "ImageNet", "7×7/2 conv + max-pool", kernel=7, stride=2, pool=True, input_size=224),
+    Stem("small", "Small", "3×3 conv + max-pool", kernel=3, stride=1, pool=True, input_size=128),
+    Stem("cifar", "CIFAR", "one 3×3 conv", kernel=3, stride=1, pool=False, input_size=32),
+)}
 
 
 @dataclass(frozen=True)
@@ -70,7 +104,7 @@ class DenseNetConfig:
         if self.num_classes < (2 if self.null_class else 1):
             raise ValueError(f"num_classes too small: {self.num_classes}")
         if self.stem not in STEMS:
-            raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
+            raise ValueError(f"stem must be one of {tuple(STEMS)}, got {self.stem!r}")
         if self.pool not in POOLS:
             raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
 

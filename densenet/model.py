@@ -8,7 +8,7 @@ Unlike torchvision, no operation is in place: every tapped tensor keeps the valu
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from torch import Tensor, nn
 
-from .config import DenseNetConfig
+from .config import STEMS, DenseNetConfig
 from .trace import Trace
 
 # Called with every tap's name and tensor during a forward pass; returns the tensor the network
@@ -99,13 +99,12 @@ class _Transition(nn.Sequential):
 
 
 def _stem(cfg: DenseNetConfig) -> list[tuple[str, nn.Module]]:
+    stem = STEMS[cfg.stem]
     c0 = cfg.num_init_features
-    if cfg.stem == "cifar":
-        return [("conv0", nn.Conv2d(cfg.in_channels, c0, kernel_size=3, padding=1, bias=False))]
-    if cfg.stem == "small":
-        conv = nn.Conv2d(cfg.in_channels, c0, kernel_size=3, padding=1, bias=False)
-    else:
-        conv = nn.Conv2d(cfg.in_channels, c0, kernel_size=7, stride=2, padding=3, bias=False)
+    conv = nn.Conv2d(cfg.in_channels, c0, kernel_size=stem.kernel, stride=stem.stride, padding=stem.kernel // 2,
+                     bias=False)
+    if not stem.pool:
+        return [("conv0", conv)]
     return [("conv0", conv), ("norm0", nn.BatchNorm2d(c0)), ("relu0", nn.ReLU()),
             ("pool0", nn.MaxPool2d(kernel_size=3, stride=2, padding=1))]
 
@@ -287,6 +286,94 @@ class DenseNet(nn.Module):
         activations = dict(sorted(activations.items(), key=lambda kv: order[kv[0]]))
         return Trace(logits=logits.float(), activations=activations, inputs=x,
                      multilabel=self.config.multilabel)
+
+    # --- resuming from a layer -------------------------------------------------------------
+
+    def _split_tap(self, layer: str) -> tuple[str, int | None]:
+        """``features.denseblock2.denselayer3`` -> (``denseblock2``, 3); ``features.norm5`` -> (``norm5``, None)."""
+        self.resolve_layers(layer)
+        parts = layer.split(".")
+        if len(parts) == 3:
+            return parts[1], int(parts[2].removeprefix("denselayer"))
+        return parts[1], None
+
+    def _block_input_name(self, block: str) -> str:
+        children = [name for name, _ in self.features.named_children()]
+        return f"features.{children[children.index(block) - 1]}"
+
+    def resume_inputs(self, layer: str) -> list[str]:
+        """The traced tensors, besides ``layer`` itself, that :meth:`forward_from` needs.
+
+        Inside a dense block, later layers read the block input and every earlier layer's maps,
+        so resuming from dense layer l needs those; from any other tap nothing else is needed.
+
+        Args:
+            layer: a name from :attr:`tap_names`.
+
+        Returns:
+            Tap names in forward order (empty outside dense blocks).
+        """
+        block, index = self._split_tap(layer)
+        if index is None:
+            return []
+        return [self._block_input_name(block)] + [f"features.{block}.denselayer{i}" for i in range(1, index)]
+
+    def forward_from(self, layer: str, activation: Tensor,
+                     trace: Trace | Mapping[str, Tensor] | None = None) -> Tensor:
+        """Run the network from a traced layer to the logits, given that layer's activation.
+
+        Equal to the full forward when ``activation`` is the traced one; with a modified, batched
+        activation (one channel ablated per sample, say) it pays only for the rest of the network.
+        No hooks and no state: it only calls the modules after ``layer``, in the caller's grad mode.
+
+        Args:
+            layer: a name from :attr:`tap_names`.
+            activation: (B, C, h, w), the layer's output (possibly modified); any batch size B.
+            trace: the trace (or a name -> tensor mapping) holding :meth:`resume_inputs` of
+                ``layer``; each of them has batch size B or 1 (then it is shared by all B
+                samples). Not needed outside dense blocks.
+
+        Returns:
+            Logits (B, num_classes).
+
+        Raises:
+            ValueError: an unknown layer, a missing or mis-shaped tensor.
+            TypeError: ``activation`` is not a 4-D tensor.
+        """
+        if not isinstance(activation, Tensor) or activation.dim() != 4:
+            raise TypeError(f"activation must be a (B, C, h, w) tensor, got "
+                            f"{tuple(activation.shape) if isinstance(activation, Tensor) else type(activation).__name__}")
+        block, index = self._split_tap(layer)
+        saved = trace.activations if isinstance(trace, Trace) else (trace or {})
+        known = saved.get(layer)
+        if known is not None and tuple(known.shape[1:]) != tuple(activation.shape[1:]):
+            raise ValueError(f"activation for {layer!r} has shape {tuple(activation.shape)}; "
+                             f"the traced one is {tuple(known.shape)}")
+        n = activation.shape[0]
+
+        def stored(name: str) -> Tensor:
+            if name not in saved:
+                raise ValueError(f"forward_from({layer!r}) needs {name!r} from the trace; trace it "
+                                 f"(model.resume_inputs({layer!r}) lists what is needed)")
+            t = saved[name]
+            if t.shape[0] == n:
+                return t
+            if t.shape[0] == 1:
+                return t.expand(n, *t.shape[1:])
+            raise ValueError(f"traced {name!r} has batch size {t.shape[0]}; the activation has {n}")
+
+        x = activation
+        if index is not None:
+            module = self.features.get_submodule(block)
+            features = [stored(name) for name in self.resume_inputs(layer)] + [activation]
+            for dense_layer in list(module.values())[index:]:
+                features.append(dense_layer(features))
+            x = torch.cat(features, 1)  # (B, C0 + L*k, h, w)
+        children = list(self.features.named_children())
+        start = [name for name, _ in children].index(block) + 1
+        for _, module in children[start:]:
+            x = module(x)
+        return self.forward_head(x)
 
     def extra_repr(self) -> str:
         return f"config={self.config}"

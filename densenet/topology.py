@@ -6,10 +6,11 @@ No weights are needed, so a classroom can bend the knobs and redraw instantly.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from torch import nn
 
-from .config import DenseNetConfig
+from .config import STEMS, DenseNetConfig, Stem
 from .model import DenseNet, transition_channels
 
 
@@ -55,6 +56,8 @@ class BlockInfo:
     Attributes:
         name: ``features.denseblockB``.
         input_name: the module that feeds the block (stem or previous transition).
+        index: B, counted from 1.
+        transition: the transition that follows the block; ``None`` after the last block (norm5 follows).
         num_layers: L.
         in_channels: c0, channels entering the block.
         growth_rate: k.
@@ -71,28 +74,83 @@ class BlockInfo:
     out_channels: int
     size: tuple[int, int]
     links: list[tuple[int, int]] = field(repr=False)
+    index: int = 1
+    transition: str | None = None
 
     @property
     def num_links(self) -> int:
         return len(self.links)
 
+    @property
+    def output_name(self) -> str:
+        """What reads the block's concatenated output: its transition, or ``features.norm5``."""
+        return self.transition or "features.norm5"
+
     def layer_name(self, node: int) -> str:
         return self.input_name if node == 0 else f"{self.name}.denselayer{node}"
+
+    def node_of(self, name: str) -> int:
+        """The node of a layer name: 0 for the block input, l for dense layer l; KeyError otherwise."""
+        if name == self.input_name:
+            return 0
+        prefix = f"{self.name}.denselayer"
+        if name.startswith(prefix) and name[len(prefix):].isdigit() and 1 <= int(name[len(prefix):]) <= self.num_layers:
+            return int(name[len(prefix):])
+        raise KeyError(f"{name!r} is not a node of {self.name}")
+
+    def in_channels_of(self, node: int) -> int:
+        """Channels dense layer ``node`` reads: c0 + (l - 1)·k (the block's output for node L + 1)."""
+        if not 1 <= node <= self.num_layers + 1:
+            raise ValueError(f"layer {node} is not in a block of {self.num_layers} layers")
+        return self.in_channels + (node - 1) * self.growth_rate
+
+    def channels_after(self, node: int) -> int:
+        """Channels of the concatenation once layer ``node`` has added its maps: c0 + l·k."""
+        return self.in_channels_of(node + 1)
 
     def node_channels(self, node: int) -> tuple[int, int]:
         """The channel range node ``node`` occupies in the block's concatenated output."""
         if node == 0:
             return 0, self.in_channels
-        start = self.in_channels + (node - 1) * self.growth_rate
+        start = self.in_channels_of(node)
         return start, start + self.growth_rate
 
 
 @dataclass(frozen=True)
 class Topology:
+    """The one index of a network's shape: every layer name, channel count and size is read here.
+
+    Attributes:
+        config: the architecture.
+        input_size: (h, w) of the input the sizes are worked out for.
+        blocks: the dense blocks in order.
+        layers: one row per module, in forward order (blocks followed by their layers).
+    """
+
     config: DenseNetConfig
     input_size: tuple[int, int]
     blocks: list[BlockInfo]
     layers: list[LayerRow]
+
+    @cached_property
+    def rows(self) -> dict[str, LayerRow]:
+        """Rows by layer name."""
+        return {r.name: r for r in self.layers}
+
+    @property
+    def stem(self) -> Stem:
+        return STEMS[self.config.stem]
+
+    @property
+    def stem_rows(self) -> list[LayerRow]:
+        return [r for r in self.layers if r.kind == "stem"]
+
+    def locate(self, name: str) -> tuple[BlockInfo, int] | None:
+        """The block and node of a dense layer (node >= 1), or ``None`` for any other layer."""
+        for b in self.blocks:
+            if name.startswith(b.name + ".denselayer"):
+                return b, b.node_of(name)
+        return None
 
     @property
     def num_links(self) -> int:
@@ -107,10 +165,10 @@ class Topology:
         return sum(r.macs for r in self.layers if r.kind != "dense_block")
 
     def row(self, name: str) -> LayerRow:
-        for r in self.layers:
-            if r.name == name:
-                return r
-        raise KeyError(f"no layer named {name!r}")
+        try:
+            return self.rows[name]
+        except KeyError:
+            raise KeyError(f"no layer named {name!r}") from None
 
     def block_of(self, name: str) -> BlockInfo:
         for b in self.blocks:
@@ -126,7 +184,8 @@ class Topology:
         """
         try:
             block = self.block_of(name)
-            nodes = int(name.rsplit("denselayer", 1)[1]) if ".denselayer" in name else block.num_layers + 1
+            found = self.locate(name)
+            nodes = found[1] if found else block.num_layers + 1
         except KeyError:
             prev = self._block_before(name)
             if prev is None:
@@ -135,12 +194,7 @@ class Topology:
         return [ChannelSlice(*block.node_channels(n), block.layer_name(n)) for n in range(nodes)]
 
     def _block_before(self, name: str) -> BlockInfo | None:
-        if name.startswith("features.transition"):
-            idx = int(name.removeprefix("features.transition"))
-            return self.blocks[idx - 1]
-        if name == "features.norm5":
-            return self.blocks[-1]
-        return None
+        return next((b for b in self.blocks if b.output_name == name), None)
 
 
 def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -174,12 +228,11 @@ def topology(model_or_config: DenseNet | DenseNetConfig | str, input_size: int |
     rows: list[LayerRow] = []
     c0 = cfg.num_init_features
     cin = cfg.in_channels
-    if cfg.stem == "imagenet":
-        h, w = _conv_out(h, 7, 2, 3), _conv_out(w, 7, 2, 3)
-        rows.append(LayerRow("features.conv0", "stem", cin, c0, (h, w), cin * c0 * 49, cin * c0 * 49 * h * w))
-    else:
-        rows.append(LayerRow("features.conv0", "stem", cin, c0, (h, w), cin * c0 * 9, cin * c0 * 9 * h * w))
-    if cfg.stem != "cifar":
+    stem = STEMS[cfg.stem]
+    kk = stem.kernel * stem.kernel
+    h, w = (_conv_out(s, stem.kernel, stem.stride, stem.kernel // 2) for s in (h, w))
+    rows.append(LayerRow("features.conv0", "stem", cin, c0, (h, w), cin * c0 * kk, cin * c0 * kk * h * w))
+    if stem.pool:
         rows.append(LayerRow("features.norm0", "stem", c0, c0, (h, w), 2 * c0, 0))
         h, w = _conv_out(h, 3, 2, 1), _conv_out(w, 3, 2, 1)
         rows.append(LayerRow("features.pool0", "stem", c0, c0, (h, w), 0, 0))
@@ -205,14 +258,15 @@ def topology(model_or_config: DenseNet | DenseNetConfig | str, input_size: int |
                              sum(r.params for r in block_rows), sum(r.macs for r in block_rows)))
         rows.extend(block_rows)
         links = [(s, t) for t in range(1, num_layers + 1) for s in range(t)]
-        blocks.append(BlockInfo(name, input_name, num_layers, channels, k, out, (h, w), links))
+        transition = f"features.transition{b}" if b < len(cfg.block_config) else None
+        blocks.append(BlockInfo(name, input_name, num_layers, channels, k, out, (h, w), links, b, transition))
         channels = out
-        if b < len(cfg.block_config):
+        if transition is not None:
             t_out = transition_channels(channels, cfg.compression)
             th, tw = h // 2, w // 2
-            rows.append(LayerRow(f"features.transition{b}", "transition", channels, t_out, (th, tw),
+            rows.append(LayerRow(transition, "transition", channels, t_out, (th, tw),
                                  2 * channels + channels * t_out, channels * t_out * h * w))
-            input_name = f"features.transition{b}"
+            input_name = transition
             channels, h, w = t_out, th, tw
     rows.append(LayerRow("features.norm5", "norm", channels, channels, (h, w), 2 * channels, 0))
     outputs = cfg.num_classes - 1 if cfg.null_class else cfg.num_classes

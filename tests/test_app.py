@@ -18,7 +18,8 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import densenet
-from dashboard import analysis, backend, figures
+from dashboard import analysis, figures, inputs, sources
+from densenet import explain
 from densenet.preprocess import custom
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +36,13 @@ def ok(at: AppTest) -> AppTest:
     assert not at.exception, [e.message for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     return at
+
+
+def widget(at: AppTest, kind: str, name: str):
+    """The widget of control ``name``: its key is ``name:digest`` (see ``dashboard/session.py``)."""
+    found = [w for w in at.get(kind) if (w.key or "").split(":")[0] == name]
+    assert found, f"no {kind} {name!r}; have {[w.key for w in at.get(kind)]}"
+    return found[0]
 
 
 def charts(at: AppTest, key: str) -> dict:
@@ -69,13 +77,13 @@ def images(at: AppTest) -> list:
 
 def use_tiny(at: AppTest, k: int = 4, blocks: tuple[int, ...] = (3, 2), c0: int = 8) -> AppTest:
     """The classroom model: a few layers on a CIFAR stem (32 px), fresh weights."""
-    at.selectbox(key="model_source").set_value("custom").run()
-    at.slider(key="c_blocks").set_value(len(blocks)).run()
-    at.slider(key="c_k").set_value(k)
+    widget(at, "selectbox", "model_source").set_value("custom").run()
+    widget(at, "slider", "custom.blocks").set_value(len(blocks)).run()
+    widget(at, "slider", "custom.k").set_value(k)
     for i, n in enumerate(blocks, start=1):
-        at.slider(key=f"c_L{i}").set_value(n)
-    at.slider(key="c_c0").set_value(c0)
-    at.selectbox(key="c_stem").set_value("cifar")
+        widget(at, "slider", f"custom.L{i}").set_value(n)
+    widget(at, "slider", "custom.c0").set_value(c0)
+    widget(at, "selectbox", "custom.stem").set_value("cifar")
     return ok(at.run())
 
 
@@ -104,7 +112,7 @@ def checkpoint(tmp_path_factory) -> bytes:
 
 
 def upload_checkpoint(at: AppTest, data: bytes, name: str = "tiny.safetensors") -> AppTest:
-    at.selectbox(key="model_source").set_value("checkpoint").run()
+    widget(at, "selectbox", "model_source").set_value("checkpoint").run()
     at.file_uploader(key="ckpt_upload").set_value((name, data, "application/octet-stream"))
     return at.run()
 
@@ -118,15 +126,15 @@ def upload_image(at: AppTest, data: bytes, name: str = "picture.png") -> AppTest
 
 def test_opens_on_the_default_model_with_a_sample_and_draws_the_architecture():
     at = ok(new_app().run())
-    source = at.selectbox(key="model_source").value
-    assert source == ("demo" if backend.demo_available() else "variant")
+    source = widget(at, "selectbox", "model_source").value
+    assert source == ("demo" if sources.demo_available() else "variant")
     # a sample is preselected and shown in the sidebar
-    assert at.selectbox(key="sample").value == backend.samples()[0].name
+    assert widget(at, "selectbox", "sample").value == inputs.samples()[0].name
     assert len(at.sidebar.get("image")) == 1
     assert any(c.startswith("Device: ") for c in captions(at))
 
-    model_cfg = densenet.VARIANTS["densenet-bc-100-12"] if source == "variant" else backend.demo_model().config
-    size = 32 if source == "variant" else backend.demo_model().preprocessing.size
+    model_cfg = densenet.VARIANTS["densenet-bc-100-12"] if source == "variant" else densenet.demo.load().config
+    size = 32 if source == "variant" else densenet.demo.load().preprocessing.size
     topo = densenet.topology(model_cfg, size)
     assert metric(at, "Dense links") == f"{topo.num_links:,}"
     assert metric(at, "Depth L") == str(model_cfg.depth)
@@ -150,21 +158,21 @@ def test_opens_on_the_default_model_with_a_sample_and_draws_the_architecture():
     assert list(table["Layers"])[-1] == "Total" and table["Params"].iloc[-1] == topo.total_params
 
 
-@pytest.mark.skipif(not backend.demo_available(), reason="the bundled demo model is not built yet")
+@pytest.mark.skipif(not sources.demo_available(), reason="the bundled demo model is not built yet")
 def test_opens_on_the_demo_model_which_finds_the_nodule():
     at = ok(new_app().run())
-    assert at.selectbox(key="model_source").value == "demo"
-    assert at.selectbox(key="sample").value == "demo_nodule_1.png"
+    assert widget(at, "selectbox", "model_source").value == "demo"
+    assert widget(at, "selectbox", "sample").value == "demo_nodule_1.png"
     at.switch_page("views/attention.py")
     ok(at.run())
     assert metric(at, "Prediction") == "nodule"
     assert not at.warning  # trained weights
-    assert at.selectbox(key="target").options == list(densenet.demo.CLASSES)
+    assert widget(at, "selectbox", "target").options == list(densenet.demo.CLASSES)
 
 
 def test_highlighting_a_layer_draws_its_inputs():
     at = ok(new_app().run())
-    at.selectbox(key="arch_node").set_value(3).run()
+    widget(at, "selectbox", "arch_node.features.denseblock1").set_value(3).run()
     ok(at)
     spec = charts(at, "conn_graph")
     inputs = next(t for t in spec["data"] if t["name"] == "inputs of layer 3")
@@ -190,18 +198,18 @@ def test_classroom_knobs_redraw_everything_without_weights():
     growth = next(t for t in charts(at, "growth_chart")["data"] if t.get("name") == "channels")
     # c0 + l·k in block 1, then floor(0.5 · 25) = 12 after the transition, then 12 + l·5
     assert growth["y"] == [10, 15, 20, 25, 12, 17, 22, 27, 32]
-    at.slider(key="c_theta").set_value(1.0).run()
+    widget(at, "slider", "custom.theta").set_value(1.0).run()
     growth = next(t for t in charts(ok(at), "growth_chart")["data"] if t.get("name") == "channels")
     assert growth["y"][4] == 25  # no compression
-    at.toggle(key="c_bn").set_value(False).run()
+    widget(at, "toggle", "custom.bottleneck").set_value(False).run()
     table = ok(at).dataframe[0].value
     assert table["Structure"].iloc[1] == "[3 × 3 conv] × 3"
 
 
 def test_densenet121_block_walkthrough_shows_the_papers_shapes():
     at = ok(new_app().run())
-    at.selectbox(key="model_source").set_value("variant").run()
-    at.selectbox(key="variant").set_value("densenet121").run()
+    widget(at, "selectbox", "model_source").set_value("variant").run()
+    widget(at, "selectbox", "variant").set_value("densenet121").run()
     ok(at)
     assert metric(at, "Dense links") == "535"
     assert metric(at, "Parameters") == "7.98 M"
@@ -212,11 +220,11 @@ def test_densenet121_block_walkthrough_shows_the_papers_shapes():
     assert "(56, 56, 64)" in text and "**(56, 56, 256)**" in text
     assert "(28, 28, 128)" in text  # transition 1: halve the size, theta = 0.5 halves the channels
     assert metric(at, "After the 1×1 bottleneck") == "(56, 56, 128)"
-    at.slider(key="step").set_value(6).run()
+    widget(at, "slider", "step.features.denseblock1").set_value(6).run()
     assert metric(ok(at), "Input to layer 6") == "(56, 56, 224)"
     assert any("21" in latex.value for latex in at.latex)
     assert not [c for c in at.get("plotly_chart") if c.key == "reuse_fig"]  # fresh weights: only on request
-    at.toggle(key="db_fresh").set_value(True).run()
+    widget(at, "toggle", "db_fresh").set_value(True).run()
     reuse = decode(charts(at, "reuse_fig")["data"][0]["z"])
     assert reuse.shape == (7, 7)  # sources: input + 6 layers; targets: 6 layers + transition
     assert np.isnan(reuse[6, 0]) and np.isfinite(reuse[:, 6]).all()  # layer 1 cannot see layer 6; the transition sees all
@@ -228,21 +236,21 @@ def test_feature_maps_page_shows_the_k_new_maps_and_their_provenance():
     at = use_tiny(ok(new_app().run()), k=4, blocks=(3, 2))
     at.switch_page("views/feature_maps.py")
     ok(at.run())
-    assert at.selectbox(key="fm_layer").value == "features.denseblock1.denselayer3"
+    assert widget(at, "selectbox", "fm_layer").value == "features.denseblock1.denselayer3"
     grid = images(at)[0]
     assert len(grid.proto.imgs) == 4  # k new maps
     assert "adds **k = 4 new maps**" in " ".join(m.value for m in at.markdown)
     bar = charts(at, "fm_bar")
     assert [t["x"][0] for t in bar["data"]] == [8, 4, 4, 4]  # block input, layers 1 and 2, then the 4 new maps
 
-    at.radio(key="fm_scale").set_value("global").run()
+    widget(at, "radio", "fm_scale").set_value("global").run()
     assert any(c.startswith("One colour range for all maps shown") for c in captions(ok(at)))
 
-    at.toggle(key="fm_inputs").set_value(True).run()
+    widget(at, "toggle", "fm_inputs").set_value(True).run()
     ok(at)
     assert any(img.caption == "16 input channels in concatenation order" for im in images(at) for img in im.proto.imgs)
 
-    at.selectbox(key="fm_layer").set_value("features.transition1").run()
+    widget(at, "selectbox", "fm_layer").set_value("features.transition1").run()
     ok(at)
     assert "outputs **10 channels**" in " ".join(m.value for m in at.markdown)  # floor(0.5 * (8 + 3·4))
 
@@ -257,7 +265,7 @@ def test_attention_page_explains_with_each_method_layer_and_class():
     assert [w.value for w in at.warning][0].startswith("This model has fresh random weights")
     prediction = metric(at, "Prediction")
     assert prediction in [f"class {i}" for i in range(10)]
-    assert at.selectbox(key="target").value == int(prediction.split()[-1])  # default: the top class
+    assert widget(at, "selectbox", "target").value == int(prediction.split()[-1])  # default: the top class
     over = images(at)
     assert len(over[0].proto.imgs) == 1 and len(over[1].proto.imgs) == 1  # input and overlay
     assert "Grad-CAM · norm5" in over[1].proto.imgs[0].caption
@@ -275,14 +283,14 @@ def test_attention_page_explains_with_each_method_layer_and_class():
     assert [i.caption for i in images(ok(at))[-1].proto.imgs] == ["Grad-CAM", "Grad-CAM++", "LayerCAM", "EigenCAM"]
     at.session_state["att_tab"] = "Map"
 
-    at.selectbox(key="method").set_value("layercam").run()
+    widget(at, "selectbox", "method").set_value("layercam").run()
     assert "LayerCAM · norm5" in images(ok(at))[1].proto.imgs[0].caption
-    at.selectbox(key="cam_layer").set_value("features.denseblock1").run()
+    widget(at, "selectbox", "cam_layer").set_value("features.denseblock1").run()
     assert "LayerCAM · denseblock1" in images(ok(at))[1].proto.imgs[0].caption
-    other = (at.selectbox(key="target").value + 1) % 10
-    at.selectbox(key="target").set_value(other).run()
+    other = (widget(at, "selectbox", "target").value + 1) % 10
+    widget(at, "selectbox", "target").set_value(other).run()
     assert f"class {other}" in images(ok(at))[1].proto.imgs[0].caption
-    at.selectbox(key="method").set_value("integrated-gradients").run()
+    widget(at, "selectbox", "method").set_value("integrated-gradients").run()
     assert "Integrated Gradients · input" in images(ok(at))[1].proto.imgs[0].caption
 
 
@@ -292,7 +300,7 @@ def test_uploaded_image_replaces_the_sample(make_png):
     at = use_tiny(ok(new_app().run()))
     upload_image(at, make_png(3, colour=True), "blob.png")
     ok(at)
-    assert at.selectbox(key="sample").disabled
+    assert widget(at, "selectbox", "sample").disabled
     assert at.sidebar.get("image")[0].proto.imgs[0].caption == "blob.png · 64×64"
     at.switch_page("views/attention.py")
     assert metric(ok(at.run()), "Prediction")
@@ -316,9 +324,9 @@ def test_bad_image_upload_shows_a_plain_error_and_the_app_keeps_working():
 def test_uploader_help_states_the_limits():
     at = ok(new_app().run())
     help_text = at.file_uploader(key="image_upload").help
-    assert f"{backend.MAX_BYTES // (1 << 20)} MB" in help_text and "megapixels" in help_text
-    at.selectbox(key="model_source").set_value("checkpoint").run()
-    assert f"{backend.MAX_CHECKPOINT_MB} MB" in at.file_uploader(key="ckpt_upload").help
+    assert f"{inputs.MAX_BYTES // (1 << 20)} MB" in help_text and "megapixels" in help_text
+    widget(at, "selectbox", "model_source").set_value("checkpoint").run()
+    assert f"{sources.MAX_CHECKPOINT_MB} MB" in at.file_uploader(key="ckpt_upload").help
 
 
 def test_uploaded_checkpoint_brings_its_classes_and_preprocessing(checkpoint, make_png):
@@ -333,13 +341,17 @@ def test_uploaded_checkpoint_brings_its_classes_and_preprocessing(checkpoint, ma
     assert not at.warning  # trained weights: no "fresh weights" warning
 
 
-def test_bad_checkpoint_shows_the_reason_and_falls_back():
+def test_bad_checkpoint_error_stays_in_the_main_area_of_every_page():
     at = upload_checkpoint(ok(new_app().run()), b"\x80\x02garbage that is not a checkpoint", "broken.pt")
-    assert not at.exception
-    errors = [e.value for e in at.error]
-    assert len(errors) == 1 and errors[0].startswith("Could not load checkpoint broken.pt:")
-    assert any(c.startswith("Showing the ") for c in captions(at))
-    assert metric(at, "Dense links")  # the default model is drawn
+    for view in ("views/architecture.py", "views/attention.py", "views/feature_maps.py", "views/dense_block.py"):
+        at.switch_page(view).run()
+        assert not at.exception
+        side = [e.value for e in at.sidebar.error]
+        main = [e.value for e in at.main.error]
+        assert len(side) == 1 and side[0].startswith("Could not load the checkpoint broken.pt:")
+        assert len(main) == 1 and main[0].startswith("Could not load the checkpoint broken.pt:"), view
+        assert "Traceback" not in main[0]
+        assert not at.main.metric and not at.main.get("plotly_chart")  # no other model's results
 
 
 def test_multilabel_checkpoint_shows_per_label_sigmoids(tmp_path, make_png):
@@ -353,16 +365,16 @@ def test_multilabel_checkpoint_shows_per_label_sigmoids(tmp_path, make_png):
     ok(at.run())
     assert charts(at, "topk")["layout"]["title"]["text"] == "per-label sigmoid"
     assert "(sigmoid)" in [m for m in at.metric if m.label == "Prediction"][0].proto.delta
-    assert at.selectbox(key="target").options == ["Effusion", "Nodule", "Mass", "Edema"]
+    assert widget(at, "selectbox", "target").options == ["Effusion", "Nodule", "Mass", "Edema"]
 
 
 def test_dicom_sample_is_read():
-    names = [s.name for s in backend.samples()]
+    names = [s.name for s in inputs.samples()]
     dicom = [n for n in names if n.endswith(".dcm")]
     if not dicom:
         pytest.skip("no DICOM sample bundled yet (assets/samples/)")
     at = ok(new_app().run())
-    at.selectbox(key="sample").set_value(dicom[0]).run()
+    widget(at, "selectbox", "sample").set_value(dicom[0]).run()
     ok(at)
     assert at.sidebar.get("image")[0].proto.imgs[0].caption.startswith(dicom[0])
 
@@ -379,9 +391,9 @@ def test_imagenet_weights_offline_say_how_to_get_them(monkeypatch):
 
     monkeypatch.setattr(pretrained, "_download", offline)  # no network in tests
     at = ok(new_app().run())
-    at.selectbox(key="model_source").set_value("imagenet").run()
+    widget(at, "selectbox", "model_source").set_value("imagenet").run()
     assert "not on this machine" in at.warning[0].value
-    assert any(c == "Until then the default model is used." for c in captions(at))
+    assert any(c.startswith("Showing the ") and c.endswith(" until then.") for c in captions(at))
     assert metric(at, "Dense links")  # still drawing the default model
     at.button(key="imagenet_download").click().run()
     assert not at.exception
@@ -394,11 +406,11 @@ def test_imagenet_weights_offline_say_how_to_get_them(monkeypatch):
 def expected(checkpoint: bytes, png: bytes) -> tuple[str, str]:
     """The prediction and the raw-map caption for one image, computed without the app."""
     model = densenet.load_checkpoint(checkpoint)
-    x = backend.preprocess(backend.load_image(png), model)
+    x = densenet.preprocess(densenet.load_image(png), model)
     trace = model.trace(x, keep_graph=True)
     top = int(trace.logits.argmax())
-    layer = backend.default_cam_layer(model)
-    raw = backend.cams(trace, "gradcam", top, [layer], tuple(x.shape[-2:]))[layer].raw
+    layer = sources.default_cam_layer(model)
+    raw = explain.cams_from_trace(trace, "gradcam", top, [layer], tuple(x.shape[-2:]))[layer].raw
     return CLASSES[top], (f"Raw map {tuple(raw.shape)}, range [{float(raw.min()):.3g}, {float(raw.max()):.3g}]; "
                           "the overlay is min–max scaled.")
 
@@ -456,10 +468,8 @@ def test_two_sessions_at_once_each_get_their_own_prediction_and_map(checkpoint, 
         assert caption in captions(at)
 
     # the shared, cached model was never touched
-    from dashboard import state
-
-    spec = state.ModelSpec("checkpoint", "tiny.safetensors", digest=backend.digest(checkpoint))
-    model = state._load(spec.key, spec, lambda: checkpoint)
+    spec = sources.ModelSpec("checkpoint", "tiny.safetensors", digest=sources.digest(checkpoint))
+    model = sources._load(spec.key, spec, lambda: checkpoint)
     assert not model.training
     assert all(p.grad is None and p.requires_grad for p in model.parameters())
     assert not any(m._forward_hooks or m._backward_hooks or m._forward_pre_hooks for m in model.modules())
@@ -470,7 +480,7 @@ def test_two_sessions_at_once_each_get_their_own_prediction_and_map(checkpoint, 
 def test_streamlit_config_hides_tracebacks_and_limits_uploads():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["client"]["showErrorDetails"] == "none"
-    assert config["server"]["maxUploadSize"] >= backend.MAX_CHECKPOINT_MB
+    assert config["server"]["maxUploadSize"] >= sources.MAX_CHECKPOINT_MB
 
 
 @pytest.mark.parametrize("name", ["densenet121", "densenet-bc-100-12", "densenet-40-12"])

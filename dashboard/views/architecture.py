@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import figures, state
-from dashboard.analysis import short_name
+from dashboard import figures, page, session, shared
+from dashboard.analysis import plural, short_name
 
-ctx = state.context()
+ctx = page.start("Architecture")
 cfg = ctx.config
-topo = state.topology(cfg, ctx.input_size)
+topo = ctx.topology
 cfg_key = f"{cfg.to_json()}@{ctx.input_size}"
 
-st.header("Architecture", divider="gray")
 if ctx.spec.kind == "custom":
     st.caption(":material/school: Classroom mode: drag the knobs in the sidebar, everything below is redrawn "
                "from the configuration alone (no weights).")
@@ -30,34 +29,27 @@ c3.metric("Parameters", figures.big(topo.total_params))
 c4.metric("MACs per image", figures.big(topo.total_macs), help=f"At {ctx.input_size}×{ctx.input_size} input.")
 
 # --- connectivity of one block ------------------------------------------------------------------
-block_options = list(range(len(topo.blocks)))
-state.sticky("block", 0, block_options)
 left, right = st.columns([3, 2], gap="large")
 with right:
-    b = st.selectbox("Dense block", block_options, key="block",
-                     format_func=lambda i: f"block {i + 1}: {topo.blocks[i].num_layers} layers, "
-                                           f"{topo.blocks[i].size[0]}×{topo.blocks[i].size[1]}")
-    state.remember("block")
-    block = topo.blocks[b]
-    node_options = list(range(block.num_layers + 1))  # 0: no highlight
-    state.sticky("arch_node", min(4, block.num_layers), node_options)
-    node = st.selectbox("Highlight the inputs of", node_options, key="arch_node",
-                        format_func=lambda n: "no layer" if n == 0 else f"layer {n}",
-                        help="Or click a layer on the graph.") or None
-    state.remember("arch_node")
+    b = session.selectbox(st, "Dense block", [blk.index for blk in topo.blocks], "block", 1,
+                          format_func=lambda i: f"block {i}: {plural(topo.blocks[i - 1].num_layers, 'layer')}, "
+                                                f"{topo.blocks[i - 1].size[0]}×{topo.blocks[i - 1].size[1]}")
+    block = topo.blocks[b - 1]
+    node = session.selectbox(st, "Highlight the inputs of", list(range(block.num_layers + 1)), f"arch_node.{block.name}",
+                             min(4, block.num_layers), format_func=lambda n: "no layer" if n == 0 else f"layer {n}",
+                             help="Or click a layer on the graph.") or None
 
     L, k = block.num_layers, block.growth_rate
-    st.markdown(f"**{L} layers → L(L+1)/2 = {L}·{L + 1}/2 = {L * (L + 1) // 2} links**")
+    st.markdown(f"**{plural(L, 'layer')} → L(L+1)/2 = {L}·{L + 1}/2 = {plural(L * (L + 1) // 2, 'link')}**")
     st.caption(f"Edges drawn in the graph: {block.num_links}. Layer l reads the block input and the "
                f"{k} maps of each earlier layer: c0 + (l−1)·k = {block.in_channels} + (l−1)·{k} channels.")
     if node is not None:
         slices = topo.provenance(block.layer_name(node))
-        cin = block.in_channels + (node - 1) * k
-        st.markdown(f"**Layer {node}** (`{short_name(block.layer_name(node))}`) reads **{node} inputs**: "
-                    f"the block input ({block.in_channels} ch)" +
-                    ("" if node == 1 else f" and layer 1 ({k} ch)" if node == 2 else
-                     f" and layers 1–{node - 1} ({node - 1}·{k} ch)") +
-                    f", **{cin} channels** in all, and adds {k} new maps.")
+        earlier = ("" if node == 1 else f" and layer 1 ({k} ch)" if node == 2 else
+                   f" and layers 1–{node - 1} ({node - 1}·{k} ch)")
+        st.markdown(f"**Layer {node}** (`{short_name(block.layer_name(node))}`) reads **{plural(node, 'input')}**: "
+                    f"the block input ({block.in_channels} ch){earlier}, **{block.in_channels_of(node)} channels** "
+                    f"in all, and adds {k} new maps.")
         st.caption(" · ".join(f"ch {s.start}–{s.stop - 1} ← {short_name(s.source)}" for s in slices[:8]) +
                    (" · …" if len(slices) > 8 else ""))
         st.page_link("views/feature_maps.py", label="See its feature maps", icon=":material/grid_view:")
@@ -66,13 +58,13 @@ with right:
 def _on_click() -> None:
     picked = figures.selected_layer(st.session_state.get("conn_graph"), block)
     if picked is not None and picked > 0:
-        state.choose("arch_node", picked)
-        state.choose("fm_layer", block.layer_name(picked))
+        session.choose(f"arch_node.{block.name}", picked)
+        session.choose("fm_layer", block.layer_name(picked))
 
 
 with left:
-    fig = state.shared_figure("connectivity", f"{cfg_key}|{b}|{node}",
-                              lambda: figures.connectivity_graph(block, node, height=440))
+    fig = shared.figure("connectivity", f"{cfg_key}|{block.name}|{node}",
+                        lambda: figures.connectivity_graph(block, node, height=440))
     st.plotly_chart(fig, key="conn_graph", on_select=_on_click, selection_mode="points",
                     config={"displayModeBar": False})
 
@@ -82,7 +74,7 @@ g1, g2 = st.columns([2, 5], gap="large")
 with g1:
     st.graphviz_chart(figures.overview_dot(topo, highlight=block.name), width="stretch")
 with g2:
-    st.plotly_chart(state.shared_figure("growth", cfg_key, lambda: figures.channel_growth(topo)), key="growth_chart",
+    st.plotly_chart(shared.figure("growth", cfg_key, lambda: figures.channel_growth(topo)), key="growth_chart",
                     config={"displayModeBar": False})
     st.caption(f"Inside block b the concatenation grows by k = {cfg.growth_rate} channels per layer "
                f"(c0 + l·k); each transition keeps ⌊θ·c⌋ with θ = {cfg.compression:g} and halves the size. "
@@ -91,7 +83,8 @@ with g2:
 st.subheader("Layer table")
 st.caption("Laid out like Table 1 of Huang et al. (2017); parameters and multiply-accumulates counted from the config.")
 number = st.column_config.NumberColumn(format="compact")
-st.dataframe(figures.paper_table(topo), hide_index=True, width="stretch",
+table = figures.paper_table(topo)
+st.dataframe(table, hide_index=True, width="stretch", height=36 * (len(table) + 1) + 4,
              column_config={"Params": number, "MACs": number})
 with st.expander("Every layer"):
     st.dataframe(figures.layer_table(topo), hide_index=True, width="stretch",

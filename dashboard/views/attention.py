@@ -1,4 +1,7 @@
-"""Attention: what the model predicts, and where it looks, by several methods and at several layers."""
+"""Attention: what the model predicts, and where it looks, by several methods and at several layers.
+
+Every method, label, caption and help text comes from the registry (``densenet.explain.METHODS``).
+"""
 
 from __future__ import annotations
 
@@ -8,77 +11,90 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from dashboard import backend, figures, state
+from dashboard import figures, page, results, session
 from dashboard.analysis import short_name
+from dashboard.sources import default_cam_layer
+from densenet import explain
 
-ctx, model, an, topo = state.image_page("Attention")
+ctx, model, an = page.with_image("Attention")
+topo = ctx.topology
 if not ctx.spec.trained:
     st.warning("This model has fresh random weights: the maps below show the mechanics, not what a trained "
                "model looks at. Pick the demo model, ImageNet weights or your checkpoint in the sidebar.")
 
 # --- predictions ------------------------------------------------------------------------------------
 top1 = an.predictions[0]
+kind = "sigmoid" if an.multilabel else "softmax"
 left, right = st.columns([1, 2], gap="large")
 with left:
-    st.metric("Prediction", top1.name, f"p = {top1.probability:.1%}" + (" (sigmoid)" if an.multilabel else ""),
-              delta_color="off", delta_arrow="off")
+    st.metric("Prediction", top1.name, f"p = {top1.probability:.1%} ({kind})", delta_color="off", delta_arrow="off")
     st.plotly_chart(figures.topk_bar(an.predictions, multilabel=an.multilabel), key="topk",
                     config={"displayModeBar": False})
 
 # --- settings -------------------------------------------------------------------------------------------
 probs = an.trace.probabilities[0].cpu()
 classes = list(range(len(model.class_names)))
-methods = list(backend.CAM_METHODS) + list(backend.ATTRIBUTION_METHODS)
+methods = [m.name for m in explain.methods()]
 layer_options = [t for t in model.tap_names if not t.startswith("features.conv0")]
 block_outputs = [b.name for b in topo.blocks]
-default_layer = backend.default_cam_layer(model)
+small_model = topo.total_macs < 3e8  # the demo model and CIFAR nets: a few seconds at most, so run at once
 
-if st.session_state.get("_target_for") != an.key:  # a new image or model: explain its top prediction
-    state.choose("target", top1.index)
-    st.session_state["_target_for"] = an.key
+if session.kept("_target_for") != an.key:  # a new image or model: explain its top prediction
+    session.choose("target", top1.index)
+    session.keep("_target_for", an.key)
 
 with right:
     s1, s2, s3 = st.columns(3)
-    state.sticky("target", top1.index, classes)
-    # Options are labelled by name only: labels that change with the image would not refresh in the browser.
-    target = s1.selectbox("Class to explain", classes, key="target", format_func=lambda i: model.class_names[i],
-                          help="The raw logit of this class is explained. Default: the top prediction.")
-    state.remember("target")
-    s1.caption(f"p = {float(probs[target]):.1%}" + (" (sigmoid)" if an.multilabel else " (softmax)"))
-    state.sticky("method", "gradcam", methods)
-    method = s2.selectbox("Method", methods, key="method", format_func=backend.method_label,
-                          help="Grad-CAM family maps come from one backward pass through the trace; "
-                               "Integrated Gradients, SmoothGrad and Occlusion re-run the model (captum).")
-    state.remember("method")
-    state.sticky("cam_layer", default_layer, layer_options)
-    layer = s3.selectbox("Layer", layer_options, key="cam_layer", format_func=short_name,
-                         disabled=method in ("integrated-gradients", "smoothgrad", "occlusion"),
-                         help="Input-space methods (IG, SmoothGrad, Occlusion) do not use a layer.")
-    state.remember("cam_layer")
+    target = session.selectbox(s1, "Class to explain", classes, "target", top1.index,
+                               format_func=lambda i: model.class_names[i],
+                               help="The raw logit of this class is explained. Default: the top prediction.")
+    s1.caption(f"p = {float(probs[target]):.1%} ({kind})")
+    method = session.selectbox(s2, "Method", methods, "method", methods[0],
+                               format_func=lambda name: explain.method(name).label,
+                               help="Layer CAMs come from the page's one trace (one backward pass for every "
+                                    "layer); the others re-run the model.")
+    record = explain.method(method)
+    layer = session.selectbox(s3, "Layer", layer_options, "cam_layer", default_cam_layer(model),
+                              format_func=short_name, disabled=not record.needs_layer,
+                              help="Methods in input space do not use a layer.")
     o1, o2 = st.columns([2, 1])
-    state.sticky("alpha", 0.5)
-    alpha = o1.slider("Overlay opacity", 0.0, 1.0, key="alpha", step=0.05)
-    state.remember("alpha")
-    state.sticky("cam_cmap", "jet", ["jet", "inferno", "viridis", "turbo"])
-    cmap = o2.selectbox("Colour map", ["jet", "inferno", "viridis", "turbo"], key="cam_cmap")
-    state.remember("cam_cmap")
-    st.caption(backend.CAM_METHODS.get(method) or backend.ATTRIBUTION_METHODS.get(method, ""))
+    alpha = session.slider(o1, "Overlay opacity", 0.0, 1.0, "alpha", 0.5, 0.05)
+    cmap = session.selectbox(o2, "Colour map", ["jet", "inferno", "viridis", "turbo"], "cam_cmap", "jet")
+    st.caption(f"{record.label}: {record.description}")
 
 if model.config.null_class and target == 0:
     st.info(f"“{model.class_names[0]}” is this model's null class, a fixed zero logit: no pixel changes it, so its "
             "gradient maps are empty by construction. The other classes' logits are evidence against it.")
 
-is_cam = method in backend.CAM_METHODS
-small_model = topo.total_macs < 3e8  # the demo model and CIFAR nets: a few seconds at most, so run at once
+
+def runs_at_once(name: str) -> bool:
+    """Fast methods always; slow ones at once only on a small model, and never a perturbation scan."""
+    r = explain.method(name)
+    return not r.slow or (small_model and r.kind is not explain.Kind.PERTURBATION)
 
 
-def get_map(method: str, layer: str) -> backend.Map | None:
-    """The map for the current image and class; attribution methods on demand for big models."""
-    if method in backend.CAM_METHODS:
-        return state.get_cams(an, method, target, [layer])[layer]
-    if small_model and method != "occlusion" or state.has_attribution(an, method, target, layer):
-        return state.get_attribution(ctx, an, method, target, layer)
-    return None
+def map_for(name: str, at: str) -> explain.Explanation:
+    key = results.map_layers(name, [at])[0]
+    return results.get_maps(ctx, an, name, target, [at])[key]
+
+
+def peek_map(name: str, at: str) -> explain.Explanation | None:
+    return results.peek_map(an, name, target, results.map_layers(name, [at])[0])
+
+
+def on_demand(label: str, button_key: str, note: str) -> bool:
+    """A note and a button in one slot; True (and the slot emptied) once clicked."""
+    slot = st.empty()
+    with slot.container():
+        st.info(note)
+        clicked = st.button(label, key=button_key, type="primary")
+        if st.session_state.get(f"{button_key}_cancel"):
+            st.caption("Cancelled: nothing was kept. Press the button to start again.")
+    if clicked:
+        slot.empty()
+        st.button("Cancel", key=f"{button_key}_cancel", icon=":material/stop_circle:",
+                  help="Stops after the current step; nothing is kept.")
+    return clicked
 
 
 def png(rgb: np.ndarray) -> bytes:
@@ -87,27 +103,25 @@ def png(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def show_map() -> tuple[backend.Map | None, object]:
+def show_map() -> tuple[explain.Explanation | None, object]:
     """The chosen map beside the input, with downloads; returns the map and the slot for trust scores."""
-    cam = get_map(method, layer)
-    if cam is None:
-        st.info(f"{backend.method_label(method)} re-runs the model many times; on this model that takes a while.")
-        if st.button(f"Compute {backend.method_label(method)}", key="run_attr", type="primary"):
-            bar = st.progress(0.0, text=f"{backend.method_label(method)}…")
-            cam = state.get_attribution(ctx, an, method, target, layer,
-                                        progress=lambda f: bar.progress(f, text=f"{backend.method_label(method)}: {f:.0%}"))
-            bar.empty()
+    cam = peek_map(method, layer)
+    if cam is None and runs_at_once(method):
+        cam = map_for(method, layer)
+    if cam is None and on_demand(f"Compute {record.label}", "run_attr",
+                                 f"{record.label} re-runs the model many times; on this model that takes a while."):
+        cam = map_for(method, layer)
     if cam is None:
         return None, None
-    where = short_name(layer) if is_cam or method == "guided-gradcam" else "input"
-    over = backend.overlay(an.display, cam.map, alpha=alpha, colormap=cmap)
+    where = short_name(layer) if record.needs_layer else "input"
+    over = explain.overlay(an.display, cam.map, alpha=alpha, colormap=cmap)
     m1, m2, m3 = st.columns([1, 1, 1], gap="medium")
     m1.image(an.display, caption="what the model sees", width="stretch", clamp=True)
-    m2.image(over, caption=f"{backend.method_label(method)} · {where} · {model.class_names[target]}", width="stretch")
+    m2.image(over, caption=f"{record.label} · {where} · {model.class_names[target]}", width="stretch")
     with m3:
         st.markdown("**How far to trust this map**")
         slot = st.container()
-        stem = f"{method}_{short_name(layer) if is_cam else 'input'}_{model.class_names[target]}".replace(" ", "_")
+        stem = f"{method}_{where}_{model.class_names[target]}".replace(" ", "_")
         st.download_button("Overlay (PNG)", png(over), file_name=f"{stem}.png", mime="image/png",
                            key="dl_png", icon=":material/download:")
         raw = io.BytesIO()
@@ -120,20 +134,18 @@ def show_map() -> tuple[backend.Map | None, object]:
 
 
 def show_methods() -> None:
-    cam_methods = list(backend.CAM_METHODS)
-    state.sticky("cmp_methods", [m for m in ("gradcam", "gradcam++", "layercam", "eigencam") if m in cam_methods]
-                 or cam_methods[:2], methods)
-    chosen = st.multiselect("Methods", methods, key="cmp_methods", format_func=backend.method_label)
-    state.remember("cmp_methods")
+    featured = [m.name for m in explain.methods() if m.featured]
+    chosen = session.multiselect(st, "Methods", methods, "cmp_methods", featured,
+                                 format_func=lambda name: explain.method(name).label)
     st.caption(f"All at layer {short_name(layer)}, class {model.class_names[target]}.")
     tiles, captions, missing = [], [], []
-    for m in chosen:
-        result = get_map(m, layer)
+    for name in chosen:
+        result = peek_map(name, layer) or (map_for(name, layer) if runs_at_once(name) else None)
         if result is None:
-            missing.append(backend.method_label(m))
+            missing.append(explain.method(name).label)
             continue
-        tiles.append(backend.overlay(an.display, result.map, alpha=alpha, colormap=cmap))
-        captions.append(backend.method_label(m))
+        tiles.append(explain.overlay(an.display, result.map, alpha=alpha, colormap=cmap))
+        captions.append(explain.method(name).label)
     if tiles:
         st.image(tiles, caption=captions, width=220)
     if missing:
@@ -141,24 +153,50 @@ def show_methods() -> None:
 
 
 def show_layers() -> None:
-    layer_method = method if is_cam else "gradcam"
-    state.sticky("cmp_layers", block_outputs + ["features.norm5"], layer_options)
-    chosen = st.multiselect("Layers", layer_options, key="cmp_layers", format_func=short_name)
-    state.remember("cmp_layers")
-    st.caption(f"{backend.method_label(layer_method)} for class {model.class_names[target]}: coarse maps come from "
+    layer_method = method if record.uses_trace else explain.methods(kind=explain.Kind.GRADIENT_CAM)[0].name
+    chosen = session.multiselect(st, "Layers", layer_options, "cmp_layers", block_outputs + ["features.norm5"],
+                                 format_func=short_name)
+    st.caption(f"{explain.method(layer_method).label} for class {model.class_names[target]}: coarse maps come from "
                "deep layers, finer ones from early blocks. One backward pass serves all of them.")
     if chosen:
-        maps = state.get_cams(an, layer_method, target, chosen)
-        st.image([backend.overlay(an.display, maps[name].map, alpha=alpha, colormap=cmap) for name in chosen],
+        maps = results.get_maps(ctx, an, layer_method, target, chosen)
+        st.image([explain.overlay(an.display, maps[name].map, alpha=alpha, colormap=cmap) for name in chosen],
                  caption=[f"{short_name(name)} ({maps[name].raw.shape[-2]}×{maps[name].raw.shape[-1]})"
                           for name in chosen], width=220)
 
 
+def show_trust(cam: explain.Explanation) -> None:
+    trust = results.peek_trust(an, method, target, layer)
+    if trust is None and (small_model or on_demand("Run the checks", "run_trust",
+                                                   "Randomise the model from the head down and recompute; "
+                                                   "delete/insert pixels by saliency.")):
+        trust = results.get_trust(ctx, an, method, target, layer, cam)
+    if trust is None:
+        return
+    if trust.sanity is not None:
+        rho = float(trust.sanity.rank_correlation)
+        st.metric("Randomisation rank correlation", f"{rho:.2f}",
+                  "passes (< 0.3)" if abs(rho) < 0.3 else "suspicious (≥ 0.3)",
+                  delta_color="normal" if abs(rho) < 0.3 else "inverse",
+                  help="Spearman correlation between this map and the map of a copy re-initialised from "
+                       "the head down to this layer (Adebayo et al. 2018). A map that survives the "
+                       "destruction of the weights does not explain the model.")
+    else:
+        st.caption("The randomisation check applies to layer CAMs read from the trace.")
+    d1, d2 = st.columns(2)
+    d1.metric("Deletion AUC", f"{trust.curves.deletion_auc:.3f}", help="Probability as the most salient "
+              "pixels are set to the dataset mean (zero input); lower is better.")
+    d2.metric("Insertion AUC", f"{trust.curves.insertion_auc:.3f}", help="Probability as they are put "
+              "back into a blurred image; higher is better.")
+    st.plotly_chart(figures.deletion_insertion_curves(trust.curves), key="curves", config={"displayModeBar": False})
+
+
 # Lazy tabs: only the open one runs (each overlay costs a colour map and an image encoding).
 TABS = ["Map", "Across methods", "Across layers"]
-tab_map, tab_methods, tab_layers = st.tabs(TABS, key="att_tab", on_change="rerun",
-                                           default=state.kept("att_tab", TABS[0]))
-state.remember("att_tab")
+if "att_tab" not in st.session_state:  # not drawn in the last run (another page): reopen the tab in use
+    st.session_state["att_tab"] = session.kept("att_tab", TABS[0])
+tab_map, tab_methods, tab_layers = st.tabs(TABS, key="att_tab", on_change="rerun")
+session.keep("att_tab", st.session_state["att_tab"])
 cam, trust_slot = None, None
 if tab_map.open:
     with tab_map:
@@ -170,35 +208,8 @@ if tab_layers.open:
     with tab_layers:
         show_layers()
 
-
 # The checks re-run the model dozens of times: they come last, so that everything above is already
 # on screen while they run, and fill the slot left for them beside the map.
 if cam is not None and trust_slot is not None:
     with trust_slot:
-        trust = state.peek_trust(an, method, target, layer)
-        if trust is None and (small_model or st.button("Run the checks", key="run_trust",
-                                                        help="Randomise the model from the head down and "
-                                                             "recompute; delete/insert pixels by saliency.")):
-            trust = state.get_trust(ctx, an, method, target, layer, cam.map)
-        if trust is not None:
-            sanity, curves = trust["sanity"], trust["curves"]
-            if sanity is not None:
-                rho = float(sanity.rank_correlation)
-                st.metric("Randomisation rank correlation", f"{rho:.2f}",
-                          "passes (< 0.3)" if abs(rho) < 0.3 else "suspicious (≥ 0.3)",
-                          delta_color="normal" if abs(rho) < 0.3 else "inverse",
-                          help="Spearman correlation between this map and the map of a copy re-initialised from "
-                               "the head down to this layer (Adebayo et al. 2018). A map that survives the "
-                               "destruction of the weights does not explain the model.")
-            elif not is_cam:
-                st.caption("The randomisation check applies to layer maps (Grad-CAM family).")
-            if curves is not None:
-                d1, d2 = st.columns(2)
-                d1.metric("Deletion AUC", f"{curves.deletion_auc:.3f}", help="Probability as the most salient "
-                          "pixels are set to the dataset mean (zero input); lower is better.")
-                d2.metric("Insertion AUC", f"{curves.insertion_auc:.3f}", help="Probability as they are put "
-                          "back into a blurred image; higher is better.")
-                st.plotly_chart(figures.deletion_insertion_curves(curves), key="curves",
-                                config={"displayModeBar": False})
-            if sanity is None and curves is None:
-                st.caption("Trust scores need densenet.explain.")
+        show_trust(cam)

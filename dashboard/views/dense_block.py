@@ -4,33 +4,27 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import analysis, figures, state
-from dashboard.analysis import short_name
+from dashboard import analysis, figures, page, results, session
+from dashboard.analysis import plural, short_name
 
-ctx = state.context()
+ctx = page.start("Dense block, step by step")
 cfg = ctx.config
-topo = state.topology(cfg, ctx.input_size)
-st.header("Dense block, step by step", divider="gray")
+topo = ctx.topology
 
 
 def shape(s: tuple[int, int, int]) -> str:
     return f"({s[0]}, {s[1]}, {s[2]})"
 
 
-block_options = list(range(len(topo.blocks)))
-state.sticky("block", 0, block_options)
 c1, c2 = st.columns([1, 2])
-b = c1.selectbox("Dense block", block_options, key="block",
-                 format_func=lambda i: f"block {i + 1} ({topo.blocks[i].num_layers} layers)")
-state.remember("block")
-block = topo.blocks[b]
+b = session.selectbox(c1, "Dense block", [blk.index for blk in topo.blocks], "block", 1,
+                      format_func=lambda i: f"block {i} ({plural(topo.blocks[i - 1].num_layers, 'layer')})")
+block = topo.blocks[b - 1]
 steps = analysis.block_steps(block, cfg.bn_size)
 L, k, c0 = block.num_layers, block.growth_rate, block.in_channels
-state.sticky("step", 1, list(range(1, L + 1)))
 with c2:
-    layer = st.slider("Layer l", 1, L, key="step", help="Walk through the block one dense layer at a time.") \
-        if L > 1 else 1
-state.remember("step")
+    layer = session.slider(st, "Layer l", 1, L, f"step.{block.name}", 1,
+                           help="Walk through the block one dense layer at a time.") if L > 1 else 1
 step = steps[layer - 1]
 
 st.markdown(f"Input of the block: **{shape(steps[0].input_shape)}** (height, width, channels), growth rate "
@@ -51,12 +45,12 @@ st.plotly_chart(figures.step_figure(block, step), key="step_fig", config={"displ
 
 # Fresh weights need a model built (and run) for nothing but noise: only on request, so that the
 # classroom knobs stay instant on this page too.
-with_weights = ctx.spec.trained or st.toggle(
-    "Also show this layer's maps and the weights' feature reuse for these fresh weights", False, key="db_fresh",
+with_weights = ctx.spec.trained or session.toggle(
+    st, "Also show this layer's maps and the weights' feature reuse for these fresh weights", "db_fresh", False,
     help="Builds the model with random weights; for a trained model this is always shown.")
 
 if ctx.image is not None and with_weights:
-    an = state.get_analysis(ctx)
+    an = results.get_analysis(ctx)
     new = an.trace.activations.get(block.layer_name(layer))
     if new is not None:
         maps = analysis.to_numpy(new)
@@ -66,11 +60,9 @@ if ctx.image is not None and with_weights:
         st.caption(f"Layer {layer}'s new maps for {ctx.image.name} (strongest {len(order)} of {k}).")
 
 # --- transition -----------------------------------------------------------------------------------------
-rows = {r.name: r for r in topo.layers}
-tname = f"features.transition{b + 1}"
-if tname in rows:
-    t = rows[tname]
-    st.markdown(f"**Then transition {b + 1}** halves size and, with θ = {cfg.compression:g}, channels: "
+if block.transition is not None:
+    t = topo.row(block.transition)
+    st.markdown(f"**Then transition {b}** halves size and, with θ = {cfg.compression:g}, channels: "
                 f"{shape(steps[-1].output_shape)} → BN-ReLU-1×1 conv → "
                 f"({block.size[0]}, {block.size[1]}, {t.out_channels}) → 2×2 average pool → "
                 f"**({t.size[0]}, {t.size[1]}, {t.out_channels})**")
@@ -84,7 +76,8 @@ with left:
     st.subheader("How many connections?")
     st.markdown("Layer l reads the block input and all l − 1 layers before it: l incoming links.")
     st.latex(rf"\sum_{{l=1}}^{{L}} l = \frac{{L(L+1)}}{{2}} = \frac{{{L}\cdot{L + 1}}}{{2}} = {L * (L + 1) // 2}")
-    st.caption(f"Up to layer {layer}: {step.links_so_far} links. A plain chain of {L} layers has {L}.")
+    st.caption(f"Up to layer {layer}: {plural(step.links_so_far, 'link')}. A plain chain of "
+               f"{plural(L, 'layer')} has {plural(L, 'link')}.")
 with right:
     st.subheader("Concatenation, not addition")
     st.latex(r"\text{DenseNet: } x_l = H_l([x_0, x_1, \ldots, x_{l-1}])")
@@ -105,10 +98,10 @@ if not with_weights:
 else:
     if not ctx.spec.trained:
         st.info("These are fresh random weights, so every source looks alike.")
-    model = ctx.model()
-    reuse = state.memo("reuse", (ctx.spec.key, b), lambda: analysis.feature_reuse(model, state.topology(
-        model.config, ctx.input_size), b), max_entries=8)
-    normalise = st.toggle("Divide each column by its maximum", True, key="reuse_norm")
+    model = page.load(ctx)
+    reuse = session.memo("reuse", (ctx.spec.key, b), lambda: analysis.feature_reuse(model, topo, b - 1),
+                         max_entries=8)
+    normalise = session.toggle(st, "Divide each column by its maximum", "reuse_norm", True)
     st.plotly_chart(figures.feature_reuse_heatmap(reuse, normalise=normalise), key="reuse_fig",
                     config={"displayModeBar": False})
     st.caption(f"{short_name(block.name)}: rows are the block input and layers 1–{L}; the last column is "

@@ -5,34 +5,28 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from dashboard import analysis, figures, state
+from dashboard import analysis, figures, page, session, shared
 from dashboard.analysis import short_name
 
-ctx, model, an, topo = state.image_page("Feature maps")
+ctx, model, an = page.with_image("Feature maps")
+topo = ctx.topology
 taps = model.tap_names
 first_block = topo.blocks[0]
-state.sticky("fm_layer", first_block.layer_name(first_block.num_layers), taps)
 
 top = st.columns([2, 1, 1, 1])
-layer = top[0].selectbox("Layer", taps, key="fm_layer", format_func=short_name,
-                         help="Any traced layer; a click on the connectivity graph (Architecture) picks one too.")
-state.remember("fm_layer")
-state.sticky("fm_scale", "local", ["local", "global"])
-scale = top[1].radio("Colour scale", ["local", "global"], key="fm_scale", horizontal=True,
-                     format_func={"local": "each map", "global": "shared"}.get,
-                     help="Each map stretched to its own min–max, or one range for all maps shown.")
-state.remember("fm_scale")
-state.sticky("fm_cmap", "viridis", ["viridis", "magma", "gray", "RdBu_r"])
-cmap = top[2].selectbox("Colours", ["viridis", "magma", "gray", "RdBu_r"], key="fm_cmap")
-state.remember("fm_cmap")
-state.sticky("fm_inputs", False)
-show_inputs = top[3].toggle("All input channels", key="fm_inputs",
-                            help="Every channel this layer reads, framed in the colour of the layer that made it.")
-state.remember("fm_inputs")
+layer = session.selectbox(top[0], "Layer", taps, "fm_layer", first_block.layer_name(first_block.num_layers),
+                          format_func=short_name,
+                          help="Any traced layer; a click on the connectivity graph (Architecture) picks one too.")
+scale = session.radio(top[1], "Colour scale", ["local", "global"], "fm_scale", "local", horizontal=True,
+                      format_func={"local": "each map", "global": "shared"}.get,
+                      help="Each map stretched to its own min–max, or one range for all maps shown.")
+cmap = session.selectbox(top[2], "Colours", ["viridis", "magma", "gray", "RdBu_r"], "fm_cmap", "viridis")
+show_inputs = session.toggle(top[3], "All input channels", "fm_inputs", False,
+                             help="Every channel this layer reads, framed in the colour of the layer that made it.")
 
 maps = analysis.to_numpy(an.trace.activations[layer])  # (C, h, w), raw values
 order = analysis.channel_order(maps)
-is_dense_layer = ".denselayer" in layer
+is_dense_layer = topo.locate(layer) is not None
 try:
     block = topo.block_of(layer)
 except KeyError:
@@ -47,7 +41,7 @@ else:
                 f"{'the first 64, ' if c > 64 else ''}strongest first (by mean activation).")
 shown = order[:64]
 lo, hi = float(maps[shown].min()), float(maps[shown].max())
-tiles = state.memo("fm_tiles", (an.key, layer, scale, cmap), lambda: [
+tiles = session.memo("fm_tiles", (an.key, layer, scale, cmap), lambda: [
     analysis.png_bytes(t) for t in analysis.upscale(analysis.colorize(maps[shown], scale=scale, colormap=cmap), 72)])
 st.caption(("Each map stretched to its own min–max." if scale == "local" else
             f"One colour range for all maps shown: [{lo:.3g}, {hi:.3g}].") +
@@ -58,8 +52,8 @@ st.image(tiles, caption=[f"#{int(i)} · {means[i]:.2g}" for i in shown], width=9
 # --- one map enlarged, and where the input comes from ------------------------------------------------
 left, right = st.columns([1, 1], gap="large")
 with left:
-    channel = st.selectbox("Enlarge channel", [int(i) for i in order], key=f"fm_channel|{layer}|{ctx.image.digest}",
-                           format_func=lambda i: f"#{i} (mean {means[i]:.3g})")
+    channel = session.selectbox(st, "Enlarge channel", [int(i) for i in order], f"fm_channel.{an.key}.{layer}",
+                                int(order[0]), format_func=lambda i: f"#{i} (mean {means[i]:.3g})")
     zmin, zmax = (lo, hi) if scale == "global" else (None, None)
     colorscale = {"viridis": "Viridis", "magma": "Magma", "gray": "Greys_r", "RdBu_r": "RdBu_r"}[cmap]
     st.plotly_chart(figures.heatmap(maps[channel], title=f"{short_name(layer)} · channel {channel} (raw values)",
@@ -75,15 +69,16 @@ with right:
     else:
         st.plotly_chart(figures.provenance_bar(slices, c if is_dense_layer else None), key="fm_bar",
                         config={"displayModeBar": False})
-        if block is not None and is_dense_layer:
-            node = int(layer.rsplit("denselayer", 1)[1])
+        located = topo.locate(layer)
+        if located is not None:
+            node = located[1]
 
             def _on_click() -> None:
                 picked = figures.selected_layer(st.session_state.get("fm_graph"), block)
                 if picked is not None and picked > 0:
-                    state.choose("fm_layer", block.layer_name(picked))
+                    session.choose("fm_layer", block.layer_name(picked))
 
-            fig = state.shared_figure("connectivity-small", f"{model.config.to_json()}@{ctx.input_size}|"
+            fig = shared.figure("connectivity-small", f"{model.config.to_json()}@{ctx.input_size}|"
                                       f"{block.name}|{node}", lambda: figures.connectivity_graph(block, node, height=300))
             st.plotly_chart(fig, key="fm_graph", on_select=_on_click, selection_mode="points",
                             config={"displayModeBar": False})
@@ -102,7 +97,7 @@ if show_inputs:
                 analysis.colorize(inputs, scale=scale, colormap=cmap), analysis.owners_of(slices),
                 columns=32 if n_inputs > 64 else 16, tile_side=28))
 
-        mosaic = state.memo("fm_mosaic", (an.key, layer, scale, cmap), build_mosaic, max_entries=4)
+        mosaic = session.memo("fm_mosaic", (an.key, layer, scale, cmap), build_mosaic, max_entries=4)
         legend = " ".join(
             f"<span style='display:inline-block;width:0.8em;height:0.8em;background:{analysis.source_color(i)};"
             f"margin-right:0.25em'></span>{'block input' if i == 0 else f'layer {i}'} ({s.channels})"

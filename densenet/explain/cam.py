@@ -335,31 +335,32 @@ def _run_cam(method: str) -> registry.Runner:
     return run
 
 
-def gradient_cam(name: str, label: str, description: str, weights: Callable[[Tensor, Tensor], Tensor]) -> Method:
+def gradient_cam(name: str, label: str, description: str, weights: Callable[[Tensor, Tensor], Tensor],
+                 *, featured: bool = False) -> Method:
     """The record of a gradient CAM whose map is ``sum_c weights(A, G)_c * A_c``, ReLU'd."""
     return Method(name=name, label=label, description=description, kind=Kind.GRADIENT_CAM, needs_layer=True,
-                  needs_graph=True, slow=False, run=_run_cam(name), weights=weights)
+                  needs_graph=True, slow=False, run=_run_cam(name), weights=weights, featured=featured)
 
 
 def activation_cam(name: str, label: str, description: str, reduce: Callable[[Tensor], Tensor],
-                   *, relu: bool = True) -> Method:
+                   *, relu: bool = True, featured: bool = False) -> Method:
     """The record of a map computed from a layer's activations alone, ``reduce(A) -> (N, h, w)``."""
     return Method(name=name, label=label, description=description, kind=Kind.ACTIVATION_CAM, needs_layer=True,
-                  needs_graph=False, slow=False, run=_run_cam(name), reduce=reduce, relu=relu)
+                  needs_graph=False, slow=False, run=_run_cam(name), reduce=reduce, relu=relu, featured=featured)
 
 
 register(gradient_cam("gradcam", "Grad-CAM", "Activations weighted by their spatially averaged gradient "
-                      "(Selvaraju et al. 2017).", _gradcam_weights))
+                      "(Selvaraju et al. 2017).", _gradcam_weights, featured=True))
 register(gradient_cam("hirescam", "HiResCAM", "Activations times gradients, elementwise, summed over channels "
                       "(Draelos & Carin 2020).", _hirescam_weights))
 register(gradient_cam("gradcam++", "Grad-CAM++", "Positive gradients weighted by per-pixel alphas "
-                      "(Chattopadhay et al. 2018).", _gradcampp_weights))
+                      "(Chattopadhay et al. 2018).", _gradcampp_weights, featured=True))
 register(gradient_cam("xgradcam", "XGrad-CAM", "Gradients weighted by normalised activations (Fu et al. 2020).",
                       _xgradcam_weights))
 register(gradient_cam("layercam", "LayerCAM", "Activations times positive gradients, elementwise "
-                      "(Jiang et al. 2021).", _layercam_weights))
+                      "(Jiang et al. 2021).", _layercam_weights, featured=True))
 register(activation_cam("eigencam", "EigenCAM", "First principal component of the activations, no gradient "
-                        "(Muhammad & Yeasin 2020).", _eigencam))
+                        "(Muhammad & Yeasin 2020).", _eigencam, featured=True))
 # Activation maps keep their sign, so that a pre-ReLU tap such as norm5 is shown as it is.
 register(activation_cam("activation-mean", "Activation (mean)", "Mean activation over channels, no gradient "
                         "(signed; not ReLU'd).", lambda a: a.mean(dim=1), relu=False))

@@ -83,6 +83,9 @@ class Method:
         reduce: for activation CAMs, ``a -> (N, h, w)``.
         relu: the shown map keeps only positive evidence.
         options: extra keyword options ``run`` accepts, with their defaults, for a caller to show.
+        chunk_option: the keyword of ``run`` that sets how much work goes between two progress
+            calls (``batch_size``, ``internal_batch_size``); ``None`` if it has no chunks.
+        featured: among the few a comparison shows first (a varied set, one per idea).
     """
 
     name: str
@@ -97,6 +100,8 @@ class Method:
     reduce: Callable[[Tensor], Tensor] | None = None
     relu: bool = True
     options: tuple[tuple[str, Any], ...] = ()
+    chunk_option: str | None = None
+    featured: bool = False
 
     @property
     def uses_trace(self) -> bool:

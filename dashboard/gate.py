@@ -1,0 +1,149 @@
+"""Fair sharing of the compute slots: interactive work first, long work in chunks between it.
+
+Sessions are threads of one server process. Torch work of two sessions at once makes both slow
+(their OpenMP threads fight over the cores), so every job holds a slot of :class:`ComputeGate`
+while it computes. A job is *interactive* (a trace, a CAM, a page: well under a second) or
+*long* (Occlusion, Integrated Gradients, SmoothGrad, trust checks, audits: many chunks). A long
+job calls :meth:`Ticket.between_chunks` after every chunk: when an interactive job is waiting,
+the long one hands its slot over and queues behind it, so a sample switch never waits for more
+than one chunk. Waiting jobs are served interactive first, then in arrival order.
+
+No Streamlit here: the gate is tested with plain threads.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+
+INTERACTIVE = 0
+LONG = 1
+
+
+@dataclass
+class Ticket:
+    """One job's hold on the gate (or its place in the queue).
+
+    Attributes:
+        label: what the job does, for the people waiting ("Occlusion", "Running the model").
+        priority: :data:`INTERACTIVE` or :data:`LONG`.
+        started: ``time.monotonic()`` when it first got a slot.
+        fraction: the share of a long job done so far (from :meth:`between_chunks`).
+        chunk_seconds: the mean duration of its chunks so far.
+    """
+
+    label: str
+    priority: int
+    gate: ComputeGate = field(repr=False)
+    seq: int = 0
+    started: float | None = None
+    fraction: float = 0.0
+    chunk_seconds: float | None = None
+    yields: int = 0
+    _chunk_started: float | None = field(default=None, repr=False)
+    _chunks: int = field(default=0, repr=False)
+
+    def between_chunks(self, fraction: float | None = None) -> None:
+        """Record progress; hand the slot to waiting interactive jobs, then queue for it again."""
+        now = time.monotonic()
+        if self._chunk_started is not None:
+            spent = now - self._chunk_started
+            self._chunks += 1
+            mean = self.chunk_seconds or 0.0
+            self.chunk_seconds = mean + (spent - mean) / self._chunks
+        if fraction is not None:
+            self.fraction = float(fraction)
+        if self.gate.interactive_waiting():
+            self.yields += 1
+            self.gate.release(self)
+            self.gate.acquire(self)
+        self._chunk_started = time.monotonic()
+
+    @property
+    def seconds_left(self) -> float | None:
+        """Rough time to completion, from the time spent and the fraction done."""
+        if self.started is None or not 0 < self.fraction < 1:
+            return None
+        spent = time.monotonic() - self.started
+        return spent * (1 - self.fraction) / self.fraction
+
+
+class ComputeGate:
+    """``slots`` jobs at a time, served interactive first, then first come first served."""
+
+    def __init__(self, slots: int = 1) -> None:
+        if slots < 1:
+            raise ValueError(f"slots must be >= 1, got {slots}")
+        self.slots = slots
+        self._cond = threading.Condition()
+        self._seq = itertools.count()
+        self._waiting: list[Ticket] = []
+        self._holders: list[Ticket] = []
+
+    def ticket(self, label: str, priority: int = INTERACTIVE) -> Ticket:
+        if priority not in (INTERACTIVE, LONG):
+            raise ValueError(f"priority must be INTERACTIVE or LONG, got {priority!r}")
+        return Ticket(label=label, priority=priority, gate=self)
+
+    def acquire(self, ticket: Ticket, timeout: float | None = None) -> bool:
+        """Wait for a slot in turn; ``False`` if ``timeout`` seconds passed first. The place in the
+        queue is kept until the slot is had or :meth:`release` is called: call again to go on waiting."""
+        with self._cond:
+            if ticket not in self._waiting:
+                ticket.seq = next(self._seq)
+                self._waiting.append(ticket)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not (len(self._holders) < self.slots and self._first() is ticket):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            self._waiting.remove(ticket)
+            self._holders.append(ticket)
+            if ticket.started is None:
+                ticket.started = time.monotonic()
+            self._cond.notify_all()
+            return True
+
+    def release(self, ticket: Ticket) -> None:
+        with self._cond:
+            if ticket in self._holders:
+                self._holders.remove(ticket)
+            elif ticket in self._waiting:
+                self._waiting.remove(ticket)
+            self._cond.notify_all()
+
+    def _first(self) -> Ticket | None:
+        return min(self._waiting, key=lambda t: (t.priority, t.seq), default=None)
+
+    def interactive_waiting(self) -> bool:
+        with self._cond:
+            return any(t.priority == INTERACTIVE for t in self._waiting)
+
+    def holders(self) -> list[Ticket]:
+        with self._cond:
+            return list(self._holders)
+
+    def describe_wait(self, ticket: Ticket) -> str:
+        """What ``ticket`` waits for, in words, with a rough time where one can be given."""
+        with self._cond:
+            holders = list(self._holders)
+            ahead = [t for t in self._waiting if (t.priority, t.seq) < (ticket.priority, ticket.seq)]
+        if not holders:
+            return "Waiting for the model…"
+        parts = []
+        for h in holders:
+            if h.priority == LONG and ticket.priority == INTERACTIVE:
+                step = f"about {h.chunk_seconds:.1f} s" if h.chunk_seconds else "a moment"
+                parts.append(f"another session's {h.label} to finish its current step ({step}; it then lets "
+                             "you go first)")
+            elif h.priority == LONG:
+                left = h.seconds_left
+                parts.append(f"another session's {h.label} ({h.fraction:.0%} done"
+                             + (f", about {left:.0f} s left)" if left is not None else ")"))
+            else:
+                parts.append(f"another session's {h.label} (usually under a second)")
+        queue = f"; {len(ahead)} more job{'s' if len(ahead) != 1 else ''} ahead of you" if ahead else ""
+        return "Waiting for " + " and ".join(parts) + queue + "…"

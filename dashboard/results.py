@@ -1,0 +1,213 @@
+"""Typed results of the chosen model on the chosen image, each computed once per session.
+
+One :class:`Analysis` (a trace) per (model, image) serves every page; it holds an autograd
+graph only once a page asks for a gradient explanation. Maps are memoised per layer, so the
+Map tab and the across-layers tab share their work. Every result has one key function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+import densenet
+from densenet import explain
+from densenet.preprocess import preprocess, to_display
+
+from . import analysis, runtime, session, shared
+from .inputs import ImageInput
+from .sources import ModelError, ModelSpec, load_model
+
+
+# --- what the sidebar chose -----------------------------------------------------------------
+
+@dataclass
+class Context:
+    """The sidebar's choices, handed to every page.
+
+    Attributes:
+        spec: the model asked for.
+        config, input_size: its architecture and input side, known without loading for
+            config-only sources (the classroom knobs redraw without building a model).
+        read: an uploaded checkpoint's bytes, on demand.
+        model_error: why the model asked for cannot be used; pages show it and stop.
+        image: the chosen image, or ``None`` with ``image_error`` saying why.
+    """
+
+    spec: ModelSpec
+    config: densenet.DenseNetConfig | None
+    input_size: int
+    read: Callable[[], bytes] | None = field(default=None, repr=False)
+    model_error: str | None = None
+    image: ImageInput | None = None
+    image_error: str | None = None
+
+    def load(self) -> densenet.DenseNet:
+        """The model (cached for all sessions); raises :class:`ModelError`."""
+        return load_model(self.spec, self.read)
+
+    @property
+    def topology(self) -> densenet.Topology:
+        return shared.topology(self.config, self.input_size)
+
+
+def context_for(spec: ModelSpec, read: Callable[[], bytes] | None = None) -> Context:
+    """A context for ``spec``: loads the model only when its architecture is not known otherwise."""
+    from .sources import fresh_preprocessing
+
+    if spec.source.from_config:
+        return Context(spec, spec.config, fresh_preprocessing(spec.config).size, read)
+    try:
+        model = load_model(spec, read)
+    except ModelError as e:
+        return Context(spec, None, 0, read, model_error=str(e))
+    return Context(spec, model.config, model.preprocessing.size, read)
+
+
+# --- one trace per (model, image) ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Analysis:
+    """One forward pass of one image, with everything the pages read from it.
+
+    Attributes:
+        key: model key + image hash.
+        trace: every tap's activation; with an autograd graph only if ``has_graph``.
+        x: the (1, C, H, W) input tensor on the model's device.
+        display: the image exactly as the model sees it (cropped, resized), in [0, 1].
+        predictions: the top predictions.
+        multilabel: one sigmoid per label rather than one softmax.
+        has_graph: gradient explanations can be read from ``trace``.
+    """
+
+    key: str
+    trace: densenet.Trace
+    x: torch.Tensor
+    display: np.ndarray
+    predictions: list[analysis.Prediction]
+    multilabel: bool
+    has_graph: bool
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.x.shape[-2:])
+
+
+def analysis_key(ctx: Context) -> str:
+    return f"{ctx.spec.key}#{ctx.image.digest}"
+
+
+def get_analysis(ctx: Context, *, graph: bool = False) -> Analysis:
+    """The session's trace of the current model and image, computed once (again only to add a graph).
+
+    Only one is kept per session: a DenseNet-121 trace with its graph is ~150 MB.
+    """
+    if ctx.image is None:
+        raise ValueError("no image chosen")
+    key = analysis_key(ctx)
+    held = session.peek("analysis", key)
+    if held is not None and (held.has_graph or not graph):
+        return held
+    model = ctx.load()
+
+    def run() -> Analysis:
+        with runtime.job("Running the model"):
+            x = preprocess(ctx.image.pixels, model)
+            trace = model.trace(x, keep_graph=graph)
+            display = to_display(ctx.image.pixels, model.preprocessing)
+            preds = analysis.top_k(trace.probabilities, trace.logits, model.class_names,
+                                   k=min(5, len(model.class_names)))
+        return Analysis(key, trace, x, display, preds, model.config.multilabel, graph)
+
+    session.forget("analysis")
+    return session.memo("analysis", key, run, max_entries=1)
+
+
+# --- maps -------------------------------------------------------------------------------------
+
+def map_key(an: Analysis, method: str, target: int, layer: str) -> tuple:
+    """One map: ``layer`` is :data:`explain.INPUT` for methods without a layer."""
+    record = explain.method(method)
+    return (an.key, method, target if record.needs_graph or not record.uses_trace else None, layer)
+
+
+def map_layers(method: str, layers: list[str]) -> list[str]:
+    """The keys a method's maps come under: the layers, or the one input-space map."""
+    return list(layers) if explain.method(method).needs_layer else [explain.INPUT]
+
+
+def peek_map(an: Analysis, method: str, target: int, layer: str) -> explain.Explanation | None:
+    return session.peek("maps", map_key(an, method, target, layer))
+
+
+def get_maps(ctx: Context, an: Analysis, method: str, target: int, layers: list[str]) -> dict[str, explain.Explanation]:
+    """The maps of ``method`` for ``target`` at ``layers`` (memoised per layer).
+
+    Trace-based methods read the session's trace (all missing layers from one backward);
+    slow methods run as a long job: a progress bar, chunks between other sessions' work.
+    """
+    record = explain.method(method)
+    wanted = map_layers(method, layers)
+    found = {layer: peek_map(an, method, target, layer) for layer in wanted}
+    missing = [layer for layer, m in found.items() if m is None]
+    if missing:
+        if record.uses_trace:
+            if record.needs_graph and not an.has_graph:
+                an = get_analysis(ctx, graph=True)
+            with runtime.job(f"Computing {record.label}"):
+                new = explain.compute(method, ctx.load(), an.x, target, missing, trace=an.trace, size=an.size)
+        else:
+            model = ctx.load()
+            with runtime.job(record.label, long=True, bar=True) as job:
+                options = {record.chunk_option: runtime.CHUNK} if record.chunk_option else {}
+                new = explain.compute(method, model, an.x, target, missing if record.needs_layer else None,
+                                      size=an.size, progress=job.progress, **options)
+        for layer, m in new.items():
+            session.memo("maps", map_key(an, method, target, layer), lambda m=m: m, max_entries=64)
+            found[layer] = m
+    return found
+
+
+# --- trust ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Trust:
+    """How far to trust one map.
+
+    Attributes:
+        sanity: the model-randomisation check (CAMs read from a trace only).
+        curves: deletion and insertion of pixels by the map's ranking.
+    """
+
+    sanity: explain.SanityResult | None
+    curves: explain.DeletionInsertion
+
+
+def trust_key(an: Analysis, method: str, target: int, layer: str) -> tuple:
+    return (an.key, method, target, layer)
+
+
+def peek_trust(an: Analysis, method: str, target: int, layer: str) -> Trust | None:
+    return session.peek("trust", trust_key(an, method, target, layer))
+
+
+def get_trust(ctx: Context, an: Analysis, method: str, target: int, layer: str,
+              shown: explain.Explanation) -> Trust:
+    """Sanity check and deletion/insertion of ``shown`` (the page's map, not recomputed); memoised."""
+    record = explain.method(method)
+
+    def run() -> Trust:
+        model = ctx.load()
+        with runtime.job("Checking the map", long=True, bar=True) as job:
+            sanity = None
+            if record.uses_trace:
+                sanity = explain.sanity_check(model, an.x, target, layer, method, original=shown,
+                                              progress=lambda f: job.progress(0.5 * f))
+            curves = explain.deletion_insertion(model, an.x, shown.map, target, batch_size=runtime.CHUNK,
+                                                progress=lambda f: job.progress(0.5 + 0.5 * f))
+        return Trust(sanity, curves)
+
+    return session.memo("trust", trust_key(an, method, target, layer), run, max_entries=16)

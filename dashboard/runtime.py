@@ -1,0 +1,111 @@
+"""The machine the app runs on: the device, torch's threads, and jobs on the fair compute gate.
+
+Several sessions each running torch with every thread made an 80 ms forward take seconds
+(OpenMP threads busy-waiting on each other), so the gate's slots times the threads per job
+never exceed the cores. Every piece of model work runs inside :func:`job`; long work reports
+its chunks through the :class:`Job` it gets, which draws the progress bar, lets interactive
+work of other sessions go first, and stops when the user cancels (a button click reruns the
+script, and Streamlit stops the old run at its next call: the progress update).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import streamlit as st
+import torch
+
+import densenet
+from densenet.device import describe
+
+from .gate import INTERACTIVE, LONG, ComputeGate, Ticket
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+CORES = _cores()
+THREADS_PER_JOB = min(CORES, 4)  # beyond ~4 threads a DenseNet forward on CPU gains little
+COMPUTE_SLOTS = max(1, CORES // THREADS_PER_JOB)
+torch.set_num_threads(THREADS_PER_JOB)
+DEVICE = densenet.pick_device()
+#: One gate per server process: this module is imported once, and every session's thread shares it.
+GATE = ComputeGate(COMPUTE_SLOTS)
+#: Chunk sizes for long work: a waiting sample switch waits at most one chunk (a few forwards).
+CHUNK = 4 if DEVICE.type == "cpu" else 32
+
+_local = threading.local()
+
+
+def device_label() -> str:
+    if DEVICE.type != "cpu":
+        return describe(DEVICE)
+    return describe(DEVICE) + (f", {COMPUTE_SLOTS} job at a time" if COMPUTE_SLOTS == 1 else
+                               f", {COMPUTE_SLOTS} jobs at a time")
+
+
+@dataclass
+class Job:
+    """A running job: long ones call :meth:`progress` between their chunks."""
+
+    label: str
+    ticket: Ticket
+    bar: object | None = None
+
+    def progress(self, fraction: float) -> None:
+        """Draw the bar, then let waiting interactive work go first."""
+        if self.bar is not None:
+            left = self.ticket.seconds_left
+            self.bar.progress(min(max(fraction, 0.0), 1.0),
+                              text=f"{self.label}: {fraction:.0%}" + (f", about {left:.0f} s left" if left else ""))
+        self.ticket.between_chunks(fraction)
+
+
+@contextlib.contextmanager
+def job(label: str, *, long: bool = False, bar: bool = False) -> Iterator[Job]:
+    """Hold a compute slot for model work, with a spinner (and a progress bar for long work).
+
+    Re-entrant within one thread: an inner job runs in the outer one's slot.
+    """
+    outer: Job | None = getattr(_local, "job", None)
+    if outer is not None:
+        yield outer
+        return
+    ticket = GATE.ticket(label, LONG if long else INTERACTIVE)
+    acquired = False
+    try:
+        # Any Streamlit call may raise StopException when the session reruns or closes (the
+        # spinner's exit included): the release sits in the same try as every acquisition.
+        acquired = GATE.acquire(ticket, timeout=0.05)
+        if not acquired:
+            note = st.empty()
+            while not acquired:
+                note.info(GATE.describe_wait(ticket), icon=":material/hourglass_top:")
+                acquired = GATE.acquire(ticket, timeout=0.5)
+            note.empty()
+        current = Job(label, ticket, st.progress(0.0, text=f"{label}…") if bar else None)
+        _local.job = current
+        with st.spinner(f"{label}…"):
+            yield current
+        if current.bar is not None:
+            current.bar.empty()
+    finally:
+        _local.job = None
+        GATE.release(ticket)
+
+
+def start_timer() -> None:
+    st.session_state["_run_started"] = time.perf_counter()
+
+
+def elapsed_ms() -> float:
+    return (time.perf_counter() - st.session_state.get("_run_started", time.perf_counter())) * 1e3

@@ -1,0 +1,490 @@
+"""Forward-only CAMs: Ablation-CAM by resuming from the explained layer, Score-CAM, SS-CAM, IS-CAM.
+
+Every method here weights the explained layer's channels ``A_k`` (1, C, h, w) by how the target's
+raw logit ``y`` responds when the network is run again with something changed, and returns
+``sum_k w_k A_k`` (ReLU, upsampling and min-max only for the shown map, as for every CAM):
+
+- **Ablation-CAM** (Desai & Ramaswamy 2020): channel k of the layer set to ``fill`` (0), the rest of
+  the network resumed from that layer (:meth:`DenseNet.forward_from`), ``w_k = (y - y_k) / y``.
+  Everything before the layer is the same for every channel, so it is never re-run: at
+  ``features.norm5`` only the head runs per channel, at ``features.denseblock3`` only transition 3,
+  block 4 and the head. pytorch-grad-cam runs the whole network before the layer once per channel.
+- **Score-CAM** (Wang et al. 2020): the input multiplied by channel k's upsampled, min-max
+  normalised map ``M_k``; ``w = softmax_k(y(M_k * x) - y(x))``. Two mask conventions (``masks``):
+  ``"torch-cam"`` (default): min-max each channel at the layer's resolution (``(a - min) /
+  (max - min + 1e-8)``), then bilinear upsampling with half-pixel centres (``align_corners=False``),
+  as torch-cam's ``ScoreCAM``; ``"pytorch-grad-cam"``: bilinear upsampling with
+  ``align_corners=True`` (``nn.UpsamplingBilinear2d``) first, then min-max at input resolution, as
+  pytorch-grad-cam's ``ScoreCAM``. The baseline ``y(x)`` does not change a softmax.
+- **SS-CAM** (Wang et al. 2020, torch-cam's definition): the scores averaged over ``samples`` masks
+  with Gaussian noise (std ``std``) added to the upsampled normalised map, drawn in torch-cam's
+  order (per sample, all channels) from a seeded CPU generator.
+- **IS-CAM** (Naidu et al. 2020, torch-cam's definition): the scores averaged over ``samples``
+  inputs ``c_i * (M_k * x)`` with ``c_i = sum_{j<=i} j / samples``.
+
+Work is done in batches of ``batch_size`` perturbed copies; the progress callback hears the
+fraction done after each batch, and raising from it stops the work there. ``top`` scores only the
+``top`` channels ranked by mean activation (``rank_by="activation"``) or by the energy of
+gradient x activation, ``sum_ij (g * a)^2`` (``rank_by="gradient"``, one backward pass); the other
+channels get weight 0 — a fast preview whose error against all channels BENCHMARKS.md measures.
+
+No hooks, no state on the model, no ``.grad``: every call returns new arrays.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..model import DenseNet
+from ..trace import Trace
+from . import registry
+from ._common import Size, check_eval, prepare_input, resolve_size, to_numpy, upsample
+from .cam import CamMap, default_layers, shown_map
+from .registry import Kind, Method, Progress, register
+
+METHOD_NAMES = {"ablation": "ablationcam", "score": "scorecam", "ss": "sscam", "is": "iscam"}
+MASKS = ("torch-cam", "pytorch-grad-cam")
+RANKS = ("activation", "gradient")
+
+# Measured on 2 CPU threads with DenseNet-121 at 224 (benchmarks/bench_perturbation.py --batch-sizes):
+# resumed forwards are tiny, so larger batches amortise the per-call overhead; full forwards of
+# masked inputs are memory-bound on a CPU and run fastest per image in small batches.
+_DEFAULT_BATCH = {("ablation", "cpu"): 64, ("score", "cpu"): 8, ("ablation", "cuda"): 256, ("score", "cuda"): 64}
+
+
+def default_batch_size(method: str, device: torch.device | str = "cpu") -> int:
+    """The batch size used when none is given, by method family and device type.
+
+    Args:
+        method: a registered name (``"ablationcam"``, ``"scorecam"``, ...) or a family key.
+        device: where the model lives.
+
+    Returns:
+        Perturbed copies per forward.
+    """
+    kind = _kind(method)
+    dev = torch.device(device).type
+    return _DEFAULT_BATCH[("ablation" if kind == "ablation" else "score", "cuda" if dev == "cuda" else "cpu")]
+
+
+def _kind(method: str) -> str:
+    if method in METHOD_NAMES:
+        return method
+    for kind, name in METHOD_NAMES.items():
+        if method == name:
+            return kind
+    raise ValueError(f"unknown perturbation method {method!r}; choose from {', '.join(METHOD_NAMES.values())}")
+
+
+# --- what the work needs --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Job:
+    """One layer's work: its activation, the channels to score and what the resumed forward needs."""
+
+    layer: str
+    activation: Tensor  # (1, C, h, w), detached
+    channels: Tensor  # (m,) int64, ascending
+    saved: dict[str, Tensor]  # resume inputs of the layer, (1, ...)
+
+
+def _chunks(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def _check_options(batch_size: int | None, top: int | None, rank_by: str) -> None:
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
+        raise ValueError(f"top must be a positive int or None (all channels), got {top!r}")
+    if rank_by not in RANKS:
+        raise ValueError(f"rank_by must be one of {RANKS}, got {rank_by!r}")
+
+
+def _prepare(model: DenseNet, x: Tensor | None, target: int | None, layers: Iterable[str] | str | None,
+             trace: Trace | None, index: int, top: int | None, rank_by: str) -> tuple[Trace, int, int, list[_Job]]:
+    """Resolve layers and target, reuse or make one trace, rank channels; returns (trace, row, target, jobs)."""
+    check_eval(model)
+    names = default_layers(model) if layers is None else model.resolve_layers(layers)
+    if not names:
+        raise ValueError("no layers to explain")
+    needed = list(dict.fromkeys(n for name in names for n in (*model.resume_inputs(name), name)))
+    need_graph = rank_by == "gradient" and top is not None
+    usable = (trace is not None and all(n in trace.activations for n in needed)
+              and (not need_graph or all(trace.activations[n].requires_grad for n in names)))
+    if trace is not None and not -trace.logits.shape[0] <= index < trace.logits.shape[0]:
+        raise ValueError(f"index {index} out of range for a trace of {trace.logits.shape[0]}")
+    if not usable:
+        source = trace.inputs[index:index + 1].detach() if trace is not None else prepare_input(model, x, index)
+        trace, row = model.trace(source, needed, keep_graph=need_graph), 0
+    else:
+        row = index % trace.logits.shape[0]
+    if target is not None and (isinstance(target, bool) or not isinstance(target, (int, np.integer))):
+        raise TypeError(f"target must be an int class index or None, got {target!r}")
+    t = int(trace.targets(None if target is None else int(target))[row])
+    grads = (trace.gradients(trace.targets(t), names) if need_graph else {})
+    jobs = []
+    for name in names:
+        a = trace.activations[name][row:row + 1].detach()
+        c = a.shape[1]
+        if top is None or top >= c:
+            channels = torch.arange(c, device=a.device)
+        else:
+            if rank_by == "gradient":
+                score = (grads[name][row].float() * a[0].float()).pow(2).sum(dim=(1, 2))
+            else:
+                score = a[0].float().mean(dim=(1, 2))
+            channels = torch.sort(torch.argsort(score, descending=True, stable=True)[:top]).values
+        saved = {n: trace.activations[n][row:row + 1].detach() for n in model.resume_inputs(name)}
+        jobs.append(_Job(name, a, channels, saved))
+    return trace, row, t, jobs
+
+
+# --- the scores --------------------------------------------------------------------------------
+
+def _masks(a: Tensor, channels: Tensor, size: tuple[int, int], style: str) -> Tensor:
+    """Channels of a (1, C, h, w) activation as (1, m, H, W) masks in [0, 1] (see the module docstring)."""
+    sel = a[:, channels].float()  # (1, m, h, w)
+    if style == "torch-cam":
+        sel = sel - sel.amin(dim=(2, 3), keepdim=True)
+        sel = sel / (sel.amax(dim=(2, 3), keepdim=True) + 1e-8)
+        return F.interpolate(sel, size=size, mode="bilinear", align_corners=False)
+    up = F.interpolate(sel, size=size, mode="bilinear", align_corners=True)
+    lo, hi = up.amin(dim=(2, 3), keepdim=True), up.amax(dim=(2, 3), keepdim=True)
+    return (up - lo) / (hi - lo + 1e-8)
+
+
+class _Ticker:
+    """Counts batches over all layers and reports the fraction done after each."""
+
+    def __init__(self, total: int, progress: Progress | None) -> None:
+        self.total, self.done, self.progress = max(1, total), 0, progress
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(min(self.done / self.total, 1.0))
+
+
+def _batches(kind: str, job: _Job, bs: int, samples: int) -> int:
+    per_pass = math.ceil(job.channels.numel() / bs)
+    return per_pass * (samples if kind in ("ss", "is") else 1)
+
+
+def _ablation_scores(model: DenseNet, job: _Job, t: int, bs: int, fill: float, ticker: _Ticker) -> Tensor:
+    """y_k for every scored channel k: the logit with channel k set to ``fill``, resumed from the layer."""
+    a, ks = job.activation, job.channels
+    out = torch.empty(ks.numel(), dtype=torch.float32, device=a.device)
+    for part in _chunks(ks.numel(), bs):
+        chunk = ks[part]
+        batch = a.expand(chunk.numel(), *a.shape[1:]).clone()  # (b, C, h, w)
+        batch[torch.arange(chunk.numel(), device=a.device), chunk] = fill
+        out[part] = model.forward_from(job.layer, batch, job.saved)[:, t].float()
+        ticker.tick()
+    return out
+
+
+def _masked_scores(model: DenseNet, job: _Job, x: Tensor, t: int, base: float, bs: int, kind: str,
+                   style: str, samples: int, std: float, generator: torch.Generator | None,
+                   channels_last: bool, ticker: _Ticker) -> Tensor:
+    """Mean over samples of y(masked input) - y(x), per scored channel (Score-, SS-, IS-CAM)."""
+    size = tuple(x.shape[-2:])
+    ks = job.channels
+    masks = _masks(job.activation, ks, size, style)[0]  # (m, H, W)
+    total = torch.zeros(ks.numel(), dtype=torch.float32, device=x.device)
+    passes = samples if kind in ("ss", "is") else 1
+    # SS-CAM noise, drawn like torch-cam (all channels of one sample, samples in order) but chunk by
+    # chunk: the CPU normal sampler fills blocks of 16, so equal streams need H*W % 16 == 0.
+    per_chunk_noise = size[0] * size[1] % 16 == 0
+    coeff = 0.0
+    for s in range(passes):
+        coeff += (s + 1) / passes
+        noise_all = None
+        if kind == "ss" and not per_chunk_noise:
+            noise_all = torch.normal(0.0, std, tuple(masks.shape), generator=generator).to(x.device)
+        for part in _chunks(ks.numel(), bs):
+            m = masks[part]  # (b, H, W)
+            if kind == "ss":
+                noise = (noise_all[part] if noise_all is not None else
+                         torch.normal(0.0, std, tuple(m.shape), generator=generator).to(x.device))
+                m = m + noise
+            inputs = m[:, None] * x  # (b, C_in, H, W)
+            if kind == "is":
+                inputs = coeff * inputs
+            if channels_last:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            total[part] += model(inputs.to(x.dtype))[:, t].float() - base
+            ticker.tick()
+    return total / passes
+
+
+def _weights(kind: str, scores: Tensor, y: float) -> Tensor:
+    if kind == "ablation":
+        # The paper's (y - y_k) / y; a zero logit leaves the unnormalised drop (same shown map up to sign).
+        return (y - scores) / (y if y != 0 else 1.0)
+    return torch.softmax(scores, dim=0)
+
+
+def _run(kind: str, model: DenseNet, x: Tensor | None, target: int | None, layers: Iterable[str] | str | None, *,
+         trace: Trace | None, size: Size | None, index: int, batch_size: int | None, top: int | None,
+         rank_by: str, progress: Progress | None, fill: float = 0.0, masks: str = "torch-cam", samples: int = 1,
+         std: float = 2.0, seed: int | None = 0, channels_last: bool | None = None) -> dict[str, CamMap]:
+    _check_options(batch_size, top, rank_by)
+    if masks not in MASKS:
+        raise ValueError(f"masks must be one of {MASKS}, got {masks!r}")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"samples must be a positive int, got {samples!r}")
+    if not std > 0:
+        raise ValueError(f"std must be positive, got {std!r}")
+    trace, row, t, jobs = _prepare(model, x, target, layers, trace, index, top, rank_by)
+    inputs = trace.inputs[row:row + 1].detach()
+    out_size = resolve_size(size, tuple(inputs.shape[-2:]))
+    device = inputs.device
+    bs = batch_size or default_batch_size(kind, device)
+    if channels_last is None:
+        channels_last = device.type == "cpu"
+    y = float(trace.logits[row, t])
+    generator = torch.Generator().manual_seed(seed) if (kind == "ss" and seed is not None) else None
+    ticker = _Ticker(sum(_batches(kind, job, bs, samples) for job in jobs), progress)
+    method = METHOD_NAMES[kind]
+    results = {}
+    with torch.inference_mode():
+        for job in jobs:
+            if kind == "ablation":
+                scores = _ablation_scores(model, job, t, bs, fill, ticker)
+            else:
+                scores = _masked_scores(model, job, inputs, t, y, bs, kind, masks, samples, std, generator,
+                                        channels_last, ticker)
+            w = _weights(kind, scores, y)  # (m,)
+            a = job.activation[0, job.channels].float()  # (m, h, w)
+            raw = (w[:, None, None] * a).sum(dim=0, keepdim=True)  # (1, h, w)
+            results[job.layer] = CamMap(raw=to_numpy(raw[0]), map=to_numpy(shown_map(raw, method, out_size)[0]),
+                                        layer=job.layer, method=method, target=t)
+    return results
+
+
+# --- public functions ---------------------------------------------------------------------------
+
+def perturbation_cam_maps(model: DenseNet, x: Tensor | None, method: str = "ablationcam", target: int | None = None,
+                          layers: Iterable[str] | str | None = None, *, trace: Trace | None = None,
+                          size: Size | None = None, index: int = 0, batch_size: int | None = None,
+                          top: int | None = None, rank_by: str = "activation", progress: Progress | None = None,
+                          **options: Any) -> dict[str, CamMap]:
+    """Full :class:`CamMap` results (raw and shown map) of one forward-only CAM at several layers.
+
+    Args:
+        model: a :class:`DenseNet` in eval mode, on any device.
+        x: (C, H, W) or (N, C, H, W); sample ``index`` is explained. May be ``None`` with a ``trace``.
+        method: ``"ablationcam"``, ``"scorecam"``, ``"sscam"`` or ``"iscam"``.
+        target: class or label index whose raw logit is explained; ``None``: the top prediction.
+        layers: names from ``model.tap_names``; ``None``: block outputs and ``features.norm5``.
+        trace: a trace of ``x`` to reuse (its layer and :meth:`DenseNet.resume_inputs` are read);
+            a trace lacking them is replaced by a new one of its input.
+        size: (H, W) or side of ``CamMap.map``; ``None``: the input's size.
+        index: which sample of ``x`` (or of ``trace``).
+        batch_size: perturbed copies per forward; ``None``: :func:`default_batch_size`.
+        top: score only this many channels (the rest get weight 0); ``None``: all.
+        rank_by: how ``top`` picks channels: ``"activation"`` (mean activation) or ``"gradient"``
+            (energy of gradient x activation, from one backward pass).
+        progress: called with the fraction done after every batch; raising from it stops the work.
+        options: ``fill`` (Ablation-CAM: the ablated value, 0), ``masks`` (``"torch-cam"`` or
+            ``"pytorch-grad-cam"``), ``samples`` (SS-CAM 35, IS-CAM 10), ``std`` (SS-CAM noise, 2.0),
+            ``seed`` (SS-CAM noise generator, 0), ``channels_last`` (masked inputs in NHWC; default
+            on CPU, where the convolutions run faster so).
+
+    Returns:
+        layer name -> :class:`CamMap`, in forward order.
+
+    Raises:
+        ValueError, TypeError: an unknown method, layer or option, a bad target, a model in train mode.
+    """
+    kind = _kind(method)
+    if kind == "ss":
+        options.setdefault("samples", 35)
+    elif kind == "is":
+        options.setdefault("samples", 10)
+    unknown = set(options) - {"fill", "masks", "samples", "std", "seed", "channels_last"}
+    if unknown:
+        raise TypeError(f"unknown option(s) {sorted(unknown)} for {method}")
+    return _run(kind, model, x, target, layers, trace=trace, size=size, index=index, batch_size=batch_size,
+                top=top, rank_by=rank_by, progress=progress, **options)
+
+
+def ablation_cam(model: DenseNet, x: Tensor, target: int | None = None, layers: Iterable[str] | str | None = None,
+                 *, size: Size | None = None, index: int = 0, batch_size: int | None = None, top: int | None = None,
+                 rank_by: str = "activation", fill: float = 0.0, trace: Trace | None = None,
+                 progress: Progress | None = None) -> dict[str, np.ndarray]:
+    """Ablation-CAM maps, layer name -> (H, W) in [0, 1]: ``w_k = (y - y_k) / y`` with channel k set to
+    ``fill``, the network resumed from the layer (see :func:`perturbation_cam_maps` for the arguments)."""
+    maps = perturbation_cam_maps(model, x, "ablationcam", target, layers, trace=trace, size=size, index=index,
+                                 batch_size=batch_size, top=top, rank_by=rank_by, progress=progress, fill=fill)
+    return {name: m.map for name, m in maps.items()}
+
+
+def score_cam(model: DenseNet, x: Tensor, target: int | None = None, layers: Iterable[str] | str | None = None,
+              *, size: Size | None = None, index: int = 0, batch_size: int | None = None, top: int | None = None,
+              rank_by: str = "activation", masks: str = "torch-cam", trace: Trace | None = None,
+              progress: Progress | None = None) -> dict[str, np.ndarray]:
+    """Score-CAM maps: softmax of the logits of the input masked by each channel's normalised map;
+    ``masks`` picks torch-cam's or pytorch-grad-cam's mask convention (module docstring)."""
+    maps = perturbation_cam_maps(model, x, "scorecam", target, layers, trace=trace, size=size, index=index,
+                                 batch_size=batch_size, top=top, rank_by=rank_by, progress=progress, masks=masks)
+    return {name: m.map for name, m in maps.items()}
+
+
+def ss_cam(model: DenseNet, x: Tensor, target: int | None = None, layers: Iterable[str] | str | None = None,
+           *, size: Size | None = None, index: int = 0, batch_size: int | None = None, top: int | None = None,
+           rank_by: str = "activation", samples: int = 35, std: float = 2.0, seed: int | None = 0,
+           masks: str = "torch-cam", trace: Trace | None = None,
+           progress: Progress | None = None) -> dict[str, np.ndarray]:
+    """SS-CAM maps: Score-CAM scores averaged over ``samples`` noisy masks (noise std ``std``, seeded by
+    ``seed``; ``None``: torch's global generator, as torch-cam draws it)."""
+    maps = perturbation_cam_maps(model, x, "sscam", target, layers, trace=trace, size=size, index=index,
+                                 batch_size=batch_size, top=top, rank_by=rank_by, progress=progress, masks=masks,
+                                 samples=samples, std=std, seed=seed)
+    return {name: m.map for name, m in maps.items()}
+
+
+def is_cam(model: DenseNet, x: Tensor, target: int | None = None, layers: Iterable[str] | str | None = None,
+           *, size: Size | None = None, index: int = 0, batch_size: int | None = None, top: int | None = None,
+           rank_by: str = "activation", samples: int = 10, masks: str = "torch-cam", trace: Trace | None = None,
+           progress: Progress | None = None) -> dict[str, np.ndarray]:
+    """IS-CAM maps: Score-CAM scores averaged over ``samples`` integration steps ``c_i * (M_k * x)``."""
+    maps = perturbation_cam_maps(model, x, "iscam", target, layers, trace=trace, size=size, index=index,
+                                 batch_size=batch_size, top=top, rank_by=rank_by, progress=progress, masks=masks,
+                                 samples=samples)
+    return {name: m.map for name, m in maps.items()}
+
+
+# --- time estimate -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TimeEstimate:
+    """How long a forward-only CAM will take, from one timed batch.
+
+    Attributes:
+        seconds: the extrapolated wall time.
+        forwards: perturbed forwards in all (channels x samples, summed over layers).
+        batches: forwards / batch size, rounded up per layer and pass.
+        work: what each forward is, in words (``"forwards of the network after norm5"``).
+        device: ``"CPU"`` or the GPU's name.
+    """
+
+    seconds: float
+    forwards: int
+    batches: int
+    work: str
+    device: str
+
+    @property
+    def text(self) -> str:
+        """``"≈ 40 s on this CPU: 1,024 forwards of the network after norm5"``."""
+        s = self.seconds
+        when = f"{s:.1f} s" if s < 10 else (f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min")
+        where = "this CPU" if self.device == "CPU" else self.device
+        return f"≈ {when} on {where}: {self.forwards:,} {self.work}"
+
+
+def estimate_time(model: DenseNet, x: Tensor | None, method: str = "ablationcam",
+                  layers: Iterable[str] | str | None = None, *, trace: Trace | None = None, index: int = 0,
+                  batch_size: int | None = None, top: int | None = None, samples: int | None = None,
+                  channels_last: bool | None = None) -> TimeEstimate:
+    """Time one batch of the method's real work on this machine and extrapolate to the whole run.
+
+    Runs one warm-up and one timed batch per distinct kind of work (resumed forwards from each
+    layer, or full forwards of masked inputs), so the estimate is measured, not guessed.
+
+    Args:
+        model, x, layers, trace, index, batch_size, top: as for :func:`perturbation_cam_maps`.
+        method: ``"ablationcam"``, ``"scorecam"``, ``"sscam"`` or ``"iscam"``.
+        samples: SS-/IS-CAM passes (default 35 / 10).
+        channels_last: as for :func:`perturbation_cam_maps`.
+
+    Returns:
+        A :class:`TimeEstimate`; ``.text`` is the sentence to show.
+    """
+    kind = _kind(method)
+    _check_options(batch_size, top, "activation")
+    samples = samples or {"ss": 35, "is": 10}.get(kind, 1)
+    trace, row, t, jobs = _prepare(model, x, None, layers, trace, index, top, "activation")
+    inputs = trace.inputs[row:row + 1].detach()
+    device = inputs.device
+    bs = batch_size or default_batch_size(kind, device)
+    if channels_last is None:
+        channels_last = device.type == "cpu"
+    seconds, forwards, batches = 0.0, 0, 0
+    per_batch: dict[str, float] = {}
+    with torch.inference_mode():
+        for job in jobs:
+            m = job.channels.numel()
+            b = min(bs, m)
+            key = job.layer if kind == "ablation" else "masked"
+            if key not in per_batch:
+                probe = _Job(job.layer, job.activation, job.channels[:b], job.saved)
+                ticker = _Ticker(1, None)
+                for _ in range(2):  # the first call warms up allocator and kernels
+                    start = time.perf_counter()
+                    if kind == "ablation":
+                        _ablation_scores(model, probe, t, b, 0.0, ticker)
+                    else:
+                        _masked_scores(model, probe, inputs, t, 0.0, b, "score", "torch-cam", 1, 2.0, None,
+                                       channels_last, ticker)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    elapsed = time.perf_counter() - start
+                per_batch[key] = elapsed / b
+            n = m * (samples if kind in ("ss", "is") else 1)
+            forwards += n
+            batches += _batches(kind, job, bs, samples)
+            seconds += per_batch[key] * n
+    if kind == "ablation":
+        rest = sorted({j.layer.removeprefix("features.") for j in jobs})
+        work = f"forwards of the network after {', '.join(rest)}"
+    else:
+        work = "full forwards of masked inputs"
+    name = "CPU" if device.type == "cpu" else torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        device.type.upper()
+    return TimeEstimate(seconds=seconds, forwards=forwards, batches=batches, work=work, device=name)
+
+
+# --- the records -----------------------------------------------------------------------------------
+
+def _runner(method: str) -> registry.Runner:
+    def run(model: DenseNet, x: Tensor, target: int | None, layers: list[str], *, trace: Trace | None = None,
+            size: Size | None = None, progress: Progress | None = None, **options: Any) -> dict[str, CamMap]:
+        return perturbation_cam_maps(model, x if trace is None else None, method, target, layers, trace=trace,
+                                     size=size, progress=progress, **options)
+    return run
+
+
+_COMMON = (("batch_size", None), ("top", None), ("rank_by", "activation"))
+
+
+def _record(name: str, label: str, description: str, options: tuple[tuple[str, Any], ...]) -> Method:
+    return Method(name=name, label=label, description=description, kind=Kind.PERTURBATION, needs_layer=True,
+                  needs_graph=False, slow=True, run=_runner(name), options=_COMMON + options)
+
+
+register(_record("ablationcam", "Ablation-CAM", "Channel weights from the score drop when each channel is zeroed; "
+                 "the network is resumed from the layer (Desai & Ramaswamy 2020).", (("fill", 0.0),)))
+register(_record("scorecam", "Score-CAM", "Channel weights from the scores of the input masked by each channel "
+                 "(Wang et al. 2020).", (("masks", "torch-cam"),)))
+register(_record("sscam", "SS-CAM", "Score-CAM with scores averaged over noisy masks (Wang et al. 2020; "
+                 "torch-cam's definition).", (("masks", "torch-cam"), ("samples", 35), ("std", 2.0), ("seed", 0))))
+register(_record("iscam", "IS-CAM", "Score-CAM with scores integrated over scaled masked inputs (Naidu et al. "
+                 "2020; torch-cam's definition).", (("masks", "torch-cam"), ("samples", 10))))
+
+__all__ = ["MASKS", "TimeEstimate", "ablation_cam", "default_batch_size", "estimate_time", "is_cam",
+           "perturbation_cam_maps", "score_cam", "ss_cam"]
+
+_unused: Callable[..., Any] = upsample  # re-exported helpers stay importable from here for the dashboard
