@@ -1,6 +1,7 @@
 """Checkpoints a user actually has: formats, inferred configs, safety, clear errors."""
 
 import io
+import json
 import sys
 import types
 
@@ -225,3 +226,123 @@ def test_timm_deep_stem_variant_is_refused_clearly():
     state = timm.create_model("densenet264d", pretrained=False, num_classes=2).state_dict()
     with pytest.raises(CheckpointError, match="DenseNet"):
         densenet.load_checkpoint(save(state))
+
+
+# --- other architectures are named, not misread --------------------------------------------------
+
+def _meta_state(builder, **kwargs) -> dict:
+    with torch.device("meta"):  # shapes without memory: VGG's 130M parameters cost nothing here
+        return builder(**kwargs).state_dict()
+
+
+@pytest.mark.parametrize("builder, family, detail", [
+    (torchvision.models.resnet50, "ResNet", "ResNet-50: stages of 3, 4, 6, 3 bottleneck blocks, 2048 features into 1000"),
+    (torchvision.models.resnet34, "ResNet", "ResNet-34"),
+    (torchvision.models.vgg16_bn, "VGG", "VGG-16 with batch norm"),
+    (torchvision.models.vgg11, "VGG", "VGG-11"),
+    (torchvision.models.alexnet, "AlexNet", "5 convolutions"),
+    (torchvision.models.vit_b_16, "Vision Transformer (ViT)", "12 encoder layers, width 768, 16x16 patches"),
+    (torchvision.models.swin_t, "Swin Transformer", "relative position"),
+    (torchvision.models.convnext_tiny, "ConvNeXt", "layer-scaled"),
+    (torchvision.models.efficientnet_b0, "EfficientNet", "MBConv"),
+    (torchvision.models.mobilenet_v2, "MobileNetV2", "inverted residual"),
+    (torchvision.models.mobilenet_v3_small, "MobileNetV3", "inverted residual"),
+    (torchvision.models.inception_v3, "Inception v3", "Mixed_5b"),
+    (torchvision.models.googlenet, "GoogLeNet", "inception3a"),
+    (torchvision.models.shufflenet_v2_x0_5, "ShuffleNetV2", "stage2"),
+    (torchvision.models.squeezenet1_0, "SqueezeNet", "Fire"),
+])
+def test_torchvision_architectures_are_recognised(builder, family, detail):
+    from densenet.recognise import recognise
+
+    kwargs = {"init_weights": False} if builder in (torchvision.models.inception_v3, torchvision.models.googlenet) else {}
+    found = recognise(_meta_state(builder, **kwargs))
+    assert found is not None and found[0] == family and detail in found[1]
+
+
+@pytest.mark.parametrize("name, family", [
+    ("resnet18", "ResNet"), ("vit_tiny_patch16_224", "Vision Transformer (ViT)"), ("efficientnet_b0", "EfficientNet"),
+    ("convnext_atto", "ConvNeXt"),
+])
+def test_timm_architectures_are_recognised(name, family):
+    timm = pytest.importorskip("timm")
+    from densenet.recognise import recognise
+
+    with torch.device("meta"):
+        state = timm.create_model(name, pretrained=False).state_dict()
+    assert recognise(state)[0].startswith(family)
+
+
+def test_regnet_is_recognised():
+    from densenet.recognise import recognise
+
+    state = torchvision.models.regnet_y_400mf().state_dict()  # its builder computes widths, so not on meta
+    assert recognise(state)[0] == "RegNet"
+
+
+def test_a_resnet_upload_says_what_it_is_and_what_the_app_explains():
+    state = torchvision.models.resnet18(num_classes=14).state_dict()
+    with pytest.raises(CheckpointError) as err:
+        densenet.load_checkpoint(save({"state_dict": {"module." + k: v for k, v in state.items()}}))
+    text = str(err.value)
+    assert text.startswith("this is a ResNet checkpoint (ResNet-18: stages of 2, 2, 2, 2 basic blocks, 512 features into 14")
+    assert "this app explains DenseNets" in text
+
+
+def test_monai_2d_densenet_keys_load():
+    reference = densenet.create("densenet121", in_channels=1, num_classes=3)
+    monai = {}
+    for key, value in reference.state_dict().items():
+        key = key.replace("classifier.", "class_layers.out.")
+        parts = key.split(".")
+        if len(parts) > 3 and parts[2].startswith("denselayer"):
+            key = ".".join(parts[:3] + ["layers"] + parts[3:])
+        monai[key] = value
+    loaded = densenet.load_checkpoint(save(monai))
+    assert loaded.config == reference.config
+    assert same_outputs(loaded, reference, channels=1)
+
+
+def test_3d_densenet_is_refused_by_name():
+    state = densenet.create("densenet-bc-100-12").state_dict()
+    state["features.conv0.weight"] = torch.zeros(24, 3, 3, 3, 3)
+    with pytest.raises(CheckpointError, match="3-D DenseNet checkpoint"):
+        densenet.load_checkpoint(save(state))
+
+
+def test_saved_file_states_outputs_and_geometry(tmp_path):
+    from densenet.labels import outputs, with_outputs
+    from densenet.preprocess import XRAY
+
+    model = with_outputs(densenet.DenseNet(small_config(in_channels=1), preprocessing=XRAY.replace(geometry="letterbox")),
+                         multilabel=True, class_names=list("abcd"), thresholds=[0.2, None, 0.4, 0.6])
+    path = tmp_path / "m.safetensors"
+    densenet.save_checkpoint(model, path)
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    assert json.loads(meta["densenet.outputs"]) == {"kind": "multilabel", "thresholds": [0.2, None, 0.4, 0.6]}
+    assert json.loads(meta["densenet.preprocessing"])["geometry"] == "letterbox"
+    loaded = densenet.load_checkpoint(path)
+    assert outputs(loaded) == outputs(model)
+    assert loaded.preprocessing.geometry == "letterbox"
+    from_bytes = densenet.load_checkpoint(densenet.checkpoints.checkpoint_bytes(model))
+    assert outputs(from_bytes) == outputs(model) and from_bytes.preprocessing == loaded.preprocessing
+
+
+def test_old_preprocessing_metadata_without_geometry_still_loads(tmp_path):
+    from densenet.checkpoints import _file_contents
+    from safetensors.torch import save as save_st
+
+    model = densenet.DenseNet(small_config())
+    state, meta = _file_contents(model)
+    prep = json.loads(meta["densenet.preprocessing"])
+    del prep["geometry"]
+    meta["densenet.preprocessing"] = json.dumps(prep)
+    del meta["densenet.outputs"]
+    loaded = densenet.load_checkpoint(save_st(state, metadata=meta))
+    assert loaded.preprocessing.geometry == "crop"
+    meta["densenet.outputs"] = json.dumps({"kind": "sigmoid"})
+    with pytest.raises(CheckpointError, match="output kind must be 'multilabel' or 'softmax'"):
+        densenet.load_checkpoint(save_st(state, metadata=meta))
