@@ -15,6 +15,12 @@ Conventions of the returned array:
 * EXIF orientation is applied, so photos come out upright;
 * 8- and 16-bit integers are divided by their type's maximum (255, 65535); float data and
   DICOM without a window are min-max scaled, and a constant image of that kind becomes zeros.
+
+DICOM windowing: by default the file's own VOI LUT or window (centre/width) maps its values to
+[0, 1]; ``load_image(..., window=Window(centre, width))`` (or a preset name from
+:data:`WINDOW_PRESETS`: ``"lung"``, ``"mediastinum"``, ``"bone"``) applies another one, so what the
+model sees changes with it. :func:`dicom_info` reads a file's default window and value range
+(for the controls that choose one).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import io
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -41,7 +48,8 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-__all__ = ["ImageError", "load_image", "MAX_PIXELS", "MAX_BYTES", "SUPPORTED_EXTENSIONS"]
+__all__ = ["ImageError", "load_image", "MAX_PIXELS", "MAX_BYTES", "SUPPORTED_EXTENSIONS", "Window", "WINDOW_PRESETS",
+           "DicomInfo", "dicom_info"]
 
 MAX_PIXELS = 40_000_000
 """Default limit on width * height (per decoded frame): about a 6300 x 6300 image."""
@@ -82,10 +90,57 @@ class ImageError(ValueError):
     """The input is not an image this library can read; the message says why in plain words."""
 
 
+@dataclass(frozen=True)
+class Window:
+    """A DICOM VOI window: values from ``centre - width / 2`` to ``centre + width / 2`` span black to white.
+
+    Applied as DICOM's linear window function (PS3.3 C.11.2.1.2.1) to the modality values
+    (Hounsfield units for CT, after the rescale).
+
+    Attributes:
+        centre: the window centre (level).
+        width: the window width, at least 1.
+        name: a label ("lung", the file's explanation, ...).
+    """
+
+    centre: float
+    width: float
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.centre) and np.isfinite(self.width)):
+            raise ValueError(f"window centre and width must be finite, got {self.centre}, {self.width}")
+        if self.width < 1:
+            raise ValueError(f"window width must be at least 1, got {self.width}")
+
+
+WINDOW_PRESETS: dict[str, Window] = {
+    "lung": Window(-600.0, 1500.0, "lung"),
+    "mediastinum": Window(40.0, 400.0, "mediastinum"),
+    "bone": Window(400.0, 1800.0, "bone"),
+}
+"""CT windows in Hounsfield units, as radiology viewers offer them."""
+
+WindowSpec = Window | tuple[float, float] | str | None
+
+
+def _window(spec: WindowSpec) -> Window | None:
+    if spec is None or isinstance(spec, Window):
+        return spec
+    if isinstance(spec, str):
+        if spec not in WINDOW_PRESETS:
+            raise ValueError(f"unknown window preset {spec!r}; choose from {', '.join(WINDOW_PRESETS)}")
+        return WINDOW_PRESETS[spec]
+    if isinstance(spec, (tuple, list)) and len(spec) == 2:
+        return Window(float(spec[0]), float(spec[1]))
+    raise TypeError(f"window must be a Window, (centre, width), a preset name or None, got {spec!r}")
+
+
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | Image.Image
 
 
-def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_BYTES) -> np.ndarray:
+def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_BYTES,
+               window: WindowSpec = None) -> np.ndarray:
     """Read an image file into a float32 array in [0, 1].
 
     Args:
@@ -97,6 +152,9 @@ def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS, max_bytes: 
             ``Image.MAX_IMAGE_PIXELS``) still applies above it, and between 1 and 2 times that
             limit Pillow emits a ``DecompressionBombWarning`` before our refusal.
         max_bytes: refuse encoded files larger than this, checked before reading them.
+        window: for monochrome DICOM, the window to apply instead of the file's own (a
+            :class:`Window`, ``(centre, width)`` or a :data:`WINDOW_PRESETS` name); ignored for
+            other images, which have no modality values to window.
 
     Returns:
         ``(H, W)`` for grey images or ``(H, W, 3)`` for colour ones; float32, C-contiguous,
@@ -107,18 +165,25 @@ def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS, max_bytes: 
             decoder that is not installed.
         TypeError: ``source`` is none of the accepted types, or a text-mode file.
     """
+    chosen = _window(window)
     if isinstance(source, Image.Image):
         return _from_pillow(source, max_pixels)
     data = _read_bytes(source, max_bytes)
     if not data:
         raise ImageError("the file is empty")
     if _has_dicom_magic(data):
-        return _from_dicom(data, max_pixels, force=False)
+        return _from_dicom(data, max_pixels, force=False, window=chosen)
     try:
         return _from_encoded(data, max_pixels)
     except _NotAnImage:
         if _may_be_raw_dicom(data):
-            return _from_dicom(data, max_pixels, force=True)
+            return _from_dicom(data, max_pixels, force=True, window=chosen)
+        fmt = _signature(data)
+        if fmt == "GIF":
+            raise ImageError(f"GIF images are not supported: save it as PNG (supported: {_FORMATS_TEXT})") from None
+        if fmt is not None:
+            raise ImageError(f"this {fmt} file is damaged: it starts like a {fmt} image, but its contents "
+                             "cannot be read (the file is corrupt or was cut short)") from None
         raise ImageError(f"not an image: expected {_FORMATS_TEXT}") from None
 
 
@@ -190,6 +255,17 @@ class _NotAnImage(Exception):
     """Pillow recognised none of the formats; the caller may still try DICOM."""
 
 
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8", "JPEG"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+               (b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"BM", "BMP"))
+
+
+def _signature(data: bytes) -> str | None:
+    """The format a file's first bytes announce, whether or not the rest is readable."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in _SIGNATURES if data.startswith(magic)), None)
+
+
 def _from_encoded(data: bytes, max_pixels: int) -> np.ndarray:
     """Decode PNG/JPEG/TIFF/BMP/WebP bytes, checking the header's size before the pixels."""
     try:
@@ -200,16 +276,18 @@ def _from_encoded(data: bytes, max_pixels: int) -> np.ndarray:
         # Pillow checks its own limit inside open(); the warning arrives here when warnings are errors.
         raise ImageError(f"the image is too large for Pillow to open safely ({exc})") from exc
     except Exception as exc:  # noqa: BLE001 - a recognised format whose header is broken
-        raise ImageError(f"the image header is damaged ({exc})") from exc
+        fmt = _signature(data)
+        what = f"this {fmt} file is damaged: its header" if fmt else "the image header"
+        raise ImageError(f"{what} cannot be read ({exc})") from exc
     with image:
-        return _from_pillow(image, max_pixels)
+        return _from_pillow(image, max_pixels, what=f"this {image.format} file" if image.format else "the image file")
 
 
-def _from_pillow(image: Image.Image, max_pixels: int) -> np.ndarray:
+def _from_pillow(image: Image.Image, max_pixels: int, what: str = "the image file") -> np.ndarray:
     """Size check, decode, EXIF orientation, then mode-specific conversion to [0, 1]."""
     width, height = image.size
     _check_pixel_count(width, height, max_pixels)
-    with _decoding("the image file is damaged or truncated"):
+    with _decoding(f"{what} is damaged or truncated"):
         image.load()
         image = ImageOps.exif_transpose(image)
     return _finish(_pillow_to_unit(image))
@@ -264,7 +342,7 @@ def _may_be_raw_dicom(data: bytes) -> bool:
     return len(data) >= 8 and data[:2] in (b"\x02\x00", b"\x08\x00") and data[3:4] == b"\x00"
 
 
-def _from_dicom(data: bytes, max_pixels: int, *, force: bool) -> np.ndarray:
+def _from_dicom(data: bytes, max_pixels: int, *, force: bool, window: Window | None = None) -> np.ndarray:
     """Decode the first frame of a DICOM file and map it to display values in [0, 1]."""
     with _decoding("not a readable DICOM file"):
         ds = pydicom.dcmread(io.BytesIO(data), force=force)
@@ -278,7 +356,7 @@ def _from_dicom(data: bytes, max_pixels: int, *, force: bool) -> np.ndarray:
     _check_pixel_count(width, height, max_pixels, frames=frames)
     pixels = _decode_first_frame(ds)
     if photometric.startswith("MONOCHROME"):
-        return _finish(_monochrome_to_unit(pixels, ds, invert=photometric == "MONOCHROME1"))
+        return _finish(_monochrome_to_unit(pixels, ds, invert=photometric == "MONOCHROME1", window=window))
     return _finish(_colour_to_unit(pixels, ds, photometric))
 
 
@@ -338,11 +416,11 @@ def _decoder_available(syntax: UID) -> bool:
     return get_decoder(syntax).is_available
 
 
-def _monochrome_to_unit(pixels: np.ndarray, ds: Dataset, *, invert: bool) -> np.ndarray:
-    """Modality LUT (rescale), then VOI LUT or window, then MONOCHROME1 inversion, in [0, 1]."""
+def _monochrome_to_unit(pixels: np.ndarray, ds: Dataset, *, invert: bool, window: Window | None = None) -> np.ndarray:
+    """Modality LUT (rescale), then the chosen window or the file's VOI LUT/window, then MONOCHROME1 inversion."""
     with _decoding("the DICOM rescale or window values are invalid"):
         values = apply_modality_lut(pixels, ds)
-        unit = _apply_voi(values, ds)
+        unit = _linear_window(values, window) if window is not None else _apply_voi(values, ds)
     # MONOCHROME1 stores dense tissue as low values; inverting after the window keeps bright = dense.
     return 1.0 - unit if invert else unit
 
@@ -356,6 +434,14 @@ def _apply_voi(values: np.ndarray, ds: Dataset) -> np.ndarray:
     windowed = np.asarray(apply_voi_lut(values, ds, index=0), dtype=np.float64)
     low, high = _voi_output_range(ds)
     return _min_max(windowed, low, high)
+
+
+def _linear_window(values: np.ndarray, window: Window) -> np.ndarray:
+    """DICOM's LINEAR window function (PS3.3 C.11.2.1.2.1) onto [0, 1]."""
+    c, w = window.centre, window.width
+    if w <= 1:  # the standard's width-1 window is a threshold at c - 0.5
+        return (np.asarray(values, dtype=np.float64) > c - 0.5).astype(np.float64)
+    return np.clip((np.asarray(values, dtype=np.float64) - (c - 0.5)) / (w - 1) + 0.5, 0.0, 1.0)
 
 
 def _voi_output_range(ds: Dataset) -> tuple[float, float]:
@@ -395,6 +481,85 @@ def _colour_to_unit(pixels: np.ndarray, ds: Dataset, photometric: str) -> np.nda
         return _min_max(pixels.astype(np.float64))
     bits = int(ds.get("BitsStored", pixels.dtype.itemsize * 8))
     return pixels.astype(np.float64) / float(2**bits - 1)
+
+
+@dataclass(frozen=True)
+class DicomInfo:
+    """What a window control needs to know about a DICOM file.
+
+    Attributes:
+        modality: ``"CT"``, ``"CR"``, ``"DX"``, ``"MR"``, ... (``""`` if absent).
+        monochrome: windowing applies (colour DICOM is shown as stored).
+        window: the file's default window (its first centre/width), or ``None``.
+        windows: every window the file offers, labelled by its explanations where given.
+        has_voi_lut: the file's default is a VOI LUT table (used when no window is chosen).
+        value_range: lowest and highest modality value in the image (after the rescale), for
+            slider bounds; ``None`` for colour images.
+        units: ``"HU"`` for CT, else ``""``.
+        presets: the windows to offer as presets (:data:`WINDOW_PRESETS` for CT, else none).
+    """
+
+    modality: str
+    monochrome: bool
+    window: Window | None
+    windows: tuple[Window, ...]
+    has_voi_lut: bool
+    value_range: tuple[float, float] | None
+    units: str
+    presets: dict[str, Window]
+
+
+def _values(value: object) -> list[float]:
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return [float(v) for v in value]
+    return [float(value)]
+
+
+def dicom_info(source: str | os.PathLike | bytes | bytearray | memoryview | BinaryIO, *,
+               max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_BYTES) -> DicomInfo | None:
+    """The default window and value range of a DICOM file; ``None`` for any other image.
+
+    Raises:
+        ImageError: as :func:`load_image`, for a DICOM file that cannot be read.
+    """
+    data = _read_bytes(source, max_bytes)
+    if not _has_dicom_magic(data) and not _may_be_raw_dicom(data):
+        return None
+    with _decoding("not a readable DICOM file"):
+        ds = pydicom.dcmread(io.BytesIO(data), force=not _has_dicom_magic(data))
+    if not any(keyword in ds for keyword in _PIXEL_DATA_KEYWORDS):
+        raise ImageError("this DICOM file has no image (no pixel data)")
+    with _decoding("the DICOM header is damaged"):
+        _ensure_transfer_syntax(ds)
+        modality = str(ds.get("Modality", "") or "").upper()
+        photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+        width, height = int(ds.get("Columns", 0) or 0), int(ds.get("Rows", 0) or 0)
+        windows: list[Window] = []
+        if "WindowCenter" in ds and "WindowWidth" in ds:
+            centres, widths = _values(ds.WindowCenter), _values(ds.WindowWidth)
+            labels = _values_text(ds.get("WindowCenterWidthExplanation"))
+            for i, (c, w) in enumerate(zip(centres, widths)):
+                if np.isfinite(c) and np.isfinite(w) and w >= 1:
+                    windows.append(Window(c, w, labels[i] if i < len(labels) else f"file window {i + 1}"))
+    monochrome = photometric.startswith("MONOCHROME")
+    value_range = None
+    if monochrome:
+        _check_pixel_count(width, height, max_pixels, frames=1 if _pixel_array_v3 is not None else _frame_count(ds))
+        with _decoding("the DICOM rescale values are invalid"):
+            values = np.asarray(apply_modality_lut(_decode_first_frame(ds), ds), dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        value_range = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    return DicomInfo(modality=modality, monochrome=monochrome, window=windows[0] if windows else None,
+                     windows=tuple(windows), has_voi_lut=bool(ds.get("VOILUTSequence")), value_range=value_range,
+                     units="HU" if modality == "CT" else "", presets=dict(WINDOW_PRESETS) if modality == "CT" else {})
+
+
+def _values_text(value: object) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return [str(v) for v in value]
+    return [str(value)]
 
 
 # --- shared --------------------------------------------------------------------------------------

@@ -499,3 +499,99 @@ def test_dicom_unsupported_transfer_syntax():
     ds["PixelData"].VR = "OB"
     with pytest.raises(ImageError, match="MPEG2"):
         load_image(dicom_bytes(ds))
+
+
+# --- damaged files say what they are; windows the user chooses --------------------------------------
+
+def _jpeg() -> bytes:
+    return encode(Image.fromarray(RNG.integers(0, 256, (64, 64), dtype=np.uint8)), "JPEG")
+
+
+def _png() -> bytes:
+    return encode(Image.fromarray(RNG.integers(0, 256, (64, 64), dtype=np.uint8)), "PNG")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: _jpeg()[:300] + np.random.default_rng(2).bytes(2000), "this JPEG file is damaged"),
+    (lambda: _jpeg()[:2] + b"\0" * 200, "this JPEG file is damaged"),
+    (lambda: _jpeg()[: len(_jpeg()) // 2], "this JPEG file is damaged or truncated"),
+    (lambda: _png()[:8] + b"\0" * 100, "this PNG file is damaged"),
+    (lambda: _png()[:40] + bytes([_png()[40] ^ 0xFF]) + _png()[41:], "this PNG file is damaged"),
+    (lambda: _png()[: len(_png()) // 2], "this PNG file is damaged or truncated"),
+    (lambda: b"GIF89a" + b"\0" * 50, "GIF images are not supported"),
+])
+def test_damaged_jpeg_and_png_say_so_not_not_an_image(make, message: str):
+    with pytest.raises(ImageError, match=message) as err:
+        load_image(make())
+    assert "not an image" not in str(err.value)
+
+
+def _ct(stored: np.ndarray, **elements) -> bytes:
+    ds = dicom_dataset(stored, RescaleSlope=1, RescaleIntercept=-1024, **elements)
+    ds.Modality = "CT"
+    return dicom_bytes(ds)
+
+
+def test_a_chosen_window_replaces_the_files_and_changes_the_model_input():
+    import densenet
+    from densenet.images import WINDOW_PRESETS, Window
+    from densenet.preprocess import XRAY
+
+    stored = stored_ramp(32, 128) // 16  # 0 .. 4095 -> -1024 .. 3071 HU
+    data = _ct(stored, WindowCenter=40, WindowWidth=400)
+    default = load_image(data)
+    np.testing.assert_allclose(default, linear_window(stored - 1024.0, 40, 400), atol=1e-5)
+    lung = load_image(data, window="lung")
+    np.testing.assert_allclose(lung, linear_window(stored - 1024.0, -600, 1500), atol=1e-5)
+    assert load_image(data, window=(-600, 1500)).tobytes() == lung.tobytes()
+    assert load_image(data, window=WINDOW_PRESETS["bone"]).mean() != pytest.approx(lung.mean())
+    # what the model sees follows the window
+    x_default, x_lung = densenet.preprocess(default, XRAY), densenet.preprocess(lung, XRAY)
+    assert not torch_allclose(x_default, x_lung)
+    with pytest.raises(ValueError, match="window width must be at least 1"):
+        Window(0, 0)
+    with pytest.raises(ValueError, match="unknown window preset 'brain'"):
+        load_image(data, window="brain")
+
+
+def torch_allclose(a, b) -> bool:
+    import torch
+
+    return bool(torch.allclose(a, b))
+
+
+def test_window_overrides_a_voi_lut_and_inverts_monochrome1():
+    stored = stored_ramp(8, 64) // 16
+    ds = dicom_dataset(stored, PhotometricInterpretation="MONOCHROME1", WindowCenter=2000, WindowWidth=4000)
+    out = load_image(dicom_bytes(ds), window=(1000, 500))
+    np.testing.assert_allclose(out, 1.0 - linear_window(stored.astype(float), 1000, 500), atol=1e-5)
+
+
+def test_window_is_ignored_for_non_dicom_images():
+    data = _png()
+    assert load_image(data, window="lung").tobytes() == load_image(data).tobytes()
+
+
+def test_dicom_info_reads_the_default_window_and_range():
+    from densenet.images import WINDOW_PRESETS, dicom_info
+
+    stored = stored_ramp(8, 64) // 16
+    info = dicom_info(_ct(stored, WindowCenter=[40, -600], WindowWidth=[400, 1500],
+                          WindowCenterWidthExplanation=["SOFT", "LUNG"]))
+    assert info.modality == "CT" and info.units == "HU" and info.monochrome
+    assert (info.window.centre, info.window.width, info.window.name) == (40, 400, "SOFT")
+    assert [w.name for w in info.windows] == ["SOFT", "LUNG"]
+    assert info.value_range == (-1024.0, float(stored.max()) - 1024.0)
+    assert info.presets == WINDOW_PRESETS and not info.has_voi_lut
+    assert dicom_info(_png()) is None
+    plain = dicom_info(dicom_bytes(dicom_dataset(stored)))
+    assert plain.window is None and plain.presets == {} and plain.units == ""
+
+
+def test_dicom_info_of_the_bundled_ct_sample():
+    from densenet.images import dicom_info
+
+    path = Path(__file__).resolve().parents[1] / "assets" / "samples" / "pydicom_CT_small.dcm"
+    info = dicom_info(path)
+    assert info.modality == "CT" and info.window is None and info.value_range[0] < 0 < info.value_range[1]
+    assert load_image(path, window="mediastinum").shape == load_image(path).shape
