@@ -30,3 +30,10 @@ __all__ = [
     "overlay", "raw_cams", "register", "sanity_check", "shown_map", "smoothgrad", "top_channels", "unregister",
     "xgrad_cam",
 ]
+
+# Issue 12: forward-only CAMs (resumed from the explained layer) and relevance on the dense links.
+from .perturbation import (TimeEstimate, ablation_cam, default_batch_size, estimate_time, is_cam,
+                           perturbation_cam_maps, score_cam, ss_cam)
+
+__all__ += ["TimeEstimate", "ablation_cam", "default_batch_size", "estimate_time", "is_cam",
+            "perturbation_cam_maps", "score_cam", "ss_cam"]

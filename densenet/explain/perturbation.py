@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +47,7 @@ from torch import Tensor
 from ..model import DenseNet
 from ..trace import Trace
 from . import registry
-from ._common import Size, check_eval, prepare_input, resolve_size, to_numpy, upsample
+from ._common import Size, check_eval, prepare_input, resolve_size, to_numpy
 from .cam import CamMap, default_layers, shown_map
 from .registry import Kind, Method, Progress, register
 
@@ -486,5 +486,3 @@ register(_record("iscam", "IS-CAM", "Score-CAM with scores integrated over scale
 
 __all__ = ["MASKS", "TimeEstimate", "ablation_cam", "default_batch_size", "estimate_time", "is_cam",
            "perturbation_cam_maps", "score_cam", "ss_cam"]
-
-_unused: Callable[..., Any] = upsample  # re-exported helpers stay importable from here for the dashboard
