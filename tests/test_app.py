@@ -512,3 +512,126 @@ def test_feature_reuse_matches_closed_form():
     assert np.isfinite(reuse.matrix[3]).all()  # the transition reads everything
     last = analysis.feature_reuse(model, topo, 1)
     assert last.targets[-1] == "classifier" and last.matrix.shape == (3, 3)
+
+
+# --- controls always show what is drawn (one mechanism: dashboard/session.py) ---------------------------
+
+def overlay_caption(at: AppTest) -> str:
+    return images(at)[1].proto.imgs[0].caption
+
+
+def test_attention_controls_survive_a_refused_upload(make_png):
+    at = use_tiny(ok(new_app().run()))
+    at.switch_page("views/attention.py").run()
+    widget(at, "selectbox", "cam_layer").set_value("features.denseblock1")
+    widget(at, "slider", "alpha").set_value(0.7)
+    widget(at, "selectbox", "cam_cmap").set_value("viridis")
+    ok(at.run())
+    upload_image(at, b"not an image at all", "refused.png")
+    assert at.main.info[0].value.startswith("Could not read refused.png")
+    upload_image(at, make_png(4), "fine.png")
+    ok(at)
+    assert widget(at, "selectbox", "cam_layer").value == "features.denseblock1"
+    assert widget(at, "slider", "alpha").value == 0.7
+    assert widget(at, "selectbox", "cam_cmap").value == "viridis"
+    assert " · denseblock1 · " in overlay_caption(at)  # what is drawn is what the controls say
+    assert "Overlay: viridis at opacity 0.70." in captions(at)
+
+
+def test_block_picker_labels_follow_the_model():
+    at = ok(new_app().run())
+    widget(at, "selectbox", "model_source").set_value("variant").run()
+    widget(at, "selectbox", "variant").set_value("densenet264").run()
+    at.switch_page("views/dense_block.py").run()
+    widget(ok(at), "selectbox", "block").set_value(3).run()
+    assert widget(ok(at), "selectbox", "block").options[2] == "block 3 (64 layers)"
+    widget(at, "selectbox", "variant").set_value("densenet121").run()
+    picker = widget(ok(at), "selectbox", "block")
+    assert picker.value == 3 and picker.options[2] == "block 3 (24 layers)"
+    assert "(14, 14, 256) + 24·32" not in " ".join(m.value for m in at.markdown)
+    assert any("= (14, 14, 256 + 24·32)" in m.value for m in at.markdown)  # the page draws 24 layers too
+
+
+def test_custom_block_label_is_never_one_change_behind_and_knobs_are_kept():
+    at = use_tiny(ok(new_app().run()), k=4, blocks=(3, 2))
+    at.switch_page("views/dense_block.py").run()
+    assert widget(ok(at), "selectbox", "block").options[0] == "block 1 (3 layers)"
+    widget(at, "slider", "custom.L1").set_value(9).run()
+    assert widget(ok(at), "selectbox", "block").options[0] == "block 1 (9 layers)"
+    widget(at, "slider", "custom.k").set_value(1).run()
+    widget(at, "selectbox", "model_source").set_value("variant").run()
+    widget(ok(at), "selectbox", "model_source").set_value("custom").run()
+    ok(at)
+    assert widget(at, "slider", "custom.k").value == 1 and widget(at, "slider", "custom.L1").value == 9
+    assert any("k=1 ·" in c and "blocks (9, 2)" in c for c in captions(at))  # and the model uses them
+
+
+def big_fast_model(at: AppTest) -> AppTest:
+    """A custom net past the app's "small model" line (3e8 MACs: slow methods wait for a click) that
+    still runs them in seconds: one two-layer block on the ImageNet stem at 224 px."""
+    widget(ok(at), "selectbox", "model_source").set_value("custom").run()
+    widget(at, "slider", "custom.blocks").set_value(1).run()
+    widget(at, "slider", "custom.L1").set_value(2)
+    widget(at, "slider", "custom.k").set_value(32)
+    widget(at, "slider", "custom.c0").set_value(64)
+    widget(at, "selectbox", "custom.stem").set_value("imagenet")
+    return ok(at.run())
+
+
+def test_finished_slow_work_replaces_its_prompt():
+    at = big_fast_model(new_app().run())
+    at.switch_page("views/attention.py").run()
+    widget(ok(at), "selectbox", "method").set_value("smoothgrad").run()
+    assert [b.label for b in at.button] == ["Compute SmoothGrad"]
+    assert any("takes a while" in i.value for i in at.info)
+    at.button(key="run_attr").click().run()
+    ok(at)
+    assert "SmoothGrad · input" in overlay_caption(at)
+    assert "Compute SmoothGrad" not in [b.label for b in at.button]
+    assert not any("takes a while" in i.value for i in at.info)
+    # the trust checks: the same, and their results replace the prompt
+    assert "Run the checks" in [b.label for b in at.button]
+    at.button(key="run_trust").click().run()
+    ok(at)
+    assert metric(at, "Deletion AUC")
+    assert "Run the checks" not in [b.label for b in at.button]
+    at.run()  # a rerun shows the kept results without a prompt
+    assert "Compute SmoothGrad" not in [b.label for b in ok(at).button] and metric(at, "Deletion AUC")
+
+
+def test_a_method_registered_in_one_place_is_offered_and_drawn():
+    import torch as _torch
+
+    def channel_sum(a: _torch.Tensor, g: _torch.Tensor) -> _torch.Tensor:
+        return _torch.ones_like(a[:, :, :1, :1])  # every channel weighs 1: the map is sum_c A_c
+
+    record = explain.gradient_cam("test-channel-sum", "Channel sum (test)", "Every channel weighs one.",
+                                  channel_sum)
+    explain.register(record)
+    try:
+        at = use_tiny(ok(new_app().run()))
+        at.switch_page("views/attention.py").run()
+        method = widget(ok(at), "selectbox", "method")
+        assert "Channel sum (test)" in method.options
+        method.set_value("test-channel-sum").run()
+        ok(at)
+        assert "Channel sum (test) · norm5" in overlay_caption(at)
+        assert "Channel sum (test): Every channel weighs one." in captions(at)
+        an = at.session_state["_cache_analysis"]
+        (analysis_,) = an.values()
+        raw = analysis_.trace.activations["features.norm5"][0].detach().sum(dim=0)
+        assert (f"Raw map {tuple(raw.shape)}, range [{float(raw.min()):.3g}, {float(raw.max()):.3g}]; "
+                "the overlay is min–max scaled.") in captions(at)
+    finally:
+        explain.unregister("test-channel-sum")
+
+
+def test_a_feature_maps_session_holds_no_autograd_graph():
+    at = use_tiny(ok(new_app().run()))
+    at.switch_page("views/feature_maps.py").run()
+    (an,) = ok(at).session_state["_cache_analysis"].values()
+    assert not an.has_graph and not an.trace.logits.requires_grad
+    assert all(a.grad_fn is None and not a.requires_grad for a in an.trace.activations.values())
+    at.switch_page("views/attention.py").run()  # a gradient map asks for the graph: traced once more, with it
+    (an,) = ok(at).session_state["_cache_analysis"].values()
+    assert an.has_graph and an.trace.logits.requires_grad

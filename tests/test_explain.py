@@ -270,7 +270,7 @@ def test_multilabel_one_channel_eighteen_labels() -> None:
 def test_bad_arguments(model: densenet.DenseNet) -> None:
     x = image(11)
     with pytest.raises(ValueError, match="unknown explanation method"):
-        E.cam(model, x, "scorecam")
+        E.cam(model, x, "no-such-cam")
     with pytest.raises(ValueError, match="unknown layer"):
         E.grad_cam(model, x, layers=["features.nope"])
     with pytest.raises(TypeError, match="target"):
@@ -446,3 +446,73 @@ def test_cuda_matches_cpu(model: densenet.DenseNet) -> None:
             np.testing.assert_allclose(a[layer].raw, b[layer].raw, rtol=1e-3, atol=1e-3 * np.abs(a[layer].raw).max())
     r = E.guided_grad_cam(gpu, x, 3)
     assert isinstance(r.raw, np.ndarray) and np.isfinite(r.raw).all()
+
+
+# --- each piece of work once ------------------------------------------------------------------
+
+def count_forwards(model: densenet.DenseNet) -> tuple[list[int], object]:
+    """Count passes through the classifier: every forward and every trace ends there."""
+    calls = [0]
+
+    def hook(module, args):
+        calls[0] += 1
+
+    return calls, model.classifier.register_forward_pre_hook(hook)
+
+
+def test_sanity_check_reuses_the_map_it_is_given(model: densenet.DenseNet) -> None:
+    x = image(21)
+    layer = "features.denseblock2"
+    shown = E.cam_maps(model, x, "gradcam", 4, [layer])[layer]
+    calls, handle = count_forwards(model)  # the check's randomised copy is a deepcopy: its hook counts too
+    try:
+        fresh = E.sanity_check(model, x, 4, layer, "gradcam")
+        without = calls[0]
+        calls[0] = 0
+        reused = E.sanity_check(model, x, 4, layer, "gradcam", original=shown)
+        with_map = calls[0]
+    finally:
+        handle.remove()
+    assert with_map == without - 1
+    assert reused.rank_correlation == pytest.approx(fresh.rank_correlation, abs=1e-6)
+    np.testing.assert_array_equal(reused.original, shown.map)
+    with pytest.raises(ValueError, match="not gradcam at features.norm5"):
+        E.sanity_check(model, x, 4, "features.norm5", "gradcam", original=shown)
+
+
+def test_a_graph_trace_builds_history_only_from_its_earliest_layer(model: densenet.DenseNet) -> None:
+    layers = ["features.denseblock2", "features.norm5"]
+    trace = model.trace(image(22), layers, keep_graph=True)
+    first = trace.activations["features.denseblock2"]
+    assert first.requires_grad and first.grad_fn is None  # a leaf: nothing below it was recorded
+    assert trace.activations["features.norm5"].grad_fn is not None
+    full = model.trace(image(22), keep_graph=True)
+    for layer in layers:  # the same gradients as a trace that recorded everything
+        torch.testing.assert_close(trace.gradients(3, [layer])[layer], full.gradients(3, [layer])[layer])
+    assert not torch.is_grad_enabled() or torch.is_grad_enabled()  # grad mode restored (either way)
+    with torch.no_grad():
+        model.trace(image(22), layers, keep_graph=True)
+        assert not torch.is_grad_enabled()
+
+
+def test_registry_lists_every_method_once_with_a_runner() -> None:
+    names = [m.name for m in E.methods()]
+    assert len(names) == len(set(names)) and names == list(E.METHODS)
+    for record in E.methods():
+        assert record.label and record.description.endswith((".", ")")) and callable(record.run)
+        assert record.needs_graph == (record.kind is E.Kind.GRADIENT_CAM)
+    with pytest.raises(ValueError, match="already registered"):
+        E.register(E.method("gradcam"))
+    with pytest.raises(ValueError, match="unknown explanation method"):
+        E.method("no-such-method")
+
+
+@pytest.mark.parametrize("name", [m.name for m in E.methods()])
+def test_compute_runs_every_registered_method(model: densenet.DenseNet, name: str) -> None:
+    record = E.method(name)
+    out = E.compute(name, model, image(23), 2, ["features.denseblock2"], **(
+        {"steps": 2} if name == "integrated-gradients" else {"samples": 2} if name == "smoothgrad" else
+        {"window": 16, "stride": 16} if name == "occlusion" else {}))
+    assert list(out) == (["features.denseblock2"] if record.needs_layer else [E.INPUT])
+    (m,) = out.values()
+    assert m.map.shape == tuple(image(23).shape[-2:]) and np.isfinite(m.raw).all() and m.method == name

@@ -130,6 +130,7 @@ def show_map() -> tuple[explain.Explanation | None, object]:
                            mime="application/octet-stream", key="dl_npy", icon=":material/download:")
         st.caption(f"Raw map {tuple(cam.raw.shape)}, range [{float(cam.raw.min()):.3g}, "
                    f"{float(cam.raw.max()):.3g}]; the overlay is min–max scaled.")
+        st.caption(f"Overlay: {cmap} at opacity {alpha:.2f}.")
     return cam, slot
 
 

@@ -1,0 +1,95 @@
+"""The fair compute gate: interactive work overtakes long work between its chunks, never inside one."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from dashboard.gate import INTERACTIVE, LONG, ComputeGate
+
+
+def test_a_short_job_overtakes_a_long_one_between_its_chunks():
+    gate = ComputeGate(1)
+    events: list[str] = []
+    chunk_started = threading.Event()
+    go_on = threading.Event()
+
+    def long_job() -> None:
+        ticket = gate.ticket("Occlusion", LONG)
+        gate.acquire(ticket)
+        try:
+            for i in range(4):
+                events.append(f"long chunk {i}")
+                if i == 1:
+                    chunk_started.set()  # the short job arrives during chunk 1
+                    go_on.wait(5)
+                ticket.between_chunks((i + 1) / 4)
+        finally:
+            gate.release(ticket)
+
+    def short_job() -> None:
+        ticket = gate.ticket("Running the model", INTERACTIVE)
+        gate.acquire(ticket)
+        try:
+            events.append("short")
+        finally:
+            gate.release(ticket)
+
+    long_thread = threading.Thread(target=long_job)
+    long_thread.start()
+    assert chunk_started.wait(5)
+    short_thread = threading.Thread(target=short_job)
+    short_thread.start()
+    while not gate.interactive_waiting():  # it queues behind the running chunk...
+        time.sleep(0.001)
+    assert "short" not in events  # ...which is never interrupted
+    go_on.set()
+    short_thread.join(5)
+    long_thread.join(5)
+    assert events == ["long chunk 0", "long chunk 1", "short", "long chunk 2", "long chunk 3"]
+
+
+def test_waiting_jobs_are_served_interactive_first_then_in_arrival_order():
+    gate = ComputeGate(1)
+    holder = gate.ticket("first", INTERACTIVE)
+    gate.acquire(holder)
+    order: list[str] = []
+    tickets = [gate.ticket("long A", LONG), gate.ticket("short B", INTERACTIVE), gate.ticket("short C", INTERACTIVE)]
+    threads = []
+    for t in tickets:
+        def run(t=t) -> None:
+            gate.acquire(t)
+            order.append(t.label)
+            gate.release(t)
+        threads.append(threading.Thread(target=run))
+        threads[-1].start()
+        while t not in gate._waiting:  # queue them in this order
+            time.sleep(0.001)
+    gate.release(holder)
+    for th in threads:
+        th.join(5)
+    assert order == ["short B", "short C", "long A"]
+
+
+def test_the_waiting_message_says_what_it_waits_for():
+    gate = ComputeGate(1)
+    long_ticket = gate.ticket("Occlusion", LONG)
+    gate.acquire(long_ticket)
+    long_ticket.between_chunks(0.25)
+    waiting = gate.ticket("Running the model", INTERACTIVE)
+    assert not gate.acquire(waiting, timeout=0.01)  # keeps its place
+    message = gate.describe_wait(waiting)
+    assert "another session's Occlusion" in message and "current step" in message
+    gate.release(long_ticket)
+    assert gate.acquire(waiting, timeout=1)
+    gate.release(waiting)
+    assert not gate.holders()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="slots"):
+        ComputeGate(0)
+    with pytest.raises(ValueError, match="priority"):
+        ComputeGate(1).ticket("x", 7)
