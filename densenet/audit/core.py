@@ -20,7 +20,8 @@ import torch
 from .. import explain
 from ..explain._common import check_eval
 from ..images import load_image
-from ..preprocess import crop_box, preprocess
+from ..geometry import view_box
+from ..preprocess import preprocess
 from . import metrics
 from .dataset import Item, truth_in_view
 
@@ -79,6 +80,13 @@ class Settings:
         d.pop("device")
         d["methods"], d["layers"] = list(self.methods), None if self.layers is None else list(self.layers)
         return d
+
+    @classmethod
+    def from_json(cls, d: dict, device: str = "cpu") -> Settings:
+        """The inverse of :meth:`to_json`."""
+        layers = d.get("layers")
+        return cls(**{**d, "methods": tuple(d["methods"]), "layers": None if layers is None else tuple(layers),
+                      "device": device})
 
 
 def default_layers(model: torch.nn.Module) -> list[str]:
@@ -165,7 +173,7 @@ class Auditor:
         image = load_image(item.path)
         h, w = image.shape[:2]
         x = preprocess(image, self.model)
-        return _Prepared(item, x, h, w, crop_box(h, w, self.model))
+        return _Prepared(item, x, h, w, view_box(h, w, self.model))
 
     def _targets(self, p: _Prepared, top: int) -> list[tuple[int, str]]:
         """(class index, source) per row of this image: its true labels, else the top prediction."""

@@ -4,7 +4,7 @@ Coordinates: boxes are continuous ``x0, y0, x1, y1`` in the original image's pix
 y down), pixel ``(row i, column j)`` covering ``[j, j+1) x [i, i+1)``; NIH ChestX-ray14's
 ``x, y, w, h`` is the same box as ``x, y, x + w, y + h``. Masks are images of the original's
 size (another size is scaled onto it). :func:`truth_in_view` maps either onto the model's input
-grid through :func:`densenet.preprocess.crop_box`, so ground truth and maps always share the
+grid through :func:`densenet.geometry.view_box`, so ground truth and maps always share the
 preprocessing's geometry.
 """
 
@@ -352,7 +352,8 @@ def truth_in_view(item: Item, label: str, height: int, width: int,
     """The ground truth of ``label`` on the model's ``size x size`` input grid, or ``None``.
 
     Each model pixel ``(i, j)`` is taken at its centre, mapped back into the original image
-    through ``view`` (:func:`densenet.preprocess.crop_box`: the region the model sees), and
+    through ``view`` (:func:`densenet.geometry.view_box`: the rectangle the view spans, past the image
+    for a letterbox), and
     looked up in the mask (nearest pixel) or tested against the boxes.
 
     Args:

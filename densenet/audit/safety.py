@@ -166,6 +166,9 @@ def extract_zip(source: str | os.PathLike, dest: str | os.PathLike, *, max_bytes
                                              "(more than its directory declares)")
                         out.write(chunk)
                 written.append(target)
+        except zipfile.BadZipFile as e:  # a CRC or size that does not match what the directory says
+            shutil.rmtree(root, ignore_errors=True)
+            raise ZipRefused(f"the zip is damaged or its headers lie ({e})") from None
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
             raise
