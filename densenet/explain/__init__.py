@@ -37,3 +37,6 @@ from .perturbation import (TimeEstimate, ablation_cam, default_batch_size, estim
 
 __all__ += ["TimeEstimate", "ablation_cam", "default_batch_size", "estimate_time", "is_cam",
             "perturbation_cam_maps", "score_cam", "ss_cam"]
+from .relevance import BlockRelevance, LinkRelevance, link_relevance, relevance_layers
+
+__all__ += ["BlockRelevance", "LinkRelevance", "link_relevance", "relevance_layers"]

@@ -1,0 +1,285 @@
+"""Relevance on the dense links: how much of the target's logit each connection j -> l carried, from one backward.
+
+In a dense block, layer l reads a fresh concatenation ``I_l = [f_0, f_1, ..., f_{l-1}]`` of the block
+input ``f_0`` and the earlier layers' new maps. The first-order relevance carried by the link
+``j -> l`` is the gradient of the target's raw logit ``y`` with respect to layer l's input, sliced by
+the channels that came from j, times j's maps::
+
+    R(j -> l) = sum_{c in slice_j, u, v} (dy / dI_l)[c, u, v] * f_j[c, u, v]
+
+and ``R(j -> out)`` likewise for the block's output concatenation (what the transition or
+``norm5`` reads). Every copy of ``f_j`` is one of these concatenations, so by the chain rule
+
+    sum_{l > j} R(j -> l) + R(j -> out) = sum (dy / df_j) * f_j        (completeness)
+
+the gradient x activation total of j's maps (``BlockRelevance.nodes[j]``). "Absolute" relevance
+sums ``|dy/dI * f|`` elementwise instead, so evidence that cancels within a link still shows.
+
+Limits: this is first order (a Taylor term, not a perturbation): a link into a ReLU that is off
+everywhere gets zero even where removing it would change the output, and the totals need not add
+up to ``y`` itself (biases, BatchNorm shifts and the nonlinearity are not apportioned). The
+gradients are read from the trace's own autograd graph: ``dy/dI_l`` is the gradient at the output
+of layer l's concatenation node, found by walking back from ``f_l`` and named to
+``torch.autograd.grad`` as a ``GradientEdge``, so there are no hooks, no re-run of the model and
+one backward pass for every link of every block.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.autograd.graph import GradientEdge
+
+from ..model import DenseNet
+from ..trace import Trace
+
+_LAYER = re.compile(r"^features\.denseblock(\d+)\.denselayer(\d+)$")
+
+
+@dataclass(frozen=True)
+class BlockRelevance:
+    """Relevance on one dense block's links; node 0 is the block input, node l is dense layer l.
+
+    Attributes:
+        name: ``features.denseblockB``.
+        input_name: the tap that feeds the block (``features.pool0``, ``features.transition1``, ...).
+        num_layers: L.
+        links: (j, l) -> signed relevance ``R(j -> l)`` for 0 <= j < l <= L: the L(L+1)/2 links.
+        links_abs: (j, l) -> ``sum |dy/dI_l * f_j|`` over the link's channels.
+        to_output: j -> ``R(j -> out)``, carried on through the block's output concatenation.
+        to_output_abs: j -> its absolute counterpart.
+        nodes: j -> ``sum dy/df_j * f_j``, the relevance of node j's maps overall (0: block input).
+        nodes_abs: j -> ``sum |dy/df_j * f_j|``.
+    """
+
+    name: str
+    input_name: str
+    num_layers: int
+    links: dict[tuple[int, int], float]
+    links_abs: dict[tuple[int, int], float]
+    to_output: dict[int, float]
+    to_output_abs: dict[int, float]
+    nodes: dict[int, float]
+    nodes_abs: dict[int, float]
+
+    @property
+    def input(self) -> float:
+        """Signed relevance of the block input's maps (node 0)."""
+        return self.nodes[0]
+
+    def incoming(self, layer: int, *, absolute: bool = False) -> dict[int, float]:
+        """j -> relevance of the link ``j -> layer`` for every source j of dense layer ``layer``."""
+        if not 1 <= layer <= self.num_layers:
+            raise ValueError(f"layer must be between 1 and {self.num_layers}, got {layer}")
+        table = self.links_abs if absolute else self.links
+        return {j: table[(j, layer)] for j in range(layer)}
+
+    def shares(self, layer: int) -> dict[int, float]:
+        """j -> share of dense layer ``layer``'s incoming absolute relevance that came over ``j -> layer``."""
+        inc = self.incoming(layer, absolute=True)
+        total = sum(inc.values())
+        return {j: (v / total if total > 0 else 0.0) for j, v in inc.items()}
+
+    def matrix(self, *, absolute: bool = False) -> np.ndarray:
+        """(L+1, L+1) array: row j (source), column l - 1 for target l = 1..L, last column the block
+        output; NaN where no link exists (l <= j)."""
+        n = self.num_layers
+        out = np.full((n + 1, n + 1), np.nan)
+        links = self.links_abs if absolute else self.links
+        to_out = self.to_output_abs if absolute else self.to_output
+        for (j, l), v in links.items():
+            out[j, l - 1] = v
+        for j, v in to_out.items():
+            out[j, n] = v
+        return out
+
+    def completeness_error(self) -> float:
+        """max_j |sum_l R(j -> l) + R(j -> out) - nodes[j]|, relative to max_j |nodes[j]| (0 when all are 0)."""
+        scale = max((abs(v) for v in self.nodes.values()), default=0.0)
+        worst = 0.0
+        for j, total in self.nodes.items():
+            parts = sum(v for (src, _), v in self.links.items() if src == j) + self.to_output[j]
+            worst = max(worst, abs(parts - total))
+        return worst / scale if scale > 0 else worst
+
+
+@dataclass(frozen=True)
+class LinkRelevance:
+    """The result of :func:`link_relevance`.
+
+    Attributes:
+        target: the class or label whose raw logit was explained.
+        index: which sample of the trace.
+        logit: that raw logit.
+        blocks: one :class:`BlockRelevance` per traced dense block, in forward order.
+    """
+
+    target: int
+    index: int
+    logit: float
+    blocks: list[BlockRelevance]
+
+    def completeness_error(self) -> float:
+        """The worst :meth:`BlockRelevance.completeness_error` over the blocks."""
+        return max((b.completeness_error() for b in self.blocks), default=0.0)
+
+    def check(self, rtol: float = 1e-4) -> None:
+        """Raise ``ValueError`` unless the per-link sums add up to the per-node totals within ``rtol``."""
+        err = self.completeness_error()
+        if not err <= rtol:
+            raise ValueError(f"link relevance is not complete: relative error {err:.3g} > {rtol:g}")
+
+
+def relevance_layers(model: DenseNet) -> list[str]:
+    """The taps :func:`link_relevance` reads: every block input, dense layer and block output.
+
+    Trace them with ``model.trace(x, relevance_layers(model), keep_graph=True)`` (or trace every
+    layer, ``layers=None``).
+    """
+    wanted = []
+    children = [name for name, _ in model.features.named_children()]
+    for i, child in enumerate(children):
+        if child.startswith("denseblock"):
+            block = model.features.get_submodule(child)
+            wanted += [f"features.{children[i - 1]}"] + [f"features.{child}.{name}" for name in block] + \
+                      [f"features.{child}"]
+    return list(dict.fromkeys(wanted))
+
+
+def _find_cat(start: Tensor, inputs: int, what: str) -> torch.autograd.graph.Node:
+    """The concatenation node feeding ``start``: the nearest ``CatBackward`` with ``inputs`` inputs."""
+    if start.grad_fn is None:
+        raise ValueError(f"{what} has no autograd history: trace with keep_graph=True")
+    seen, queue = set(), deque([(start.grad_fn, 0)])
+    while queue:
+        node, depth = queue.popleft()
+        if node is None or id(node) in seen or depth > 40:
+            continue
+        seen.add(id(node))
+        if node.name().startswith("CatBackward") and len(node.next_functions) == inputs:
+            return node
+        queue.extend((nxt, depth + 1) for nxt, _ in node.next_functions)
+    raise ValueError(f"could not find the concatenation feeding {what} in the trace's graph")
+
+
+def _block_input(trace: Trace, block: int) -> str:
+    if block > 1:
+        return f"features.transition{block - 1}"
+    for name in ("features.pool0", "features.conv0"):  # the stem's last tap comes first here
+        if name in trace.activations:
+            return name
+    raise ValueError("the trace lacks the first block's input (features.pool0 or features.conv0)")
+
+
+def link_relevance(trace: Trace, target: int | None = None, *, index: int = 0,
+                   blocks: Iterable[int] | None = None) -> LinkRelevance:
+    """First-order relevance of every dense link of every traced block, from one backward pass.
+
+    Args:
+        trace: from ``model.trace(x, relevance_layers(model), keep_graph=True)`` (or all layers);
+            it is left usable (its graph is kept).
+        target: class or label index whose raw logit is explained; ``None``: the top prediction
+            of sample ``index``.
+        index: which sample of the trace.
+        blocks: block numbers (1-based) to report; ``None``: every block the trace holds.
+
+    Returns:
+        A :class:`LinkRelevance`; ``.blocks[b].links[(j, l)]`` is ``R(j -> l)``.
+
+    Raises:
+        ValueError: a trace without a graph or without a block's taps, a bad target or index.
+        TypeError: a non-integer target.
+    """
+    n = trace.logits.shape[0]
+    index = operator.index(index)
+    if not -n <= index < n:
+        raise ValueError(f"index {index} out of range for a batch of {n}")
+    index %= n
+    if target is not None and (isinstance(target, bool) or not isinstance(target, (int, np.integer))):
+        raise TypeError(f"target must be an int class index or None, got {target!r}")
+    t = int(trace.targets(None if target is None else int(target))[index])
+
+    layers: dict[int, int] = {}
+    for name in trace.activations:
+        match = _LAYER.match(name)
+        if match:
+            b, l = int(match[1]), int(match[2])
+            layers[b] = max(layers.get(b, 0), l)
+    wanted = sorted(layers) if blocks is None else sorted(set(blocks))
+    missing_blocks = [b for b in wanted if b not in layers]
+    if not wanted or missing_blocks:
+        raise ValueError(f"the trace holds no dense layers of block(s) {missing_blocks or 'any'}; trace "
+                         "relevance_layers(model) with keep_graph=True")
+    if not trace.logits.requires_grad:
+        raise ValueError("link relevance needs gradients: trace with keep_graph=True")
+
+    plan = []  # (block, input name, [f_0..f_L], [cat edges of layers 1..L], output edge)
+    for b in wanted:
+        num = layers[b]
+        names = [_block_input(trace, b)] + [f"features.denseblock{b}.denselayer{l}" for l in range(1, num + 1)]
+        out_name = f"features.denseblock{b}"
+        absent = [nm for nm in names + [out_name] if nm not in trace.activations]
+        if absent:
+            raise ValueError(f"link relevance needs {absent} in the trace; trace relevance_layers(model)")
+        feats = [trace.activations[nm] for nm in names]
+        cats = [GradientEdge(_find_cat(feats[l], l, names[l]), 0) for l in range(1, num + 1)]
+        out = trace.activations[out_name]
+        out_cat = out.grad_fn
+        if out_cat is None or not out_cat.name().startswith("CatBackward"):
+            out_cat = _find_cat(out, num + 1, out_name)
+        plan.append((b, names[0], feats, cats, GradientEdge(out_cat, 0)))
+
+    score = trace.logits[index, t]
+    edges: list[Tensor | GradientEdge] = []
+    for _, _, feats, cats, out_edge in plan:
+        edges += cats + [out_edge] + feats
+    grads = torch.autograd.grad(score, edges, retain_graph=True, allow_unused=True)
+
+    results, pos = [], 0
+    with torch.no_grad():
+        for b, input_name, feats, cats, _ in plan:
+            num = len(cats)
+            g_cats = grads[pos:pos + num]
+            g_out = grads[pos + num]
+            g_feats = grads[pos + num + 1:pos + num + 1 + len(feats)]
+            pos += num + 1 + len(feats)
+            f = [t_.detach()[index].float() for t_ in feats]
+            bounds = np.cumsum([0] + [x.shape[0] for x in f])
+
+            def parts(g: Tensor | None, sources: int) -> tuple[list[float], list[float]]:
+                signed, absolute = [], []
+                for j in range(sources):
+                    if g is None:
+                        signed.append(0.0)
+                        absolute.append(0.0)
+                        continue
+                    prod = g[index, bounds[j]:bounds[j + 1]].float() * f[j]
+                    signed.append(float(prod.sum()))
+                    absolute.append(float(prod.abs().sum()))
+                return signed, absolute
+
+            links, links_abs = {}, {}
+            for l in range(1, num + 1):
+                s, a = parts(g_cats[l - 1], l)
+                for j in range(l):
+                    links[(j, l)], links_abs[(j, l)] = s[j], a[j]
+            s, a = parts(g_out, num + 1)
+            to_output, to_output_abs = dict(enumerate(s)), dict(enumerate(a))
+            nodes, nodes_abs = {}, {}
+            for j, g in enumerate(g_feats):
+                prod = g[index].float() * f[j] if g is not None else torch.zeros(())
+                nodes[j], nodes_abs[j] = float(prod.sum()), float(prod.abs().sum())
+            results.append(BlockRelevance(name=f"features.denseblock{b}", input_name=input_name, num_layers=num,
+                                          links=links, links_abs=links_abs, to_output=to_output,
+                                          to_output_abs=to_output_abs, nodes=nodes, nodes_abs=nodes_abs))
+    return LinkRelevance(target=t, index=index, logit=float(trace.logits[index, t].detach()), blocks=results)
+
+
+__all__ = ["BlockRelevance", "LinkRelevance", "link_relevance", "relevance_layers"]
