@@ -180,3 +180,48 @@ def test_bad_presets_are_refused():
         preprocess(grey(), dataclasses.replace(IMAGENET, mean=(0.5, 0.5)))
     with pytest.raises(ValueError, match="3-channel image into 2 channels"):
         preprocess(colour(), dataclasses.replace(IMAGENET, channels=2, mean=(0.5,), std=(0.5,)))
+
+
+# --- geometry: crop, resize, letterbox ---------------------------------------------------------
+
+def test_letterbox_pads_with_black_and_keeps_the_aspect():
+    preset = XRAY.replace(geometry="letterbox")
+    image = np.ones((100, 200), np.float32)
+    view = to_display(image, preset)  # 224 x 224: the 200-wide image fills it, 56 rows of black above and below
+    assert view.shape == (224, 224)
+    assert view[:50].max() == 0.0 and view[-50:].max() == 0.0
+    np.testing.assert_allclose(view[62:162], 1.0, atol=1e-6)
+    assert crop_box(100, 200, preset) == (0.0, 0.0, 200.0, 100.0)
+
+
+def test_resize_sees_the_whole_image_without_keeping_the_aspect():
+    preset = XRAY.replace(geometry="resize")
+    image = np.zeros((100, 300), np.float32)
+    image[:, :100] = 1.0  # the left third
+    view = to_display(image, preset)
+    assert view[:, :70].min() > 0.99 and view[:, 80:].max() < 0.01
+    assert crop_box(100, 300, preset) == (0.0, 0.0, 300.0, 100.0)
+
+
+def test_crop_is_the_default_and_unchanged():
+    assert XRAY.geometry == "crop" and IMAGENET.geometry == "crop"
+    image = grey(300, 400)
+    torch.testing.assert_close(preprocess(image, XRAY), preprocess(image, XRAY.replace(geometry="crop")))
+
+
+def test_presets_round_trip_through_dicts_and_names():
+    from densenet.preprocess import named
+
+    for preset in (IMAGENET, XRAY.replace(geometry="letterbox"), DEMO):
+        assert Preprocessing.from_dict(preset.to_dict()) == preset
+    assert named("imagenet", geometry="resize") == IMAGENET.replace(geometry="resize")
+    with pytest.raises(ValueError, match="unknown preprocessing preset 'imagenett'"):
+        named("imagenett")
+    with pytest.raises(ValueError, match="unknown preprocessing field"):
+        Preprocessing.from_dict({**XRAY.to_dict(), "colour": "blue"})
+    with pytest.raises(TypeError, match="unknown Preprocessing field"):
+        XRAY.replace(colour="blue")
+    # resize below the crop size only matters for the crop geometry
+    assert IMAGENET.replace(resize=100, geometry="letterbox").resize == 100
+    with pytest.raises(ValueError, match="smaller than the crop"):
+        IMAGENET.replace(resize=100)
