@@ -6,7 +6,10 @@ while it computes. A job is *interactive* (a trace, a CAM, a page: well under a 
 *long* (Occlusion, Integrated Gradients, SmoothGrad, trust checks, audits: many chunks). A long
 job calls :meth:`Ticket.between_chunks` after every chunk: when an interactive job is waiting,
 the long one hands its slot over and queues behind it, so a sample switch never waits for more
-than one chunk. Waiting jobs are served interactive first, then in arrival order.
+than one chunk. Waiting jobs are served interactive first, then in arrival order. A page run is
+several interactive jobs in a row (a trace, then a map): long work waits a short grace period
+after the last interactive job ends, so that the next one of the same run does not queue behind
+another chunk.
 
 No Streamlit here: the gate is tested with plain threads.
 """
@@ -73,10 +76,14 @@ class Ticket:
 class ComputeGate:
     """``slots`` jobs at a time, served interactive first, then first come first served."""
 
-    def __init__(self, slots: int = 1) -> None:
+    def __init__(self, slots: int = 1, *, grace: float = 0.3) -> None:
         if slots < 1:
             raise ValueError(f"slots must be >= 1, got {slots}")
+        if grace < 0:
+            raise ValueError(f"grace must be >= 0 seconds, got {grace}")
         self.slots = slots
+        self.grace = grace
+        self._last_interactive = float("-inf")
         self._cond = threading.Condition()
         self._seq = itertools.count()
         self._waiting: list[Ticket] = []
@@ -95,11 +102,16 @@ class ComputeGate:
                 ticket.seq = next(self._seq)
                 self._waiting.append(ticket)
             deadline = None if timeout is None else time.monotonic() + timeout
-            while not (len(self._holders) < self.slots and self._first() is ticket):
-                remaining = None if deadline is None else deadline - time.monotonic()
+            while True:
+                now = time.monotonic()
+                grace_left = (self._last_interactive + self.grace - now) if ticket.priority == LONG else 0.0
+                if len(self._holders) < self.slots and self._first() is ticket and grace_left <= 0:
+                    break
+                remaining = None if deadline is None else deadline - now
                 if remaining is not None and remaining <= 0:
                     return False
-                self._cond.wait(remaining)
+                wait = [w for w in (remaining, grace_left if grace_left > 0 else None) if w is not None]
+                self._cond.wait(min(wait) if wait else None)
             self._waiting.remove(ticket)
             self._holders.append(ticket)
             if ticket.started is None:
@@ -111,6 +123,8 @@ class ComputeGate:
         with self._cond:
             if ticket in self._holders:
                 self._holders.remove(ticket)
+                if ticket.priority == INTERACTIVE:
+                    self._last_interactive = time.monotonic()
             elif ticket in self._waiting:
                 self._waiting.remove(ticket)
             self._cond.notify_all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -40,10 +41,12 @@ class Trace:
     def targets(self, target: int | Iterable[int] | Tensor | None) -> Tensor:
         """Normalise a target spec to one class index per sample, (N,) int64."""
         n, k = self.logits.shape
+        if isinstance(target, (bool, float, str)):
+            raise TypeError(f"target must be an int class index, indices or None, got {target!r}")
         if target is None:
             t = self.top_targets()
-        elif isinstance(target, int):
-            t = torch.full((n,), target, dtype=torch.long, device=self.logits.device)
+        elif isinstance(target, int) or (hasattr(target, "__index__") and not isinstance(target, Tensor)):
+            t = torch.full((n,), operator.index(target), dtype=torch.long, device=self.logits.device)
         else:
             t = torch.as_tensor(list(target) if not isinstance(target, Tensor) else target,
                                 dtype=torch.long, device=self.logits.device).flatten()

@@ -11,7 +11,7 @@ from dashboard.gate import INTERACTIVE, LONG, ComputeGate
 
 
 def test_a_short_job_overtakes_a_long_one_between_its_chunks():
-    gate = ComputeGate(1)
+    gate = ComputeGate(1, grace=0)
     events: list[str] = []
     chunk_started = threading.Event()
     go_on = threading.Event()
@@ -52,7 +52,7 @@ def test_a_short_job_overtakes_a_long_one_between_its_chunks():
 
 
 def test_waiting_jobs_are_served_interactive_first_then_in_arrival_order():
-    gate = ComputeGate(1)
+    gate = ComputeGate(1, grace=0)
     holder = gate.ticket("first", INTERACTIVE)
     gate.acquire(holder)
     order: list[str] = []
@@ -73,6 +73,20 @@ def test_waiting_jobs_are_served_interactive_first_then_in_arrival_order():
     assert order == ["short B", "short C", "long A"]
 
 
+def test_long_work_leaves_a_grace_period_after_interactive_work():
+    gate = ComputeGate(1, grace=0.2)
+    short = gate.ticket("trace", INTERACTIVE)
+    gate.acquire(short)
+    gate.release(short)
+    long_ticket = gate.ticket("Occlusion", LONG)
+    assert not gate.acquire(long_ticket, timeout=0.01)  # the page's next job may still come
+    follow_up = gate.ticket("map", INTERACTIVE)
+    assert gate.acquire(follow_up, timeout=0.01)  # ...and it goes first, with no chunk in between
+    gate.release(follow_up)
+    assert gate.acquire(long_ticket, timeout=5)  # after the grace period, the long job goes on
+    gate.release(long_ticket)
+
+
 def test_the_waiting_message_says_what_it_waits_for():
     gate = ComputeGate(1)
     long_ticket = gate.ticket("Occlusion", LONG)
@@ -91,5 +105,7 @@ def test_the_waiting_message_says_what_it_waits_for():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="slots"):
         ComputeGate(0)
+    with pytest.raises(ValueError, match="grace"):
+        ComputeGate(1, grace=-1)
     with pytest.raises(ValueError, match="priority"):
         ComputeGate(1).ticket("x", 7)

@@ -146,8 +146,6 @@ def raw_cams(trace: Trace, method: str = "gradcam", targets: int | Iterable[int]
     record = _cam_record(method)
     names = _ordered_layers(trace, layers)
     if record.kind is Kind.GRADIENT_CAM:
-        if targets is not None and isinstance(targets, (bool, float, str)):
-            raise TypeError(f"target must be an int class index or None, got {targets!r}")
         if not all(trace.activations[name].requires_grad for name in names):
             raise ValueError(f"{record.label} needs gradients: trace with keep_graph=True")
         t = trace.targets(targets)
@@ -200,10 +198,8 @@ def cams_from_trace(trace: Trace, method: str = "gradcam", target: int | None = 
     if not -n <= index < n:
         raise ValueError(f"index {index} out of range for a batch of {n}")
     index %= n
-    if target is not None and (isinstance(target, bool) or not isinstance(target, (int, np.integer))):
-        raise TypeError(f"target must be an int class index or None, got {target!r}")
     out_size = resolve_size(size, tuple(trace.inputs.shape[-2:]))
-    raws, t = raw_cams(trace, method, None if target is None else int(target), layers)
+    raws, t = raw_cams(trace, method, target, layers)
     explained = None if t is None else int(t[index])
     with torch.no_grad():
         return {name: CamMap(raw=to_numpy(raw[index]), map=to_numpy(shown_map(raw[index:index + 1], method,
