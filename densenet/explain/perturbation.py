@@ -253,7 +253,7 @@ def _run(kind: str, model: DenseNet, x: Tensor | None, target: int | None, layer
     bs = batch_size or default_batch_size(kind, device)
     if channels_last is None:
         channels_last = device.type == "cpu"
-    y = float(trace.logits[row, t])
+    y = float(trace.logits[row, t].detach())
     generator = torch.Generator().manual_seed(seed) if (kind == "ss" and seed is not None) else None
     ticker = _Ticker(sum(_batches(kind, job, bs, samples) for job in jobs), progress)
     method = METHOD_NAMES[kind]
