@@ -243,3 +243,38 @@ def for_display(rgb: np.ndarray, max_side: int = 1600) -> np.ndarray:
         return np.asarray(rgb)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return np.asarray(Image.fromarray(np.asarray(rgb, dtype=np.uint8)).resize(size, Image.Resampling.LANCZOS))
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """An array as the bytes of a ``.npy`` file (``numpy.load`` reads it; raw maps keep their values and NaNs)."""
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """A uint8 ``(H, W, 3)`` or ``(H, W)`` image as PNG bytes, at its full size (for a download)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def map_downloads(raw: np.ndarray, height: int, width: int, preset: object) -> dict[str, bytes]:
+    """A raw layer map as two ``.npy`` downloads: at the layer's resolution and on the original image.
+
+    Args:
+        raw: the ``(h, w)`` raw map (``CamMap.raw``: signed, before ReLU and normalisation).
+        height, width: the original image's size.
+        preset: a :class:`~densenet.preprocess.Preprocessing`, or a model carrying one.
+
+    Returns:
+        ``{"layer": ..., "original": ...}``; pixels the model did not see are NaN in the second.
+    """
+    layer = np.asarray(raw, dtype=np.float32)
+    return {"layer": npy_bytes(layer), "original": npy_bytes(to_original(layer, height, width, preset))}

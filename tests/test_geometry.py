@@ -137,3 +137,18 @@ def test_bad_inputs_name_the_problem():
         geometry.to_original(np.zeros((2, 2, 2)), 10, 10, XRAY)
     with pytest.raises(ValueError, match="finite"):
         geometry.to_original(np.full((2, 2), np.nan), 10, 10, XRAY)
+
+
+def test_downloads_keep_raw_values_at_both_resolutions():
+    import io
+
+    raw = np.arange(49, dtype=np.float32).reshape(7, 7) - 20.0
+    files = geometry.map_downloads(raw, H, W, XRAY)
+    layer = np.load(io.BytesIO(files["layer"]))
+    full = np.load(io.BytesIO(files["original"]))
+    np.testing.assert_array_equal(layer, raw)
+    assert full.shape == (H, W) and np.isnan(full[:226]).all() and np.nanmin(full) == pytest.approx(-20.0)
+    from PIL import Image
+
+    png = geometry.png_bytes(np.zeros((5, 6, 3), np.uint8))
+    assert Image.open(io.BytesIO(png)).size == (6, 5)
