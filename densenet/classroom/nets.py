@@ -18,6 +18,7 @@ to four stages, one input channel).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -292,18 +293,35 @@ def same_depth_resnet(config: DenseNetConfig, *, block: str | None = None, width
                   stem=config.stem, in_channels=config.in_channels, num_classes=config.num_classes)
 
 
-def matched_resnet(config: DenseNetConfig, *, depth: int | None = None, block: str = "basic") -> PeerNet:
-    """A ResNet shaped like ``config`` whose width is chosen so its parameter count is closest to the DenseNet's.
+def _closest_width(build: Callable[[int], PeerNet], target: int, step: int) -> int:
+    """The multiple of ``step`` whose network has the parameter count closest to ``target``."""
+    best, best_gap = step, None
+    for width in range(step, 4097, step):  # parameters grow with width: stop once past the best
+        with torch.device("meta"):  # counting only: no memory, no initialisation cost
+            gap = abs(param_count(build(width)) - target)
+        if best_gap is not None and gap > best_gap:
+            break
+        best, best_gap = width, gap
+    return best
+
+
+def _dense_params(config: DenseNetConfig) -> int:
+    from ..model import DenseNet
+
+    with torch.device("meta"):
+        return param_count(DenseNet(config))
+
+
+def matched_resnet(config: DenseNetConfig, *, depth: int | None = None, block: str | None = None) -> PeerNet:
+    """A ResNet shaped like ``config`` (:func:`same_depth_resnet`) whose width (a multiple of 4)
+    gives the parameter count closest to the DenseNet's.
 
     Args:
         config: the DenseNet to match.
         depth: the ResNet's depth; ``None``: the DenseNet's.
-        block: residual block kind.
+        block: residual block kind; ``None``: as :func:`same_depth_resnet`.
     """
-    from ..model import DenseNet
-
-    with torch.device("meta"):
-        target = param_count(DenseNet(config))
+    block = block or ("bottleneck" if config.bn_size is not None else "basic")
     depth = depth or config.depth
     plan = block_plan(depth, block)
     layout = proportional_layout(plan.blocks, config.block_config[:plan.blocks])
@@ -312,12 +330,15 @@ def matched_resnet(config: DenseNetConfig, *, depth: int | None = None, block: s
         return resnet(depth, block=block, width=w, layout=layout, stem=config.stem,
                       in_channels=config.in_channels, num_classes=config.num_classes)
 
-    # Parameters grow with width squared: scan multiples of 4 until they pass the target.
-    best, best_gap = None, None
-    for w in range(4, 1025, 4):
-        with torch.device("meta"):  # counting only: no memory, no initialisation cost
-            gap = abs(param_count(build(w)) - target)
-        if best_gap is not None and gap > best_gap:
-            break
-        best, best_gap = w, gap
-    return build(best)
+    return build(_closest_width(build, _dense_params(config), 4))
+
+
+def matched_plain_cnn(config: DenseNetConfig) -> PeerNet:
+    """A plain CNN of ``config``'s depth, stem and block count whose width gives about the DenseNet's parameters."""
+    stages = min(len(config.block_config), config.depth - 2)
+
+    def build(w: int) -> PeerNet:
+        return plain_cnn(config.depth, width=w, stages=stages, stem=config.stem, in_channels=config.in_channels,
+                         num_classes=config.num_classes)
+
+    return build(_closest_width(build, _dense_params(config), 1))
