@@ -45,7 +45,8 @@ def custom_config() -> densenet.DenseNetConfig:
                            help="A transition keeps ⌊θ·c⌋ of its c channels.")
     c0 = session.slider(st, "Stem channels c0", 8, 128, "custom.c0", 64, 8)
     stem = session.selectbox(st, "Stem", list(STEMS), "custom.stem", "imagenet",
-                             format_func=lambda name: STEMS[name].describe)
+                             format_func=lambda name: f"{STEMS[name].label} · {STEMS[name].input_size} px",
+                             help=" · ".join(s.describe for s in STEMS.values()))
     return densenet.DenseNetConfig(growth_rate=k, block_config=layers, num_init_features=c0,
                                    bn_size=4 if bottleneck else None, compression=theta, stem=stem,
                                    num_classes=10)

@@ -140,6 +140,58 @@ def connectivity_graph(block: BlockInfo, selected: int | None = None, *, height:
     return fig
 
 
+#: Past this many layers the arc graph turns into a grey mass: the matrix view is the default.
+MATRIX_FROM = 25
+
+
+def connectivity_matrix(block: BlockInfo, selected: int | None = None, *, height: int = 440) -> go.Figure:
+    """The same L(L+1)/2 links as a source × target matrix: one cell per link, legible at any L.
+
+    Row l is dense layer l (the reader), column j the block input (0) or layer j (the source);
+    a cell is filled where layer l reads j (j < l). With ``selected`` = l, its inputs (row l) are
+    orange and its outputs (column l) blue. A cell's ``customdata`` names its reading layer, so a
+    click selects it as on the graph.
+    """
+    n = block.num_layers
+    z = np.full((n, n), np.nan)
+    hover = [["" for _ in range(n)] for _ in range(n)]
+    names = [[block.layer_name(t + 1) for _ in range(n)] for t in range(n)]
+    for s, t in block.links:
+        z[t - 1, s] = 1.0
+        if selected is not None and t == selected:
+            z[t - 1, s] = 2.0
+        elif selected is not None and s == selected:
+            z[t - 1, s] = 3.0
+        hover[t - 1][s] = link_text(block, s, t)
+    scale = [[0.0, "rgba(100,116,139,0.55)"], [0.33, "rgba(100,116,139,0.55)"], [0.34, INPUT_COLOR],
+             [0.66, INPUT_COLOR], [0.67, "rgba(37,99,235,0.75)"], [1.0, "rgba(37,99,235,0.75)"]]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=list(range(n)), y=list(range(1, n + 1)), zmin=1, zmax=3, colorscale=scale, showscale=False,
+        hovertext=hover, hoverinfo="text", customdata=names, xgap=1 if n <= 64 else 0, ygap=1 if n <= 64 else 0,
+        name="links", meta={"links": block.num_links}))
+    ticks = max(1, math.ceil(n / 16))
+    fig.update_layout(
+        **_LAYOUT, height=height, dragmode=False, clickmode="event+select",
+        title=dict(text=f"{short_name(block.name)}: {n} layers, {block.num_links:,} links = {n}·{n + 1}/2 "
+                        "(one cell each)", font=dict(size=15)),
+        xaxis=dict(title="source: block input (0) or layer j", dtick=ticks, side="top", constrain="domain",
+                   tickvals=list(range(0, n, ticks)), ticktext=["in"] + [str(j) for j in range(ticks, n, ticks)]),
+        yaxis=dict(title="layer l reads", dtick=ticks, autorange="reversed", scaleanchor="x"),
+    )
+    return fig
+
+
+def count_cells(fig: go.Figure | dict) -> int:
+    """The number of links a connectivity matrix draws (its filled cells)."""
+    z = fig.data[0].z if isinstance(fig, go.Figure) else fig["data"][0]["z"]
+    if isinstance(z, dict) and "bdata" in z:  # plotly 6's JSON: base64, dtype and shape
+        import base64
+
+        shape = [int(n) for n in str(z.get("shape", "")).split(",") if n]
+        z = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape or -1)
+    return int(np.isfinite(np.asarray(z, dtype=float)).sum())
+
+
 def count_links(fig: go.Figure | dict) -> int:
     """The number of links a connectivity figure draws (arcs in its line traces)."""
     data = fig["data"] if isinstance(fig, dict) else fig.to_plotly_json()["data"]
@@ -166,6 +218,9 @@ def selected_layer(event: object, block: BlockInfo) -> int | None:
         for node in range(block.num_layers + 1):
             if block.layer_name(node) == name:
                 return node
+        row = point.get("y")  # a matrix cell without customdata: its row is the reading layer
+        if isinstance(row, int) and 1 <= row <= block.num_layers:
+            return row
     return None
 
 
@@ -240,7 +295,8 @@ def channel_growth(topo: Topology) -> go.Figure:
     ys.append(first.in_channels)
     names.append(first.input_name)
     hover.append(f"stem output: {first.in_channels} channels (c0)")
-    rows = {r.name: r for r in topo.layers}
+    rows = topo.rows
+    total = sum(blk.num_layers for blk in topo.blocks) + len(topo.blocks) - 1
     for b, block in enumerate(topo.blocks, start=1):
         start_x = step
         for layer in range(1, block.num_layers + 1):
@@ -251,8 +307,10 @@ def channel_growth(topo: Topology) -> go.Figure:
             names.append(block.layer_name(layer))
             hover.append(f"{short_name(block.layer_name(layer))}<br>{block.in_channels} + {layer}·{block.growth_rate}"
                          f" = {c} channels, {block.size[0]}×{block.size[1]}")
+        narrow = block.num_layers < 0.08 * total  # a short block's label would run into the next one's
         fig.add_vrect(x0=start_x + 0.5, x1=step + 0.5, fillcolor=source_color(b - 1), opacity=0.08,
-                      line_width=0, annotation_text=f"block {b}", annotation_position="top left")
+                      line_width=0, annotation_text=f"b{b}" if narrow else f"block {b}",
+                      annotation_position="top left", annotation_font_size=11)
         if block.transition is not None:
             t = rows[block.transition]
             step += 1
@@ -261,8 +319,8 @@ def channel_growth(topo: Topology) -> go.Figure:
             names.append(block.transition)
             hover.append(f"transition {b}: ⌊{topo.config.compression:g}·{t.in_channels}⌋ = {t.out_channels} channels,"
                          f" {t.size[0]}×{t.size[1]}")
-            fig.add_annotation(x=step, y=t.out_channels, text=f"×{topo.config.compression:g}",
-                               showarrow=True, arrowhead=0, ay=28, ax=0, font=dict(size=10, color="#4338ca"))
+            fig.add_annotation(x=step, y=t.out_channels, text=f"×{topo.config.compression:g}", xanchor="left",
+                               showarrow=False, xshift=4, yshift=-10, font=dict(size=10, color="#4338ca"))
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", line_shape="hv", name="channels",
                              marker=dict(size=4), line=dict(color="#0f766e", width=2),
                              customdata=names, hovertext=hover, hoverinfo="text"))
@@ -409,7 +467,8 @@ def deletion_insertion_curves(result: DeletionInsertion) -> go.Figure:
     fig.add_trace(go.Scatter(x=fractions, y=np.asarray(result.insertion_scores), name=
                              f"insertion (AUC {result.insertion_auc:.3f}, higher is better)",
                              line=dict(color="#16a34a")))
-    fig.update_layout(**_LAYOUT, height=260, legend=dict(orientation="h", y=-0.3, font=dict(size=10)),
+    fig.update_layout(**{**_LAYOUT, "margin": dict(l=10, r=10, t=60, b=10)}, height=280,
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0, font=dict(size=10)),
                       xaxis=dict(title="fraction of pixels", tickformat=".0%"), yaxis=dict(title="score"))
     return fig
 

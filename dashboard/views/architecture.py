@@ -35,13 +35,19 @@ with right:
                           format_func=lambda i: f"block {i}: {plural(topo.blocks[i - 1].num_layers, 'layer')}, "
                                                 f"{topo.blocks[i - 1].size[0]}×{topo.blocks[i - 1].size[1]}")
     block = topo.blocks[b - 1]
+    views = {"graph": "Graph (arcs)", "matrix": "Matrix (one cell per link)"}
+    view = session.radio(st, "Draw the links as", list(views), f"conn_view.{block.num_layers >= figures.MATRIX_FROM}",
+                         "matrix" if block.num_layers >= figures.MATRIX_FROM else "graph", format_func=views.get,
+                         horizontal=True, help=f"Past {figures.MATRIX_FROM - 1} layers the arcs merge into a grey "
+                                               "mass; the matrix shows the same links, one cell each.")
     node = session.selectbox(st, "Highlight the inputs of", list(range(block.num_layers + 1)), f"arch_node.{block.name}",
                              min(4, block.num_layers), format_func=lambda n: "no layer" if n == 0 else f"layer {n}",
                              help="Or click a layer on the graph.") or None
 
     L, k = block.num_layers, block.growth_rate
     st.markdown(f"**{plural(L, 'layer')} → L(L+1)/2 = {L}·{L + 1}/2 = {plural(L * (L + 1) // 2, 'link')}**")
-    st.caption(f"Edges drawn in the graph: {block.num_links}. Layer l reads the block input and the "
+    st.caption(f"{'Edges drawn in the graph' if view == 'graph' else 'Cells filled in the matrix'}: "
+               f"{block.num_links:,}. Layer l reads the block input and the "
                f"{k} maps of each earlier layer: c0 + (l−1)·k = {block.in_channels} + (l−1)·{k} channels.")
     if node is not None:
         slices = topo.provenance(block.layer_name(node))
@@ -63,8 +69,8 @@ def _on_click() -> None:
 
 
 with left:
-    fig = shared.figure("connectivity", f"{cfg_key}|{block.name}|{node}",
-                        lambda: figures.connectivity_graph(block, node, height=440))
+    draw = figures.connectivity_graph if view == "graph" else figures.connectivity_matrix
+    fig = shared.figure(f"connectivity-{view}", f"{cfg_key}|{block.name}|{node}", lambda: draw(block, node, height=440))
     st.plotly_chart(fig, key="conn_graph", on_select=_on_click, selection_mode="points",
                     config={"displayModeBar": False})
 
@@ -84,8 +90,8 @@ st.subheader("Layer table")
 st.caption("Laid out like Table 1 of Huang et al. (2017); parameters and multiply-accumulates counted from the config.")
 number = st.column_config.NumberColumn(format="compact")
 table = figures.paper_table(topo)
-st.dataframe(table, hide_index=True, width="stretch", height=36 * (len(table) + 1) + 4,
-             column_config={"Params": number, "MACs": number})
+st.dataframe(table, hide_index=True, width="stretch", height=35 * (len(table) + 1) + 3,
+             column_config={"Params": number, "MACs": number, "Structure": st.column_config.TextColumn(width="large")})
 with st.expander("Every layer"):
     st.dataframe(figures.layer_table(topo), hide_index=True, width="stretch",
                  column_config={"Params": number, "MACs": number})

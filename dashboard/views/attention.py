@@ -138,7 +138,7 @@ def show_methods() -> None:
     featured = [m.name for m in explain.methods() if m.featured]
     chosen = session.multiselect(st, "Methods", methods, "cmp_methods", featured,
                                  format_func=lambda name: explain.method(name).label)
-    st.caption(f"All at layer {short_name(layer)}, class {model.class_names[target]}.")
+    st.caption(f"All at layer {short_name(layer)}, for “{model.class_names[target]}”.")
     tiles, captions, missing = [], [], []
     for name in chosen:
         result = peek_map(name, layer) or (map_for(name, layer) if runs_at_once(name) else None)
@@ -157,7 +157,7 @@ def show_layers() -> None:
     layer_method = method if record.uses_trace else explain.methods(kind=explain.Kind.GRADIENT_CAM)[0].name
     chosen = session.multiselect(st, "Layers", layer_options, "cmp_layers", block_outputs + ["features.norm5"],
                                  format_func=short_name)
-    st.caption(f"{explain.method(layer_method).label} for class {model.class_names[target]}: coarse maps come from "
+    st.caption(f"{explain.method(layer_method).label} for “{model.class_names[target]}”: coarse maps come from "
                "deep layers, finer ones from early blocks. One backward pass serves all of them.")
     if chosen:
         maps = results.get_maps(ctx, an, layer_method, target, chosen)

@@ -31,6 +31,16 @@ st.markdown(f"Input of the block: **{shape(steps[0].input_shape)}** (height, wid
             f"**k = {k}**. Each layer concatenates everything before it and adds k maps:")
 chain = [shape(s.input_shape) for s in steps] + [shape(steps[-1].output_shape)]
 chain[layer - 1] = f"**{chain[layer - 1]}**"
+if len(chain) > 9:  # a 64-layer block: the current step with its neighbours, both ends, and the count between
+    keep = sorted({0, 1, layer - 2, layer - 1, layer, len(chain) - 2, len(chain) - 1} & set(range(len(chain))))
+    parts, last = [], -1
+    for i in keep:
+        if i > last + 1:
+            parts.append(f"… ({plural(i - last - 1, 'step')}) …")
+        parts.append(chain[i])
+        last = i
+    chain = parts
+chain = [c.replace(", ", ",\u00a0") for c in chain]  # a tuple never breaks across lines
 st.markdown(" → ".join(chain) + f"  \n= ({block.size[0]}, {block.size[1]}, {c0} + {L}·{k}) = "
             f"**{shape(steps[-1].output_shape)}**")
 
