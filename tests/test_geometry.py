@@ -152,3 +152,22 @@ def test_downloads_keep_raw_values_at_both_resolutions():
 
     png = geometry.png_bytes(np.zeros((5, 6, 3), np.uint8))
     assert Image.open(io.BytesIO(png)).size == (6, 5)
+
+
+def test_full_resolution_overlay_agrees_with_the_library_overlay():
+    from densenet.explain import overlay
+
+    rng = np.random.default_rng(5)
+    image = rng.random((60, 80, 3)).astype(np.float32)
+    heat = rng.random((60, 80)).astype(np.float32)
+    preset = XRAY.replace(geometry="resize")  # the view box is the image: no unseen pixels
+    ours = geometry.overlay_original(image, heat, preset)
+    reference = overlay(image, geometry.to_original(heat, 60, 80, preset))
+    assert np.abs(ours.astype(int) - reference.astype(int)).max() <= 3  # the colormap read from its 256-entry table
+
+
+def test_outlined_marks_the_seen_region_of_the_film():
+    rgb = geometry.outlined(film(), XRAY)
+    assert rgb.shape == (H, W, 3) and rgb.dtype == np.uint8
+    assert (rgb[226, 1000] == (0, 255, 0)).all() and (rgb[2273, 1000] == (0, 255, 0)).all()
+    assert rgb[100, 1000, 1] == round(0.1 * 255)  # above the crop: the plain film

@@ -146,3 +146,10 @@ def test_with_outputs_validates_and_drops_stale_thresholds():
     b = with_outputs(a, class_names=["x", "y", "z"])
     assert outputs(b).thresholds is None and b.config.multilabel
     assert model.metadata.get("thresholds") is None and not model.config.multilabel
+
+
+def test_our_own_files_state_their_outputs():
+    from densenet import demo
+
+    spec = outputs(demo.load())
+    assert spec.stated and not spec.multilabel and spec.class_names[:2] == ("none", "nodule")
