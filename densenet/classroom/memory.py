@@ -83,24 +83,49 @@ def peak_bytes(step: Callable[[], Any]) -> int:
     return tracker.peak
 
 
-def training_step_peak(model: nn.Module, x: Tensor, loss: Callable[[Tensor], Tensor] | None = None) -> int:
-    """Peak bytes of one forward and backward pass of ``model`` on ``x`` (gradients into ``.grad``).
+@dataclass(frozen=True)
+class StepMemory:
+    """Memory of one training step.
 
-    Use on a model private to the caller: its ``.grad`` fields are written and then cleared.
+    Attributes:
+        forward_bytes: peak by the end of the forward pass: the activations kept for the backward
+            pass plus the forward's temporaries ("activation memory").
+        step_bytes: peak over the whole forward and backward pass, parameter gradients included.
+    """
+
+    forward_bytes: int
+    step_bytes: int
+
+
+def training_step_memory(model: nn.Module, x: Tensor, loss: Callable[[Tensor], Tensor] | None = None) -> StepMemory:
+    """Measure one forward and backward pass of ``model`` on ``x`` (gradients go into ``.grad``, then are cleared).
+
+    Use on a model private to the caller.
 
     Args:
-        model: any module; put it in the mode you want measured (``train()`` for a training step).
+        model: any module, in the mode to be measured (``train()`` for a training step).
         x: the input batch.
         loss: output -> scalar; ``None``: the mean of the output.
     """
-    def step() -> None:
+    forward = 0
+
+    def step(tracker: _PeakTracker) -> None:
+        nonlocal forward
         out = model(x)
+        forward = tracker.peak
         (loss(out) if loss is not None else out.mean()).backward()
 
     try:
-        return peak_bytes(step)
+        with _PeakTracker() as tracker:
+            step(tracker)
+        return StepMemory(forward_bytes=forward, step_bytes=tracker.peak)
     finally:
         model.zero_grad(set_to_none=True)
+
+
+def training_step_peak(model: nn.Module, x: Tensor, loss: Callable[[Tensor], Tensor] | None = None) -> int:
+    """Peak bytes of one forward and backward pass: :func:`training_step_memory`'s ``step_bytes``."""
+    return training_step_memory(model, x, loss).step_bytes
 
 
 @dataclass(frozen=True)

@@ -71,25 +71,30 @@ class ParamsVsAccuracy:
         return [m for m in self.models if m.family == name]
 
 
-def _macs(model: nn.Module, input_size: tuple[int, int], in_channels: int) -> int:
+def count_macs(model: nn.Module, input_size: tuple[int, int], in_channels: int) -> int:
+    """Multiply-accumulates of one image through ``model`` (``FlopCounterMode`` FLOPs / 2), run on ``meta``."""
     with torch.device("meta"), FlopCounterMode(display=False) as counter:
         model(torch.empty(1, in_channels, *input_size))
     return counter.get_total_flops() // 2
 
 
-def published_accuracy(*, weights: str = "IMAGENET1K_V1", progress: Progress | None = None) -> ParamsVsAccuracy:
+def published_accuracy(*, weights: str = "IMAGENET1K_V1", families: dict[str, tuple[str, ...]] | None = None,
+                       progress: Progress | None = None) -> ParamsVsAccuracy:
     """torchvision's DenseNets and ResNets: computed parameters and MACs, published top-1/top-5.
 
     Args:
         weights: which weights' figures; ``"IMAGENET1K_V1"`` (default) is the original recipe
             for every model, so the two families were trained alike. ``"IMAGENET1K_V2"`` exists
             only for ResNet-50/101/152 (a newer, longer recipe); where a model lacks it, V1 is used.
+        families: family -> torchvision builder names; ``None``: :data:`FAMILIES`.
         progress: called after each model with the fraction done.
 
     Returns:
         A :class:`ParamsVsAccuracy` (about 3 s on 2 cores: nine models built on ``meta``).
     """
-    names = [(family, name) for family, members in FAMILIES.items() for name in members]
+    names = [(family, name) for family, members in (families or FAMILIES).items() for name in members]
+    if not names:
+        raise ValueError("no models to list: families is empty")
     stepper = Stepper(progress, len(names))
     models = []
     for family, name in names:
@@ -99,7 +104,7 @@ def published_accuracy(*, weights: str = "IMAGENET1K_V1", progress: Progress | N
             model = torchvision.models.get_model(name)
         metrics = member.meta["_metrics"]["ImageNet-1K"]
         models.append(PublishedModel(
-            name=name, family=family, params=param_count(model), macs=_macs(model, (224, 224), 3),
+            name=name, family=family, params=param_count(model), macs=count_macs(model, (224, 224), 3),
             published_params=int(member.meta["num_params"]), top1=float(metrics["acc@1"]),
             top5=float(metrics["acc@5"]), weights=f"{enum.__name__}.{member.name}", recipe=str(member.meta["recipe"])))
         stepper.step()
@@ -167,7 +172,7 @@ def same_depth(config: DenseNetConfig, *, block: str | None = None, width: int |
         res = same_depth_resnet(config, block=block, width=width)
     return SameDepth(
         depth=config.depth, densenet_params=param_count(dense), resnet_params=param_count(res),
-        densenet_macs=_macs(dense, (size, size), config.in_channels),
-        resnet_macs=_macs(res, (size, size), config.in_channels), resnet_block=res.plan.main,
+        densenet_macs=count_macs(dense, (size, size), config.in_channels),
+        resnet_macs=count_macs(res, (size, size), config.in_channels), resnet_block=res.plan.main,
         resnet_plan=res.plan, resnet_layout=[len(s) for s in res.stages], resnet_width=res.stem[0].out_channels,
         input_size=(size, size))
