@@ -190,6 +190,7 @@ def main() -> None:
         st.Page("views/attention.py", title="Attention", icon=":material/visibility:"),
         st.Page("views/dense_block.py", title="Dense block step by step", icon=":material/stairs:"),
     ], position="top")
+    page.presenter_toggle(st.container(horizontal_alignment="right"))
     try:
         current.run()
     except Exception as e:  # an unforeseen failure: a plain sentence, the traceback goes to the log

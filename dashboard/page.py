@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import plotly.graph_objects as go
 import streamlit as st
 
 import densenet
+
+from . import session
 
 from .results import Analysis, Context, get_analysis
 from .sources import ModelError
@@ -52,3 +57,43 @@ def with_image(title: str, *, graph: bool = False) -> tuple[Context, densenet.De
         st.stop()
     model = load(ctx)
     return ctx, model, get_analysis(ctx, graph=graph)
+
+
+# --- presenter mode ----------------------------------------------------------------------------
+
+PRESENTER = "presenter"
+#: For a projector at 1280×720: bigger text everywhere, no sidebar (the page's toggle brings it back).
+PRESENTER_CSS = """<style>
+  [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"] { display: none; }
+  html { font-size: 20px; }
+  [data-testid="stMainBlockContainer"] { padding-left: 1.5rem; padding-right: 1.5rem; max-width: 100%; }
+  [data-testid="stMetricValue"] { font-size: 2.1rem; }
+  [data-testid="stCaptionContainer"] { font-size: 0.95rem; }
+</style>"""
+
+
+def presenting() -> bool:
+    return bool(session.kept(PRESENTER, False))
+
+
+def presenter_toggle(where: Any) -> bool:
+    """The "Presenter mode" switch (in the main area, so it is there when the sidebar is not)."""
+    on = session.toggle(where, "Presenter mode", PRESENTER, False,
+                        help="For a projector: hides the sidebar and enlarges text and chart labels. "
+                             "Choose the model and image first.")
+    if on:
+        st.html(PRESENTER_CSS)
+    return on
+
+
+def chart(fig: go.Figure, **kwargs: Any) -> Any:
+    """``st.plotly_chart`` without the mode bar; in presenter mode with larger fonts (on a copy:
+    figures may be shared by every session)."""
+    if presenting():
+        fig = go.Figure(fig)
+        size = (fig.layout.font.size or 12) + 5
+        fig.update_layout(font=dict(size=size), title_font_size=size + 3, hoverlabel_font_size=size,
+                          height=int((fig.layout.height or 400) * 1.15))
+        fig.update_annotations(font_size=size - 2)
+    kwargs.setdefault("config", {"displayModeBar": False})
+    return st.plotly_chart(fig, **kwargs)

@@ -660,3 +660,16 @@ def test_a_feature_maps_session_holds_no_autograd_graph():
     at.switch_page("views/attention.py").run()  # a gradient map asks for the graph: traced once more, with it
     (an,) = ok(at).session_state["_cache_analysis"].values()
     assert an.has_graph and an.trace.logits.requires_grad
+
+
+def test_presenter_mode_hides_the_sidebar_and_enlarges_charts():
+    at = ok(new_app().run())
+    widget(at, "toggle", "presenter").set_value(True).run()
+    css = " ".join(h.proto.body for h in ok(at).get("html"))
+    assert '[data-testid="stSidebar"]' in css and "display: none" in css and "font-size: 20px" in css
+    growth = charts(at, "growth_chart")
+    assert growth["layout"]["font"]["size"] >= 17  # chart labels grow with the text
+    at.switch_page("views/dense_block.py").run()
+    assert widget(ok(at), "toggle", "presenter").value  # kept across pages
+    widget(at, "toggle", "presenter").set_value(False).run()
+    assert "font-size: 20px" not in " ".join(h.proto.body for h in ok(at).get("html"))

@@ -71,8 +71,7 @@ def _on_click() -> None:
 with left:
     draw = figures.connectivity_graph if view == "graph" else figures.connectivity_matrix
     fig = shared.figure(f"connectivity-{view}", f"{cfg_key}|{block.name}|{node}", lambda: draw(block, node, height=440))
-    st.plotly_chart(fig, key="conn_graph", on_select=_on_click, selection_mode="points",
-                    config={"displayModeBar": False})
+    page.chart(fig, key="conn_graph", on_select=_on_click, selection_mode="points")
 
 # --- whole network ------------------------------------------------------------------------------
 st.subheader("The whole network")
@@ -80,8 +79,7 @@ g1, g2 = st.columns([2, 5], gap="large")
 with g1:
     st.graphviz_chart(figures.overview_dot(topo, highlight=block.name), width="stretch")
 with g2:
-    st.plotly_chart(shared.figure("growth", cfg_key, lambda: figures.channel_growth(topo)), key="growth_chart",
-                    config={"displayModeBar": False})
+    page.chart(shared.figure("growth", cfg_key, lambda: figures.channel_growth(topo)), key="growth_chart")
     st.caption(f"Inside block b the concatenation grows by k = {cfg.growth_rate} channels per layer "
                f"(c0 + l·k); each transition keeps ⌊θ·c⌋ with θ = {cfg.compression:g} and halves the size. "
                "Hover a point for its arithmetic.")

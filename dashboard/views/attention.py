@@ -28,8 +28,7 @@ kind = "sigmoid" if an.multilabel else "softmax"
 left, right = st.columns([1, 2], gap="large")
 with left:
     st.metric("Prediction", top1.name, f"p = {top1.probability:.1%} ({kind})", delta_color="off", delta_arrow="off")
-    st.plotly_chart(figures.topk_bar(an.predictions, multilabel=an.multilabel), key="topk",
-                    config={"displayModeBar": False})
+    page.chart(figures.topk_bar(an.predictions, multilabel=an.multilabel), key="topk")
 
 # --- settings -------------------------------------------------------------------------------------------
 probs = an.trace.probabilities[0].cpu()
@@ -189,7 +188,7 @@ def show_trust(cam: explain.Explanation) -> None:
               "pixels are set to the dataset mean (zero input); lower is better.")
     d2.metric("Insertion AUC", f"{trust.curves.insertion_auc:.3f}", help="Probability as they are put "
               "back into a blurred image; higher is better.")
-    st.plotly_chart(figures.deletion_insertion_curves(trust.curves), key="curves", config={"displayModeBar": False})
+    page.chart(figures.deletion_insertion_curves(trust.curves), key="curves")
 
 
 # Lazy tabs: only the open one runs (each overlay costs a colour map and an image encoding).

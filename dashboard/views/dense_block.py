@@ -51,7 +51,7 @@ m[1].metric("After the 1×1 bottleneck", shape(step.bottleneck_shape) if step.bo
             "This model has no bottleneck: BN-ReLU-3×3 conv reads the concatenation directly.")
 m[2].metric("After the 3×3 conv", shape(step.new_shape), help="k new feature maps.")
 m[3].metric("Concatenated output", shape(step.output_shape), help=f"c0 + l·k = {c0} + {layer}·{k}")
-st.plotly_chart(figures.step_figure(block, step), key="step_fig", config={"displayModeBar": False})
+page.chart(figures.step_figure(block, step), key="step_fig")
 
 # Fresh weights need a model built (and run) for nothing but noise: only on request, so that the
 # classroom knobs stay instant on this page too.
@@ -94,7 +94,7 @@ with right:
     st.latex(r"\text{ResNet: } x_l = H_l(x_{l-1}) + x_{l-1}")
     st.caption("ResNet sums features, so channels stay fixed and earlier maps are mixed away; DenseNet keeps every "
                "map intact and lets each layer choose what to reuse, so each layer can be narrow (small k).")
-st.plotly_chart(figures.concat_vs_add(block), key="concat_fig", config={"displayModeBar": False})
+page.chart(figures.concat_vs_add(block), key="concat_fig")
 
 # --- feature reuse (Fig. 5) --------------------------------------------------------------------------------
 st.subheader("Feature reuse in the loaded weights")
@@ -112,7 +112,6 @@ else:
     reuse = session.memo("reuse", (ctx.spec.key, b), lambda: analysis.feature_reuse(model, topo, b - 1),
                          max_entries=8)
     normalise = session.toggle(st, "Divide each column by its maximum", "reuse_norm", True)
-    st.plotly_chart(figures.feature_reuse_heatmap(reuse, normalise=normalise), key="reuse_fig",
-                    config={"displayModeBar": False})
+    page.chart(figures.feature_reuse_heatmap(reuse, normalise=normalise), key="reuse_fig")
     st.caption(f"{short_name(block.name)}: rows are the block input and layers 1–{L}; the last column is "
                f"{'the classifier' if reuse.targets[-1] == 'classifier' else short_name(reuse.targets[-1])}.")

@@ -56,9 +56,9 @@ with left:
                                 int(order[0]), format_func=lambda i: f"#{i} (mean {means[i]:.3g})")
     zmin, zmax = (lo, hi) if scale == "global" else (None, None)
     colorscale = {"viridis": "Viridis", "magma": "Magma", "gray": "Greys_r", "RdBu_r": "RdBu_r"}[cmap]
-    st.plotly_chart(figures.heatmap(maps[channel], title=f"{short_name(layer)} · channel {channel} (raw values)",
+    page.chart(figures.heatmap(maps[channel], title=f"{short_name(layer)} · channel {channel} (raw values)",
                                     colorscale=colorscale, zmin=zmin, zmax=zmax),
-                    key="fm_enlarged", config={"displayModeBar": False})
+                    key="fm_enlarged")
 with right:
     try:
         slices = topo.provenance(layer)
@@ -67,8 +67,7 @@ with right:
     if slices is None:
         st.caption("This layer is part of the stem: it reads the image, not a concatenation.")
     else:
-        st.plotly_chart(figures.provenance_bar(slices, c if is_dense_layer else None), key="fm_bar",
-                        config={"displayModeBar": False})
+        page.chart(figures.provenance_bar(slices, c if is_dense_layer else None), key="fm_bar")
         located = topo.locate(layer)
         if located is not None:
             node = located[1]
@@ -80,8 +79,7 @@ with right:
 
             fig = shared.figure("connectivity-small", f"{model.config.to_json()}@{ctx.input_size}|"
                                       f"{block.name}|{node}", lambda: figures.connectivity_graph(block, node, height=300))
-            st.plotly_chart(fig, key="fm_graph", on_select=_on_click, selection_mode="points",
-                            config={"displayModeBar": False})
+            page.chart(fig, key="fm_graph", on_select=_on_click, selection_mode="points")
             st.caption("Click a layer on the graph to show its maps.")
 
 if show_inputs:
