@@ -54,6 +54,7 @@ def _rows(out) -> list[dict]:
 # --- the scores, against an independent computation --------------------------------------------
 
 def test_hit_rate_and_iou_equal_an_independent_grad_cam(model, data, masked_run):
+    cv2 = pytest.importorskip("cv2", reason="OpenCV (opencv-python-headless) is the independent Otsu")
     _, labels, _, masks = demo.generate(N, DATASET_SEED, 128, masks=True)  # the generator's own masks
     rows = {r["image"]: r for r in _rows(masked_run.out)}
     assert len(rows) == N
@@ -67,8 +68,6 @@ def test_hit_rate_and_iou_equal_an_independent_grad_cam(model, data, masked_run)
         mask = masks[i].numpy()
         hit = bool(mask.flat[int(np.argmax(cam))]) and cam.max() > 0
         u8 = np.uint8(255 * (cam - cam.min()) / (cam.max() - cam.min()))
-        import cv2  # OpenCV's Otsu, as CheXlocalize calls it
-
         _, seg = cv2.threshold(u8, 0, 255, cv2.THRESH_OTSU)
         seg = seg > 0
         iou = (seg & mask).sum() / (seg | mask).sum()
@@ -262,6 +261,17 @@ def test_background_run_stops_resumes_and_owns_its_folder(model, data, tmp_path)
     other = audit.Settings(methods=("gradcam",), layers=("features.denseblock3",), chunk_size=4)
     with pytest.raises(audit.RunFolderError, match="different audit"):
         audit.run_audit(model, ds, out, other)
+    watched = audit.progress_of(out)  # what a second session sees, from the folder alone
+    assert watched.state == "done" and watched.images_done == watched.images_total == N
+    assert audit.summary_now(out)["rows"] == N
+
+
+def test_one_folder_layout_is_discovered(model, data):
+    root = data["images"].parent
+    parts = audit.discover(root)
+    assert parts == {"data": data["images"], "labels": data["labels"], "boxes": data["boxes"], "masks": data["masks"]}
+    ds = audit.load_folder(root, model.class_names, limit=5)
+    assert len(ds.items) == 5 and ds.has_labels and not ds.problems
 
 
 # --- safety ------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from .core import COLUMNS, Settings, default_layers
-from .dataset import Dataset, DatasetError, Item, load_dataset, truth_in_view
+from .dataset import Dataset, DatasetError, Item, discover, load_dataset, load_folder, truth_in_view
 from .results import RunFolder, RunFolderError, new_output_dir
 from .run import AuditRun, Progress, RunResult, run_audit, start
 from .safety import UnsafePathError, ZipRefused, check_zip, extract_zip, resolve_under
@@ -37,9 +37,34 @@ from .summary import gallery_cases
 __all__ = [
     "COLUMNS", "AuditRun", "Dataset", "DatasetError", "Item", "Progress", "RunFolder", "RunFolderError", "RunResult",
     "Settings", "UnsafePathError", "ZipRefused", "check_zip", "default_layers", "extract_zip", "gallery",
-    "load_dataset", "new_output_dir", "parquet_path", "read_manifest", "read_rows", "read_skipped", "read_summary",
-    "report_path", "resolve_under", "run_audit", "start", "truth_in_view",
+    "demo_dataset", "discover", "load_dataset", "load_folder", "new_output_dir", "progress_of", "parquet_path", "read_manifest", "read_rows", "read_skipped", "read_summary",
+    "report_path", "resolve_under", "run_audit", "start", "summary_now", "truth_in_view",
 ]
+
+
+def demo_dataset(n: int = 200) -> Path:
+    """The bundled demo dataset (generated on first use into a cache folder; see
+    :func:`densenet.demo.data.dataset_dir`): pass it to :func:`load_folder`."""
+    from ..demo.data import dataset_dir
+
+    return dataset_dir(n)
+
+
+def progress_of(out: str | os.PathLike) -> Progress | None:
+    """Where the run in ``out`` stands, read from the folder alone (for a second session
+    watching a run another session started); ``None`` before a run wrote its manifest."""
+    folder = RunFolder(out)
+    manifest = folder.read_manifest()
+    if manifest is None:
+        return None
+    images = len(set(folder.read_rows(["image"]).column("image").to_pylist()))
+    skipped = folder.read_skipped()
+    total = manifest["dataset"]["images"] + manifest["dataset"]["problems"]
+    done = images + len({i for i, r in skipped if not r.startswith("audited")})
+    state = "running" if folder.is_running() else ("done" if folder.summary_path.is_file() and done >= total
+                                                   else "stopped")
+    return Progress(state=state, images_total=total, images_done=min(done, total), rows=read_rows(out, ["image"]).num_rows,
+                    skipped=len(skipped))
 
 
 def read_rows(out: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
@@ -63,12 +88,30 @@ def read_summary(out: str | os.PathLike) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def summary_now(out: str | os.PathLike) -> dict[str, Any] | None:
+    """The scorecard of the rows committed so far (for a page watching a run); ``None`` before
+    a run has written its manifest. Costs a bootstrap per metric: call it on demand, not per frame."""
+    from .summary import summarise
+
+    folder = RunFolder(out)
+    manifest = folder.read_manifest()
+    if manifest is None:
+        return None
+    return summarise(folder.read_rows(), manifest["model"]["classes"], multilabel=manifest["model"]["multilabel"],
+                     skipped=len(folder.read_skipped()), images_total=manifest["dataset"]["images"])
+
+
 def gallery(out: str | os.PathLike, *, method: str | None = None, layer: str | None = None,
             per_class: int = 3, with_maps: bool = True) -> list[dict[str, Any]]:
-    """Best and worst cases per class (:func:`~densenet.audit.summary.gallery_cases`), each with
-    its stored map (``"map"``: (m, m) float32 in [0, 1]) when ``with_maps``."""
+    """Best and worst cases per class (:func:`~densenet.audit.summary.gallery_cases`; by default
+    the first method at the model's recommended CAM layer), each with its stored map (``"map"``:
+    (m, m) float32 in [0, 1], the model's input grid downsampled) when ``with_maps``. A case's
+    ``image`` (relative to the manifest's ``dataset.root``), ``method``, ``layer`` and
+    ``target_index`` are what the Attention page needs to open it."""
     folder = RunFolder(out)
-    cases = gallery_cases(folder.read_rows(), method=method, layer=layer, per_class=per_class)
+    manifest = folder.read_manifest() or {}
+    cam_layer = manifest.get("model", {}).get("cam_layer")
+    cases = gallery_cases(folder.read_rows(), method=method, layer=layer, per_class=per_class, prefer_layer=cam_layer)
     if with_maps:
         cache: dict[int, Any] = {}
         for case in cases:

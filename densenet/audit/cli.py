@@ -36,6 +36,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, help="binarise at this fixed threshold in (0, 1) instead of Otsu")
     parser.add_argument("--map-size", type=int, default=32, help="side of the stored maps (default 32)")
     parser.add_argument("--deletion", action="store_true", help="also compute deletion/insertion AUCs (slow)")
+    parser.add_argument("--sanity", type=int, default=0, metavar="N",
+                        help="sanity-check (model randomisation) the maps of N images after the run (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     parser.add_argument("--threads", type=int, help="torch compute threads (default: torch's choice)")
     parser.add_argument("--no-report", action="store_true", help="do not write report.html")
@@ -86,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)  # once, for the whole run
+    if args.sanity < 0:
+        return _fail(f"--sanity must be >= 0, got {args.sanity}")
     for name in ("batch_size", "chunk_size", "map_size"):
         if getattr(args, name) < 1:
             return _fail(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
@@ -119,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
             return _fail(f"{flag} {value!r}: no such {'folder' if kind == 'dir' else 'file'}")
     try:
         settings = Settings(methods=methods, layers=layers, batch_size=args.batch_size, chunk_size=args.chunk_size,
-                            binarize=binarize, map_size=args.map_size, deletion=args.deletion, device=args.device)
+                            binarize=binarize, map_size=args.map_size, deletion=args.deletion,
+                            sanity_images=args.sanity, device=args.device)
         dataset = load_dataset(args.data, list(model.class_names), labels=args.labels, boxes=args.boxes,
                                masks=args.masks, limit=args.limit)
     except (DatasetError, ValueError) as e:

@@ -45,6 +45,9 @@ class Settings:
         map_size: side of the stored (downsampled) maps.
         deletion: also compute deletion/insertion AUCs (costly: ~66 extra forwards per row).
         deletion_steps: steps of those curves.
+        sanity_images: run the model-randomisation sanity check (Adebayo et al. 2018) on this
+            many images with ground truth, first method at its first layer, after the run
+            (0: none); its rank correlations go into the summary.
         device: ``"cpu"``, ``"cuda"``, ...
     """
 
@@ -56,6 +59,7 @@ class Settings:
     map_size: int = 32
     deletion: bool = False
     deletion_steps: int = 16
+    sanity_images: int = 0
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -63,6 +67,8 @@ class Settings:
             raise ValueError("choose at least one method")
         for name in self.methods:
             explain.method(name)  # raises, naming the known ones
+        if int(self.sanity_images) < 0:
+            raise ValueError(f"sanity_images must be >= 0, got {self.sanity_images}")
         for what in ("batch_size", "chunk_size", "map_size", "deletion_steps"):
             if int(getattr(self, what)) < 1:
                 raise ValueError(f"{what} must be at least 1, got {getattr(self, what)}")

@@ -398,3 +398,37 @@ def _read_mask(path: Path) -> np.ndarray:
             return np.asarray(im.convert("L")) > 127
     except (OSError, UnidentifiedImageError) as e:
         raise ValueError(f"cannot read mask {path.name}: {e}") from None
+
+
+# --- one folder with everything (the page's path box, an unpacked zip) --------------------------
+
+LABEL_FILES = ("labels.csv", "Data_Entry_2017.csv", "valid.csv", "train.csv")
+BOX_FILES = ("boxes.csv", "BBox_List_2017.csv")
+
+
+def discover(folder: str | os.PathLike) -> dict[str, Path | None]:
+    """Find the parts of a dataset laid out in one folder.
+
+    Conventions (what ``python -m densenet.demo dataset`` writes): images in ``images/`` (else
+    the folder itself), ``labels.csv``, ``boxes.csv`` or NIH's ``BBox_List_2017.csv``, and
+    ``masks/``. A single top-level folder (as zips often hold) is looked into.
+
+    Returns:
+        ``{"data", "labels", "boxes", "masks"}`` (``None`` for a part that is not there).
+    """
+    folder = Path(folder)
+    entries = [p for p in folder.iterdir() if not p.name.startswith((".", "__MACOSX"))] if folder.is_dir() else []
+    if len(entries) == 1 and entries[0].is_dir() and not (folder / "images").is_dir():
+        folder = entries[0]
+    find = (lambda names: next((folder / n for n in names if (folder / n).is_file()), None))
+    masks = folder / "masks"
+    images = folder / "images"
+    return {"data": images if images.is_dir() else folder, "labels": find(LABEL_FILES), "boxes": find(BOX_FILES),
+            "masks": masks if masks.is_dir() else None}
+
+
+def load_folder(folder: str | os.PathLike, class_names: list[str], *, limit: int | None = None) -> Dataset:
+    """:func:`load_dataset` on what :func:`discover` finds in ``folder``."""
+    parts = discover(folder)
+    return load_dataset(parts["data"], class_names, labels=parts["labels"], boxes=parts["boxes"],
+                        masks=parts["masks"], limit=limit)

@@ -23,7 +23,7 @@ import torch
 
 from .dataset import Dataset, load_dataset, truth_in_view
 from .results import RunFolder, _atomic_write
-from .summary import gallery_cases, summarise
+from .summary import default_pair, gallery_cases, summarise
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1b1b1b;max-width:1200px}
@@ -44,7 +44,7 @@ def _fmt(ci: dict[str, Any] | None, pct: bool = False) -> str:
 
 
 def _num(v: float | None) -> str:
-    return "&ndash;" if v is None else f"{v:.3f}"
+    return "&ndash;" if v is None or math.isnan(v) else f"{v:.3f}"
 
 
 def _scorecard(summary: dict[str, Any]) -> str:
@@ -80,7 +80,7 @@ def _scorecard(summary: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _figures(summary: dict[str, Any], table) -> list[str]:
+def _figures(summary: dict[str, Any], table, pair: tuple[str, str] | None) -> list[str]:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -103,8 +103,8 @@ def _figures(summary: dict[str, Any], table) -> list[str]:
     heat.update_layout(height=220 + 40 * len(methods), margin=dict(l=10, r=10, t=40, b=10))
 
     figs = [heat]
-    if table.num_rows:
-        first_method, first_layer = entries[0]["method"], entries[0]["layer"]
+    if pair is not None:
+        first_method, first_layer = pair
         rows = [r for r in table.select(["method", "layer", "target", "score", "iou", "lesion_fraction", "image"]).to_pylist()
                 if r["method"] == first_method and r["layer"] == first_layer and r["iou"] is not None
                 and not math.isnan(r["iou"])]
@@ -181,9 +181,10 @@ def _case_pictures(case: dict[str, Any], dataset: Dataset, model: torch.nn.Modul
     return _png(rgb), _png(over)
 
 
-def _gallery(folder: RunFolder, table, dataset: Dataset | None, model: torch.nn.Module, per_class: int) -> str:
+def _gallery(folder: RunFolder, table, dataset: Dataset | None, model: torch.nn.Module, per_class: int,
+             pair: tuple[str, str] | None) -> str:
     entries = []
-    cases = gallery_cases(table, per_class=per_class)
+    cases = gallery_cases(table, per_class=per_class, method=pair and pair[0], layer=pair and pair[1])
     if not cases:
         return "<p class='muted'>No case has ground truth to rank.</p>"
     cache: dict[int, np.ndarray] = {}
@@ -195,7 +196,7 @@ def _gallery(folder: RunFolder, table, dataset: Dataset | None, model: torch.nn.
         entries.append(
             f"<div class='case {case['rank']}' data-image='{html.escape(case['image'])}'>{imgs}"
             f"<div><b>{html.escape(case['target'])}</b> &middot; {case['rank']} &middot; {html.escape(case['image'])}<br>"
-            f"IoU {case['iou']:.3f} &middot; {'hit' if case['hit'] else 'miss'} &middot; energy {case['energy_in']:.2f}"
+            f"IoU {case['iou']:.3f} &middot; {'hit' if case['hit'] else 'miss'} &middot; energy {_num(case['energy_in'])}"
             f" &middot; p={case['score']:.2f} (predicted {html.escape(case['predicted'])})</div></div>")
     first = cases[0]
     return (f"<p class='muted'>{html.escape(first['method'])} at {html.escape(first['layer'])}: the {per_class} best "
@@ -226,7 +227,16 @@ def write_report(folder: RunFolder | str | Path, *, model: torch.nn.Module, data
     table = folder.read_rows()
     skipped = folder.read_skipped()
     summary = summarise(table, list(model.class_names), multilabel=bool(model.config.multilabel), skipped=len(skipped))
-    figures = _figures(summary, table)
+    pair = default_pair(table, getattr(model, "metadata", {}).get("cam_layer"))
+    figures = _figures(summary, table, pair)
+    sanity_path = folder.path / "sanity.json"
+    sanity_html = ""
+    if sanity_path.is_file():
+        sanity = json.loads(sanity_path.read_text())
+        sanity_html = (f"<p>Sanity check (model randomisation, Adebayo et al. 2018), {html.escape(sanity['method'])} at "
+                       f"{html.escape(sanity['layer'])} on {sanity['images']} images: Spearman rank correlation "
+                       f"{_fmt(sanity['rank_correlation'])} between the maps of the model and of its randomised copy "
+                       "(near 0: the maps depend on what the model learned).</p>")
     skipped_rows = "".join(f"<tr><td class='l'>{html.escape(i)}</td><td class='l'>{html.escape(r)}</td></tr>"
                            for i, r in skipped[:500])
     more = f"<p class='muted'>and {len(skipped) - 500} more (skipped.csv)</p>" if len(skipped) > 500 else ""
@@ -242,12 +252,13 @@ truth. Energy: share of the map's mass inside. IoU and Dice: the map min-max nor
 (CheXlocalize's binarisation){'' if manifest.get('settings', {}).get('binarize', 'otsu') == 'otsu' else ' &mdash; here a fixed threshold of ' + str(manifest['settings']['binarize'])}.
 Computed on the model's input grid.</p>
 {_scorecard(summary)}
+{sanity_html}
 <h2 id="heatmap">By method and layer</h2>
 {figures[0]}
 <h2 id="confidence">IoU against confidence and lesion size</h2>
 {figures[1] if len(figures) > 1 else "<p class='muted'>No rows.</p>"}
 <h2 id="gallery">Gallery</h2>
-{_gallery(folder, table, dataset, model, per_class)}
+{_gallery(folder, table, dataset, model, per_class, pair)}
 <h2 id="skipped">Skipped ({len(skipped)})</h2>
 <table><tr><th class='l'>image</th><th class='l'>reason</th></tr>{skipped_rows}</table>{more}
 <h2 id="manifest">Run manifest</h2>

@@ -106,6 +106,7 @@ def build_manifest(model: torch.nn.Module, dataset: Dataset, settings: Settings,
         "model_hash": model_hash(model),
         "model": {"source": model_source or str(getattr(model, "metadata", {}).get("source", "in memory")),
                   "classes": list(model.class_names), "multilabel": bool(model.config.multilabel),
+                  "cam_layer": getattr(model, "metadata", {}).get("cam_layer"),
                   "preprocessing": repr(model.preprocessing)},
         "dataset_hash": dataset.listing_hash(),
         "dataset": {"root": str(dataset.root), "images": len(dataset.items), "problems": len(dataset.problems),
@@ -207,7 +208,10 @@ def run_audit(model: torch.nn.Module, dataset: Dataset, out: str | os.PathLike, 
             state.state = "finishing"
         except Cancelled:
             state.state = "stopped"
-        summary = finish(folder, model, images_total=state.images_total)
+        sanity = None
+        if state.state == "finishing" and settings.sanity_images > 0:
+            sanity = sanity_sample(model, dataset, folder, settings)
+        summary = finish(folder, model, images_total=state.images_total, sanity=sanity)
         report_path = None
         if report and summary["rows"] > 0:
             from .report import write_report
@@ -221,12 +225,44 @@ def run_audit(model: torch.nn.Module, dataset: Dataset, out: str | os.PathLike, 
     return RunResult(folder.path, state, summary, report_path, resumed, time.monotonic() - started)
 
 
-def finish(folder: RunFolder, model: torch.nn.Module, *, images_total: int | None = None) -> dict[str, Any]:
+def sanity_sample(model: torch.nn.Module, dataset: Dataset, folder: RunFolder, settings: Settings) -> dict[str, Any]:
+    """The sanity check's rank correlation on the first ``settings.sanity_images`` rows with truth
+    (first method, first layer), kept in ``sanity.json`` so that a resumed run does not redo it."""
+    import numpy as np
+
+    from .. import explain
+    from ..images import load_image
+    from ..preprocess import preprocess
+    from .metrics import bootstrap_ci
+    from .results import _atomic_write
+
+    path = folder.path / "sanity.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    method, layer = settings.methods[0], resolve_layers(model, settings)[0]
+    rows = [r for r in folder.read_rows(["image", "target_index", "method", "layer", "hit"]).to_pylist()
+            if r["method"] == method and r["layer"] == layer and r["hit"] is not None][:settings.sanity_images]
+    paths = {item.image: item.path for item in dataset.items}
+    rhos = []
+    for r in rows:
+        x = preprocess(load_image(paths[r["image"]]), model)
+        rhos.append(explain.sanity_check(model, x, r["target_index"], layer, method).rank_correlation)
+    mean, low, high = bootstrap_ci(np.array(rhos)) if rhos else (math.nan,) * 3
+    result = {"method": method, "layer": layer, "images": len(rhos),
+              "rank_correlation": {"mean": mean, "low": low, "high": high}}
+    _atomic_write(path, json.dumps(_finite(result)).encode())
+    return _finite(result)
+
+
+def finish(folder: RunFolder, model: torch.nn.Module, *, images_total: int | None = None,
+           sanity: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``skipped.csv`` and ``summary.json`` from what the folder holds now; returns the summary."""
     folder.write_skipped_csv()
     table = folder.read_rows()
     summary = summarise(table, list(model.class_names), multilabel=bool(model.config.multilabel),
                         skipped=len(folder.read_skipped()), images_total=images_total)
+    if sanity is not None:
+        summary["sanity"] = sanity
     from .results import _atomic_write
 
     _atomic_write(folder.summary_path, json.dumps(_finite(summary), indent=2).encode())

@@ -49,7 +49,7 @@ def classification(table: pa.Table, class_names: list[str], multilabel: bool) ->
     t = table.select(["image", "labels", "probabilities", "predicted", "target_source"])
     seen: dict[str, tuple[list[str], list[float], str]] = {}
     for image, labels, probs, pred, source in zip(*(t.column(c).to_pylist() for c in t.column_names)):
-        if image not in seen and source == "label" or (image not in seen and labels):
+        if labels and image not in seen:  # one entry per labelled image
             seen[image] = (labels, probs, pred)
     if not seen:
         return {"images": 0}
@@ -102,24 +102,35 @@ def summarise(table: pa.Table, class_names: list[str], *, multilabel: bool = Fal
     }
 
 
+def default_pair(table: pa.Table, prefer_layer: str | None = None) -> tuple[str, str] | None:
+    """The (method, layer) a gallery shows by default: the first method at ``prefer_layer``
+    (the model's recommended CAM layer) when the rows have it, else the first pair."""
+    if table.num_rows == 0:
+        return None
+    pairs = list(dict.fromkeys(zip(table.column("method").to_pylist(), table.column("layer").to_pylist())))
+    first_method = pairs[0][0]
+    if prefer_layer is not None and (first_method, prefer_layer) in pairs:
+        return first_method, prefer_layer
+    return pairs[0]
+
+
 def gallery_cases(table: pa.Table, *, method: str | None = None, layer: str | None = None,
-                  per_class: int = 3) -> list[dict[str, Any]]:
+                  per_class: int = 3, prefer_layer: str | None = None) -> list[dict[str, Any]]:
     """The best and worst rows by IoU (ties: energy) per target class, for one method and layer.
 
     Args:
         table: the rows.
-        method, layer: which maps; default: the first of each in the rows.
+        method, layer: which maps; default: :func:`default_pair`.
         per_class: how many best and how many worst per class.
+        prefer_layer: the layer :func:`default_pair` prefers (the model's ``cam_layer``).
 
     Returns:
         Row dicts (every column) plus ``"rank"``: ``"best"`` or ``"worst"``; best first per class.
     """
-    if table.num_rows == 0:
+    pair = default_pair(table, prefer_layer)
+    if pair is None:
         return []
-    methods = table.column("method").to_pylist()
-    layers = table.column("layer").to_pylist()
-    method = method or methods[0]
-    layer = layer or layers[0]
+    method, layer = method or pair[0], layer or pair[1]
     records = [r for r in table.to_pylist() if r["method"] == method and r["layer"] == layer and r["hit"] is not None]
     out = []
     for cls in dict.fromkeys(r["target"] for r in records):
