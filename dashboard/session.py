@@ -156,6 +156,14 @@ def slider(where: Any, label: str, min_value: Any, max_value: Any, name: str, de
     return keep(name, where.slider(label, min_value, max_value, value=value, step=step, key=key, **kwargs))
 
 
+def select_slider(where: Any, label: str, options: Sequence, name: str, default: Any,
+                  format_func: Callable[[Any], str] = str, **kwargs: Any) -> Any:
+    options = list(options)
+    value = _current(name, default, options)
+    key = key_of(name, (label, tuple(format_func(o) for o in options)))
+    return keep(name, where.select_slider(label, options, value=value, format_func=format_func, key=key, **kwargs))
+
+
 def toggle(where: Any, label: str, name: str, default: bool = False, **kwargs: Any) -> bool:
     value = bool(kept(name, default))
     return keep(name, where.toggle(label, value=value, key=key_of(name, (label,)), **kwargs))

@@ -673,3 +673,23 @@ def test_presenter_mode_hides_the_sidebar_and_enlarges_charts():
     assert widget(ok(at), "toggle", "presenter").value  # kept across pages
     widget(at, "toggle", "presenter").set_value(False).run()
     assert "font-size: 20px" not in " ".join(h.proto.body for h in ok(at).get("html"))
+
+
+def test_the_play_control_walks_the_block_layer_by_layer():
+    import time as _time
+
+    at = use_tiny(ok(new_app().run()), k=4, blocks=(3, 2))
+    at.switch_page("views/dense_block.py").run()
+    assert widget(ok(at), "slider", "step.features.denseblock1").value == 1
+    widget(at, "select_slider", "db_pace").set_value(0.5)
+    widget(at, "toggle", "db_play").set_value(True).run()
+    seen = [widget(ok(at), "slider", "step.features.denseblock1").value]
+    for _ in range(3):  # AppTest runs no timers: each run stands for one tick of the fragment
+        _time.sleep(0.5)
+        seen.append(widget(ok(at.run()), "slider", "step.features.denseblock1").value)
+    assert seen == [1, 2, 3, 1]  # one layer per tick, looping over the block's 3 layers
+    assert metric(at, "Input to layer 1") == "(32, 32, 8)"
+    lit = next(t for t in charts(at, "step_links")["data"] if t["name"] == "inputs of layer 1")
+    assert sum(v is None for v in lit["x"]) == 1  # the link into layer 1 is lit
+    widget(at, "toggle", "db_play").set_value(False).run()
+    assert not widget(ok(at), "slider", "step.features.denseblock1").disabled
