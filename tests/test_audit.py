@@ -385,3 +385,15 @@ def test_gallery_and_report_files(masked_run):
     assert html.count("<script type=\"text/javascript\">/**") <= 1  # plotly inlined once
     assert "<script src=" not in html and "data:image/png;base64," in html
     assert audit.read_summary(masked_run.out)["rows"] == N
+
+
+def test_the_local_engine_never_imports_ray(data, tmp_path):
+    code = ("import sys, torch; torch.set_num_threads(1)\n"
+            "from densenet import audit, demo\n"
+            "m = demo.load()\n"
+            f"ds = audit.load_folder({str(data['images'].parent)!r}, m.class_names, limit=2)\n"
+            f"audit.run_audit(m, ds, {str(tmp_path / 'o')!r}, audit.Settings(layers=('features.denseblock2',)))\n"
+            "assert 'ray' not in sys.modules, 'ray was imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
