@@ -31,7 +31,7 @@ from .config import DenseNetConfig
 from .labels import XRV_PATHOLOGIES, clean_thresholds
 from .model import DenseNet
 from .preprocess import PRESETS, Preprocessing, default_for
-from .recognise import foreign_message
+from .recognise import family_of_classes, foreign_message, with_article
 
 MAX_CHECKPOINT_BYTES = 1 << 30  # 1 GiB: DenseNet-264 is ~130 MB in float32
 
@@ -130,6 +130,10 @@ def _load_whole_model(data: bytes) -> Any:
     except Exception as e:
         raise CheckpointError(f"the checkpoint could not be read safely ({_first_line(e)})") from None
     refused = sorted(n for n in names if n not in _MODULE_CLASSES and n not in _HARMLESS)
+    family = family_of_classes(refused)
+    if family is not None:
+        raise CheckpointError(f"this is {with_article(family[0])} checkpoint (a whole pickled model of class {family[1]}); "
+                              "this app explains DenseNets")
     if refused:
         raise CheckpointError(
             "this file holds pickled Python objects beyond weights "

@@ -109,6 +109,31 @@ def foreign_message(state: Mapping[str, Tensor]) -> str | None:
     if found is None:
         return None
     family, detail = found
-    article = "an" if family[0] in "AEIOU" else "a"
-    return (f"this is {article} {family} checkpoint ({detail}); this app explains DenseNets "
+    return (f"this is {with_article(family)} checkpoint ({detail}); this app explains DenseNets "
             "(DenseNet-121/161/169/201, CIFAR DenseNet-BC, torchxrayvision and timm DenseNets)")
+
+
+_MODULE_FAMILIES = {
+    "resnet": "ResNet", "vgg": "VGG", "alexnet": "AlexNet", "vision_transformer": "Vision Transformer (ViT)",
+    "swin_transformer": "Swin Transformer", "convnext": "ConvNeXt", "efficientnet": "EfficientNet",
+    "mobilenetv2": "MobileNetV2", "mobilenetv3": "MobileNetV3", "inception": "Inception v3", "googlenet": "GoogLeNet",
+    "regnet": "RegNet", "shufflenetv2": "ShuffleNetV2", "squeezenet": "SqueezeNet", "byobnet": "ResNet",
+    "deit": "Vision Transformer (ViT)", "beit": "Vision Transformer (ViT)", "maxxvit": "Vision Transformer (ViT)",
+}
+
+
+def family_of_classes(names: list[str] | set[str]) -> tuple[str, str] | None:
+    """``(family, the class recognised)`` from the class names a whole pickled model holds (e.g.
+    ``torchvision.models.resnet.ResNet``), read without unpickling it; ``None`` if none is known."""
+    for name in sorted(names):
+        parts = name.split(".")
+        if len(parts) >= 3 and parts[0] in ("torchvision", "timm") and parts[1] == "models":
+            family = _MODULE_FAMILIES.get(parts[2])
+            if family:
+                return family, name
+    return None
+
+
+def with_article(family: str) -> str:
+    """``"a ResNet"``, ``"an EfficientNet"``."""
+    return f"{'an' if family[0] in 'AEIOU' else 'a'} {family}"

@@ -346,3 +346,10 @@ def test_old_preprocessing_metadata_without_geometry_still_loads(tmp_path):
     meta["densenet.outputs"] = json.dumps({"kind": "sigmoid"})
     with pytest.raises(CheckpointError, match="output kind must be 'multilabel' or 'softmax'"):
         densenet.load_checkpoint(save_st(state, metadata=meta))
+
+
+def test_a_whole_pickled_resnet_is_named_without_being_unpickled():
+    with pytest.raises(CheckpointError) as err:
+        densenet.load_checkpoint(save(torchvision.models.resnet18(num_classes=2)))
+    assert str(err.value).startswith("this is a ResNet checkpoint (a whole pickled model of class torchvision.models.resnet")
+    assert "this app explains DenseNets" in str(err.value)
