@@ -125,13 +125,22 @@ _MODULE_FAMILIES = {
 def family_of_classes(names: list[str] | set[str]) -> tuple[str, str] | None:
     """``(family, the class recognised)`` from the class names a whole pickled model holds (e.g.
     ``torchvision.models.resnet.ResNet``), read without unpickling it; ``None`` if none is known."""
+    found = []
     for name in sorted(names):
         parts = name.split(".")
         if len(parts) >= 3 and parts[0] in ("torchvision", "timm") and parts[1] == "models":
             family = _MODULE_FAMILIES.get(parts[2])
             if family:
-                return family, name
-    return None
+                found.append((parts[-1] not in _TOP_CLASSES, family, name))  # the model's own class first
+    if not found:
+        return None
+    _, family, name = min(found)
+    return family, name
+
+
+_TOP_CLASSES = {"ResNet", "VGG", "AlexNet", "VisionTransformer", "SwinTransformer", "ConvNeXt", "EfficientNet",
+                "MobileNetV2", "MobileNetV3", "Inception3", "GoogLeNet", "RegNet", "ShuffleNetV2", "SqueezeNet",
+                "ByobNet", "Beit", "MaxxVit"}
 
 
 def with_article(family: str) -> str:
