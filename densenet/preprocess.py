@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from densenet.geometry import GEOMETRIES, Plan, check_mode, plan
+from densenet.geometry import GEOMETRIES, Plan, check_mode, plan  # noqa: F401 - GEOMETRIES re-exported
 from densenet.images import load_image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
