@@ -155,10 +155,14 @@ class Auditor:
         self.class_names = list(model.class_names)
         self.size = int(model.preprocessing.size)
         self.multilabel = bool(model.config.multilabel)
+        self._tick: Callable[[float], None] | None = None
 
     def run_chunk(self, chunk: int, items: list[Item], progress: Callable[[int], None] | None = None) -> ChunkResult:
         """Audit ``items`` (one chunk); ``progress(images_done_in_this_batch)`` is called after each batch."""
         out = ChunkResult()
+        # Slow methods (re-running the model per image) report between their own chunks too, so
+        # that a caller can pause or stop inside a long batch.
+        self._tick = None if progress is None else (lambda fraction: progress(0))
         bs = self.settings.batch_size
         for start in range(0, len(items), bs):
             prepared = []
@@ -222,7 +226,8 @@ class Auditor:
         per_layer: dict[str, list[np.ndarray]] = {}
         for i in active:
             result = explain.compute(record.name, self.model, x, round_targets[i],
-                                     self.layers if record.needs_layer else None, size=size, index=i)
+                                     self.layers if record.needs_layer else None, size=size, index=i,
+                                     progress=self._tick)
             for layer, expl in result.items():
                 per_layer.setdefault(layer, []).append(np.asarray(expl.map, np.float32))
         return {layer: np.stack(v) for layer, v in per_layer.items()}
