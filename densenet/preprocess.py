@@ -116,13 +116,57 @@ PresetSource = Preprocessing | torch.nn.Module
 """A preset, or a model that carries one as ``model.preprocessing``."""
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """One image made ready for a model: its input tensor and what to draw a map over.
+
+    Both come from one pass of the geometry and resampling, so they line up pixel for pixel.
+
+    Attributes:
+        x: float32 ``(1, C, size, size)`` model input on the chosen device, exactly what
+            :func:`preprocess` returns.
+        display: float32 ``(size, size)`` for 1-channel presets, ``(size, size, C)`` otherwise,
+            in [0, 1]: the pixels the model sees before normalisation, exactly what
+            :func:`to_display` returns.
+    """
+
+    x: torch.Tensor
+    display: np.ndarray
+
+
+def prepare(image: np.ndarray | Image.Image, model_or_preset: PresetSource, *,
+            device: torch.device | str | None = None) -> Prepared:
+    """The model input and the display image of ``image``, from one pass.
+
+    Use it where both are needed (a page that traces an image and draws a map over it):
+    ``preprocess`` and ``to_display`` called one after the other would crop and resample twice.
+
+    Args:
+        image: ``(H, W)`` or ``(H, W, 3)`` float array in [0, 1] as returned by
+            ``load_image``, or a PIL image (read with ``load_image``).
+        model_or_preset: a ``Preprocessing``, or a model carrying one as ``model.preprocessing``.
+        device: where to put ``x``; default: the model's device when a model is given,
+            else the CPU. ``display`` is always a numpy array.
+
+    Returns:
+        A :class:`Prepared` with ``x`` and ``display``.
+
+    Raises:
+        TypeError: ``image`` or ``model_or_preset`` has an unsupported type.
+        ValueError: the image's shape or values, or the preset, are unusable.
+    """
+    preset, model_device, view = _view(image, model_or_preset)
+    return Prepared(x=_input(view, preset, device if device is not None else model_device),
+                    display=_display(view, preset))
+
+
 def preprocess(image: np.ndarray | Image.Image, model_or_preset: PresetSource, *,
                device: torch.device | str | None = None) -> torch.Tensor:
     """Turn an image into the input tensor a model expects.
 
     Channels are matched (grey replicated, colour to 1 channel by BT.601 luminance), the
     preset's geometry applied (centre crop, whole-image resize or letterbox), then its
-    value_range or mean/std.
+    value_range or mean/std. Needing the display image too? :func:`prepare` gives both.
 
     Args:
         image: ``(H, W)`` or ``(H, W, 3)`` float array in [0, 1] as returned by
@@ -138,16 +182,16 @@ def preprocess(image: np.ndarray | Image.Image, model_or_preset: PresetSource, *
         TypeError: ``image`` or ``model_or_preset`` has an unsupported type.
         ValueError: the image's shape or values, or the preset, are unusable.
     """
-    preset, model_device = _resolve(model_or_preset)
-    view = _model_view(_as_array(image), preset)
-    return _normalise(view, preset).to(device if device is not None else model_device)
+    preset, model_device, view = _view(image, model_or_preset)
+    return _input(view, preset, device if device is not None else model_device)
 
 
 def to_display(image: np.ndarray | Image.Image, preset: PresetSource) -> np.ndarray:
     """The pixels the model sees, before normalisation: what to draw a CAM over.
 
     Equals ``preprocess(image, preset)`` with the normalisation undone: same crop, same
-    resampling, same channels, so a ``size x size`` map lines up pixel for pixel.
+    resampling, same channels, so a ``size x size`` map lines up pixel for pixel. Needing the
+    model input too? :func:`prepare` gives both.
 
     Args:
         image: as for ``preprocess``.
@@ -156,10 +200,8 @@ def to_display(image: np.ndarray | Image.Image, preset: PresetSource) -> np.ndar
     Returns:
         float32 ``(size, size)`` for 1-channel presets, ``(size, size, C)`` otherwise, in [0, 1].
     """
-    preset, _ = _resolve(preset)
-    view = _model_view(_as_array(image), preset)[0]  # (C, size, size)
-    pixels = view[0] if preset.channels == 1 else view.permute(1, 2, 0)
-    return np.ascontiguousarray(pixels.numpy())
+    checked, _, view = _view(image, preset)
+    return _display(view, checked)
 
 
 def crop_box(height: int, width: int, preset: PresetSource) -> tuple[float, float, float, float]:
@@ -241,6 +283,26 @@ def _as_array(image: np.ndarray | Image.Image) -> np.ndarray:
     if image.min() < 0.0 or image.max() > 1.0:
         raise ValueError(f"image values must be in [0, 1], got range [{image.min()}, {image.max()}]")
     return image
+
+
+def _view(image: np.ndarray | Image.Image,
+          model_or_preset: object) -> tuple[Preprocessing, torch.device | None, torch.Tensor]:
+    """The one pass behind ``prepare``, ``preprocess`` and ``to_display``: the checked preset,
+    the model's device and the model's view ``(1, C, size, size)`` in [0, 1]."""
+    preset, device = _resolve(model_or_preset)
+    return preset, device, _model_view(_as_array(image), preset)
+
+
+def _input(view: torch.Tensor, preset: Preprocessing, device: torch.device | str | None) -> torch.Tensor:
+    """The model input from the view: normalised (a new tensor, never the view), then moved."""
+    x = _normalise(view, preset)
+    return x if device is None else x.to(device)
+
+
+def _display(view: torch.Tensor, preset: Preprocessing) -> np.ndarray:
+    """The display image from the view: ``(size, size)`` or ``(size, size, C)`` float32 numpy."""
+    pixels = view[0, 0] if preset.channels == 1 else view[0].permute(1, 2, 0)  # (s, s) or (s, s, C)
+    return np.ascontiguousarray(pixels.numpy())
 
 
 def _model_view(image: np.ndarray, preset: Preprocessing) -> torch.Tensor:

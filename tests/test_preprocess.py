@@ -1,8 +1,9 @@
-"""preprocess, to_display and crop_box: closed-form values, torchvision as a reference, devices."""
+"""preprocess, to_display, prepare and crop_box: closed-form values, torchvision as a reference, devices."""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 
 import numpy as np
 import pytest
@@ -10,10 +11,12 @@ import torch
 from PIL import Image
 
 from densenet.preprocess import (
-    DEMO, IMAGENET, IMAGENET_MEAN, IMAGENET_STD, XRAY, Preprocessing, crop_box, custom, preprocess,
-    to_display,
+    DEMO, GEOMETRIES, IMAGENET, IMAGENET_MEAN, IMAGENET_STD, XRAY, Prepared, Preprocessing, crop_box, custom,
+    prepare, preprocess, to_display,
 )
 
+# The module itself: the package attribute ``densenet.preprocess`` is the function of that name.
+pp = importlib.import_module("densenet.preprocess")
 RNG = np.random.default_rng(0)
 PRESETS = [IMAGENET, XRAY, DEMO, custom(size=32, channels=3, mean=(0.5,) * 3, std=(0.2,) * 3, resize=40)]
 
@@ -225,3 +228,66 @@ def test_presets_round_trip_through_dicts_and_names():
     assert IMAGENET.replace(resize=100, geometry="letterbox").resize == 100
     with pytest.raises(ValueError, match="smaller than the crop"):
         IMAGENET.replace(resize=100)
+
+
+# --- prepare: the input and the display image from one pass ---------------------------------------
+
+@pytest.mark.parametrize("geometry", list(GEOMETRIES))
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)
+@pytest.mark.parametrize("make", [grey, colour])
+def test_prepare_equals_preprocess_and_to_display_exactly(geometry: str, preset: Preprocessing, make):
+    preset = preset.replace(geometry=geometry)
+    image = make(301, 457)
+    prepared = prepare(image, preset)
+    assert isinstance(prepared, Prepared)
+    assert torch.equal(prepared.x, preprocess(image, preset))
+    shown = to_display(image, preset)
+    assert prepared.display.dtype == shown.dtype and prepared.display.shape == shown.shape
+    assert np.array_equal(prepared.display, shown)
+    assert prepared.display.flags.c_contiguous
+
+
+def test_prepare_takes_a_model_and_follows_its_device():
+    image = grey(120, 90)
+    on_cpu = prepare(image, Tiny(DEMO))
+    assert torch.equal(on_cpu.x, preprocess(image, Tiny(DEMO)))
+    assert np.array_equal(on_cpu.display, to_display(image, Tiny(DEMO)))
+    on_meta = prepare(image, Tiny(DEMO, device="meta"))
+    assert on_meta.x.device.type == "meta" and isinstance(on_meta.display, np.ndarray)
+    assert prepare(image, Tiny(DEMO, device="meta"), device="cpu").x.device.type == "cpu"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        on_cpu.x = on_meta.x  # type: ignore[misc]
+
+
+def test_prepare_display_shares_no_memory_with_the_input():
+    prepared = prepare(grey(64, 64), DEMO.replace(geometry="resize"))
+    before = prepared.x.clone()
+    prepared.display[:] = 0.0
+    assert torch.equal(prepared.x, before)
+
+
+def test_prepare_resamples_once(monkeypatch: pytest.MonkeyPatch):
+    calls = {"view": 0, "resample": 0}
+    model_view, resample = pp._model_view, pp._resample
+
+    def counted_view(*args, **kwargs):
+        calls["view"] += 1
+        return model_view(*args, **kwargs)
+
+    def counted_resample(*args, **kwargs):
+        calls["resample"] += 1
+        return resample(*args, **kwargs)
+
+    monkeypatch.setattr(pp, "_model_view", counted_view)
+    monkeypatch.setattr(pp, "_resample", counted_resample)
+    image = colour(333, 500)  # IMAGENET: resize the shorter side to 256, then crop 224 (two resamplings)
+
+    preprocess(image, IMAGENET)
+    one_pass = dict(calls)
+    assert one_pass == {"view": 1, "resample": 2}
+    calls.update(view=0, resample=0)
+    to_display(image, IMAGENET)
+    assert calls == one_pass
+    calls.update(view=0, resample=0)
+    prepare(image, IMAGENET)
+    assert calls == one_pass  # both results, the work of one
