@@ -44,12 +44,18 @@ def energy_inside(maps: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def to_uint8(maps: np.ndarray) -> np.ndarray:
-    """CheXlocalize's first step: min-max each map to 0-255 and truncate to uint8; (N, H, W)."""
+    """CheXlocalize's first step: min-max each map to 0-255 and truncate to uint8; (N, H, W).
+
+    Computed in float32, as CheXlocalize does on its float32 torch maps.
+    """
     n = maps.shape[0]
-    flat = maps.reshape(n, -1).astype(np.float64)
+    flat = maps.reshape(n, -1).astype(np.float32)
     lo = flat.min(axis=1, keepdims=True)
     span = flat.max(axis=1, keepdims=True) - lo
-    scaled = np.where(span > 0, 255 * (flat - lo) / np.where(span > 0, span, 1), 0)
+    safe = np.where(span > 0, span, np.float32(1))
+    scaled = (flat - lo) / safe
+    scaled *= np.float32(255)
+    scaled[(span <= 0)[:, 0]] = 0
     return scaled.astype(np.uint8).reshape(maps.shape)
 
 
@@ -60,9 +66,9 @@ def otsu_thresholds(values: np.ndarray) -> np.ndarray:
     with the largest between-class variance wins.
     """
     n = values.shape[0]
-    flat = values.reshape(n, -1).astype(np.int64)
-    hist = np.zeros((n, 256), np.float64)
-    np.add.at(hist, (np.repeat(np.arange(n), flat.shape[1]), flat.ravel()), 1)
+    flat = values.reshape(n, -1)
+    offsets = (np.arange(n, dtype=np.int64) * 256)[:, None]  # one 256-bin histogram per map, one bincount
+    hist = np.bincount((flat + offsets).ravel(), minlength=256 * n).reshape(n, 256).astype(np.float64)
     p = hist / flat.shape[1]
     levels = np.arange(256, dtype=np.float64)
     q1 = np.cumsum(p, axis=1)
