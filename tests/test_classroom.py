@@ -297,3 +297,12 @@ def test_compare_configs_memory_efficient_saves_memory_not_parameters():
     assert rows["activation memory: forward peak (bytes)"].ratio < 1
     wider = compare_configs(TINY, TINY.replace(growth_rate=8))
     assert {r.quantity: r for r in wider.rows}["parameters"].ratio > 1
+
+
+def test_timing_runs_one_experiment_and_refuses_unknown_names():
+    from densenet.classroom.timing import time_experiments
+
+    (timing,) = time_experiments(["same_depth"], threads=1)
+    assert timing.name == "same_depth" and timing.seconds > 0 and timing.threads == 1
+    with pytest.raises(ValueError, match="unknown experiment"):
+        time_experiments(["nope"])

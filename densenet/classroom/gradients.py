@@ -151,7 +151,7 @@ def _optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=1e-4)
 
 
-def gradient_experiment(config: DenseNetConfig | None = None, *, steps: int = 100, batch_size: int = 16,
+def gradient_experiment(config: DenseNetConfig | None = None, *, steps: int = 60, batch_size: int = 8,
                         image_size: int = 32, lr: float = 0.05, seed: int = 0,
                         progress: Progress | None = None) -> GradientResult:
     """Gradient norm at every depth of a plain CNN, a ResNet and a DenseNet of ``config``'s depth.
