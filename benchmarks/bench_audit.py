@@ -103,7 +103,9 @@ def ray_vs_local(n: int, base: Path) -> dict[str, float]:
     data = write_dataset(base / f"ray{n}", n, size=256)
     ds = audit.load_dataset(data["images"], model.class_names, labels=data["labels"], boxes=data["boxes"])
     settings = audit.Settings(methods=("gradcam",), layers=LAYERS, batch_size=BATCH, chunk_size=32)
-    os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="rt", dir="/tmp"))
+    if "RAY_TMPDIR" not in os.environ:  # short (socket paths), and removed with the run's folder
+        short = len(str(base)) < 40
+        os.environ["RAY_TMPDIR"] = str(base / "ray") if short else tempfile.mkdtemp(prefix="rt", dir="/tmp")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     times = {}
     for name, options in (("local", {}), ("ray", {"engine": "ray", "actors": 2})):
