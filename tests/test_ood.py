@@ -99,3 +99,53 @@ def test_size_warning(shape, preset, flagged):
 def test_auroc_closed_form():
     assert ood.auroc([0, 1], [2, 3]) == 1.0 and ood.auroc([2, 3], [0, 1]) == 0.0
     assert ood.auroc([1], [1]) == 0.5
+
+
+# --- `python -m densenet.demo evaluate` keeps the calibration in step with the weights ------------
+
+def test_evaluate_command_refreshes_the_calibration_after_stamping(monkeypatch, tmp_path):
+    from densenet.demo import __main__ as cli
+    from densenet.demo import evaluate as ev_mod
+
+    calls = []
+    monkeypatch.setattr(ev_mod, "evaluate", lambda weights, **kw: calls.append(("evaluate", weights)) or
+                        {"best_layer": "features.denseblock2"})
+    monkeypatch.setattr(ev_mod, "format_report", lambda r: "figures")
+    monkeypatch.setattr(ev_mod, "write_model_card", lambda r, card, **kw: calls.append(("card", card)))
+    monkeypatch.setattr(ev_mod, "stamp_checkpoint", lambda weights, r: calls.append(("stamp", weights)))
+    monkeypatch.setattr(ood, "demo_calibration", lambda **kw: calls.append(("calibration", kw)))
+    card = tmp_path / "MODEL_CARD.md"
+
+    assert cli.main(["evaluate", "--card", str(card)]) == 0
+    weights = demo.WEIGHTS_PATH
+    assert calls == [("evaluate", weights), ("card", str(card)), ("stamp", weights),
+                     ("calibration", {"recompute": True})]
+
+    calls.clear()  # other weights: the demo calibration describes only the shipped ones
+    other = tmp_path / "other.safetensors"
+    assert cli.main(["evaluate", "--weights", str(other), "--card", str(card)]) == 0
+    assert [c[0] for c in calls] == ["evaluate", "card", "stamp"]
+
+    calls.clear()  # --no-card leaves the weights, and so their calibration, as they are
+    assert cli.main(["evaluate", "--no-card"]) == 0
+    assert calls == [("evaluate", weights)]
+
+
+def test_refresh_rewrites_the_calibration_for_restamped_weights(monkeypatch, tmp_path):
+    from densenet.demo.evaluate import refresh_ood_calibration
+
+    weights = tmp_path / "densenet_demo.safetensors"
+    model = demo.load()
+    model.metadata = {**model.metadata, "eval_seed": -1}  # a stamp: same tensors, new file hash
+    densenet.save_checkpoint(model, weights)
+    monkeypatch.setattr(demo, "WEIGHTS_PATH", weights)
+    monkeypatch.setattr(ood, "DEMO_CALIBRATION_PATH", tmp_path / "ood_calibration.json")
+    monkeypatch.setattr(ood, "DEMO_CALIBRATION_IMAGES", 32)  # the wiring, not the figure: keep it cheap
+
+    assert refresh_ood_calibration(tmp_path / "elsewhere.safetensors") is None
+    assert not ood.DEMO_CALIBRATION_PATH.exists()
+    assert refresh_ood_calibration(weights) == ood.DEMO_CALIBRATION_PATH
+    stored = json.loads(ood.DEMO_CALIBRATION_PATH.read_text())
+    assert stored["weights_sha256"] == ood._weights_digest(weights)
+    monkeypatch.setattr(ood, "_compute_demo_calibration", lambda: pytest.fail("recomputed, not read back"))
+    assert ood.demo_calibration().to_dict() == stored["calibration"]

@@ -2,7 +2,7 @@
 
     python -m densenet.demo train              # ~25 min on 2 cores; writes assets/demo/
     python -m densenet.demo train --smoke --out /tmp/x.safetensors   # two tiny steps
-    python -m densenet.demo evaluate           # 1,000 held-out images; rewrites MODEL_CARD.md
+    python -m densenet.demo evaluate           # 1,000 held-out images; rewrites MODEL_CARD.md, ood_calibration.json
     python -m densenet.demo samples            # re-creates assets/samples/
     python -m densenet.demo dataset --out DIR --n 200   # images, labels, boxes, masks for an audit
 
@@ -105,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         ev_mod.write_model_card(report, card, train_log=tr_mod.log_path_for(weights))
         ev_mod.stamp_checkpoint(weights, report)
         print(f"wrote {card}; recorded cam_layer={report['best_layer']} in {weights}")
+        # After the stamp: it rewrites the weights file, whose hash keys the calibration.
+        calibration = ev_mod.refresh_ood_calibration(weights)
+        if calibration is not None:
+            print(f"wrote {calibration} for the new weights")
     return 0
 
 

@@ -196,6 +196,29 @@ def stamp_checkpoint(weights: str | os.PathLike, r: dict) -> None:
     densenet.save_checkpoint(model, weights)
 
 
+def refresh_ood_calibration(weights: str | os.PathLike) -> Path | None:
+    """Rewrite the demo's out-of-distribution calibration when ``weights`` are the shipped ones.
+
+    ``assets/demo/ood_calibration.json`` is keyed by the SHA-256 of the shipped weights file, so
+    new weights, or :func:`stamp_checkpoint` rewriting their metadata, leave it stale
+    (``ood.demo_calibration`` would then recompute it each time it is asked for). Call this
+    after the weights are final.
+
+    Args:
+        weights: the checkpoint just evaluated.
+
+    Returns:
+        The calibration file written, or ``None`` when ``weights`` are another file than the
+        shipped demo weights (the demo calibration describes only those).
+    """
+    from densenet import demo, ood
+
+    if Path(weights).resolve() != Path(demo.WEIGHTS_PATH).resolve():
+        return None
+    ood.demo_calibration(recompute=True)
+    return ood.DEMO_CALIBRATION_PATH
+
+
 def format_report(r: dict) -> str:
     """The figures as plain text for the terminal."""
     lines = [f"accuracy on {r['n']} held-out images (seed {r['seed']}): {r['accuracy']:.1%}",
