@@ -26,8 +26,10 @@ st.set_page_config(page_title="DenseNet Explorer", page_icon=":material/hub:", l
 
 import densenet  # noqa: E402
 from dashboard import inputs, page, runtime, session, sources  # noqa: E402
-from dashboard.results import Context, context_for  # noqa: E402
+from dashboard.results import Choices, Context, context_for  # noqa: E402
+from densenet import geometry, labels  # noqa: E402
 from densenet.config import STEMS  # noqa: E402
+from densenet.images import Window  # noqa: E402
 
 log = logging.getLogger("dashboard")
 
@@ -91,7 +93,63 @@ def model_sidebar() -> Context:
     ctx = context_for(spec, read)
     if ctx.model_error is not None:
         st.error(f"Could not load the {spec.label}: {ctx.model_error}")
+    elif spec.trained:
+        outputs_sidebar(ctx)
     return ctx
+
+
+def outputs_sidebar(ctx: Context) -> None:
+    """What a trained model's outputs and inputs mean: asked when the file does not say, kept per model."""
+    base = ctx.base()
+    stated = labels.outputs(base)
+    per = ctx.spec.key  # choices are remembered per checkpoint (its content hash is in the key)
+    n = base.config.num_classes
+    presets = labels.presets_for(n)
+    with st.expander("What the outputs mean", expanded=not stated.stated and ctx.spec.kind == "checkpoint"):
+        if not stated.stated:
+            st.caption("The file does not say: choose below (a names preset implies independent findings).")
+        kinds = {False: "one class (softmax)", True: "independent findings (sigmoid each)"}
+        name_options = ["file"] + [p.key for p in presets] + ["upload"]
+        name_labels = {"file": "as in the file" if stated.stated else f"as in the file ({stated.class_names[0]}, …)",
+                       "upload": "a names file (.txt, .json)", **{p.key: p.label for p in presets}}
+        names = session.selectbox(st, "Class names", name_options, f"outputs.names.{per}", "file",
+                                  format_func=name_labels.get,
+                                  help=f"Presets offered for {n} outputs; a names file has one name per line "
+                                       "(.txt) or is a JSON list.")
+        preset_kind = labels.PRESETS[names].multilabel if names in labels.PRESETS else None
+        multilabel = session.radio(st, "Outputs are", [False, True], f"outputs.multilabel.{per}",
+                                   stated.multilabel if preset_kind is None else preset_kind,
+                                   format_func=kinds.get)
+        classes: str | tuple[str, ...] | None = names if names in labels.PRESETS else None
+        if names == "upload":
+            upload = st.file_uploader("Names file", type=["txt", "json"], key=f"names_upload.{per}")
+            if upload is not None:
+                try:
+                    classes = tuple(labels.read_names(upload.getvalue(), filename=upload.name))
+                    labels.check_names(classes, n)
+                except ValueError as e:
+                    st.error(f"Could not use {upload.name}: {e}")
+                    classes = None
+        geometries = list(geometry.GEOMETRIES)
+        shape = session.selectbox(st, "Fit the image by", geometries, f"outputs.geometry.{per}",
+                                  base.preprocessing.geometry, format_func=lambda g: geometry.GEOMETRIES[g].split(":")[0],
+                                  help=" · ".join(geometry.GEOMETRIES.values()))
+        choices = Choices(multilabel=None if multilabel == stated.multilabel and preset_kind is None else multilabel,
+                          classes=classes,
+                          geometry=None if shape == base.preprocessing.geometry else shape)
+        try:
+            ctx.with_choices(choices)
+        except ValueError as e:
+            st.error(f"Those choices do not fit this model: {e}")
+            ctx.with_choices(Choices())
+        if ctx.spec.kind == "checkpoint" and not ctx.choices.empty:
+            model = ctx.load()
+            stem = Path(ctx.spec.name).stem
+            st.download_button("Converted checkpoint (.safetensors)", lambda: densenet.checkpoint_bytes(model),
+                               file_name=f"{stem}.safetensors", mime="application/octet-stream", key="dl_converted",
+                               icon=":material/download:",
+                               help="Weights plus these choices in its metadata: it loads with no questions next "
+                                    "time (same as `python -m densenet convert`).")
 
 
 def variant_spec() -> sources.ModelSpec:
@@ -140,17 +198,44 @@ def image_sidebar(ctx: Context) -> None:
               "grey images feed colour models replicated."))
     try:
         if upload is not None:
-            file_hash = inputs.file_digest(upload.file_id, upload.getvalue)
-            ctx.image = inputs.read_image(upload.name, file_hash, upload.getvalue)
+            name, read, file_hash = upload.name, upload.getvalue, inputs.file_digest(upload.file_id, upload.getvalue)
         elif sample_name is not None:
             sample = samples[names.index(sample_name)]
-            ctx.image = inputs.read_image(sample.name, inputs.file_digest(str(sample.path), sample.read), sample.read)
+            name, read, file_hash = sample.name, sample.read, inputs.file_digest(str(sample.path), sample.read)
+        else:
+            name = read = file_hash = None
+        if read is not None:
+            info = inputs.dicom_info(file_hash, read)
+            window = window_controls(info, file_hash) if info is not None and info.monochrome else None
+            ctx.image = inputs.read_image(name, file_hash, read, window)
     except inputs.ImageError as e:
         ctx.image_error = f"Could not read {upload.name if upload is not None else sample_name}: {e}"
         st.error(ctx.image_error)
     if ctx.image is not None:
         st.image(ctx.image.thumbnail(), caption=f"{ctx.image.name} · {ctx.image.pixels.shape[1]}×"
                  f"{ctx.image.pixels.shape[0]}", width=180)
+
+
+def window_controls(info: object, file_hash: str) -> Window | None:
+    """DICOM window centre and width: the file's own window, a CT preset, or the user's; kept per file."""
+    options = ["file"] + list(info.presets) + ["custom"]
+    default = info.window
+    label = {"file": f"the file's ({default.centre:g} / {default.width:g})" if default else "the file's (VOI LUT or "
+             "full range)", "custom": "custom", **{k: f"{k} ({w.centre:g} / {w.width:g})" for k, w in info.presets.items()}}
+    choice = session.selectbox(st, "DICOM window (centre / width)", options, f"window.{file_hash}", "file",
+                               format_func=label.get, help="Applied to what the model sees, not only to the display.")
+    if choice == "file":
+        return None
+    if choice != "custom":
+        return info.presets[choice]
+    lo, hi = info.value_range or (-1024.0, 3071.0)
+    start = default or Window((lo + hi) / 2, max(1.0, hi - lo))
+    c1, c2 = st.columns(2)
+    centre = session.number(c1, f"Centre{' (' + info.units + ')' if info.units else ''}", f"window.c.{file_hash}",
+                            float(start.centre), min_value=float(lo) - (hi - lo), max_value=float(hi) + (hi - lo))
+    width = session.number(c2, "Width", f"window.w.{file_hash}", float(start.width), min_value=1.0,
+                           max_value=float(max(2.0, 4 * (hi - lo))))
+    return Window(centre, width)
 
 
 def model_summary(ctx: Context) -> None:

@@ -402,6 +402,30 @@ def topk_bar(preds: list[Prediction], *, multilabel: bool) -> go.Figure:
     return fig
 
 
+def findings_bar(findings: list, *, height_per: int = 26) -> go.Figure:
+    """Every finding of a multi-label model: its sigmoid probability, its threshold, the call.
+
+    ``findings``: :class:`densenet.labels.Finding` objects; drawn most probable on top.
+    """
+    ordered = sorted(findings, key=lambda f: f.probability)
+    fig = go.Figure(go.Bar(
+        x=[f.probability for f in ordered], y=[f.name for f in ordered], orientation="h", name="probability",
+        marker_color=["#0f766e" if f.positive else "#94a3b8" for f in ordered],
+        text=[f"{f.probability:.0%}" for f in ordered], textposition="outside", cliponaxis=False,
+        hovertext=[f"{f.name}: p = {f.probability:.3f}, threshold {f.threshold:.2f}"
+                   f"{'' if f.calibrated else ' (default)'} → {'positive' if f.positive else 'negative'}"
+                   for f in ordered], hoverinfo="text"))
+    fig.add_trace(go.Scatter(x=[f.threshold for f in ordered], y=[f.name for f in ordered], mode="markers",
+                             name="threshold", marker=dict(symbol="line-ns-open", size=16, color="#dc2626",
+                                                           line=dict(width=2)), hoverinfo="skip"))
+    positives = sum(f.positive for f in findings)
+    fig.update_layout(**_LAYOUT, height=70 + height_per * len(findings), showlegend=False,
+                      title=dict(text=f"per-finding sigmoid: {positives} of {len(findings)} above threshold (red)",
+                                 font=dict(size=13)),
+                      xaxis=dict(range=[0, 1.12], tickformat=".0%", gridcolor="#eef2f7"), yaxis=dict(automargin=True))
+    return fig
+
+
 def provenance_bar(slices: list[ChannelSlice], new_channels: int | None = None) -> go.Figure:
     """One stacked bar: how many input channels each earlier layer contributes (plus the new maps)."""
     fig = go.Figure()

@@ -37,11 +37,18 @@ def samples() -> list[Sample]:
 
 @dataclass(frozen=True)
 class ImageInput:
-    """The chosen image: its name, content hash and pixels (float32 in [0, 1], (H, W[, 3]))."""
+    """The chosen image: its name, a hash of its content and window, and pixels (float32 in [0, 1], (H, W[, 3])).
+
+    Attributes:
+        read: the file's bytes again (a DICOM export carries the source's identifiers over).
+        dicom: what the file says about itself when it is a DICOM (its window, value range), else ``None``.
+    """
 
     name: str
     digest: str
     pixels: np.ndarray = field(repr=False, compare=False)
+    read: Callable[[], bytes] | None = field(default=None, repr=False, compare=False)
+    dicom: object | None = field(default=None, repr=False, compare=False)
 
     def thumbnail(self) -> np.ndarray:
         """A small uint8 copy for the sidebar (a 40-megapixel upload is not re-encoded on every rerun)."""
@@ -53,7 +60,13 @@ def file_digest(file_id: str, read: Callable[[], bytes]) -> str:
     return session.memo("digests", file_id, lambda: digest(read()), max_entries=8)
 
 
-def read_image(name: str, file_hash: str, read: Callable[[], bytes]) -> ImageInput:
-    """Decode once per content hash; raises :class:`ImageError` for bad files."""
-    pixels = session.memo("images", file_hash, lambda: densenet.load_image(read()), max_entries=4)
-    return ImageInput(name, file_hash, pixels)
+def dicom_info(file_hash: str, read: Callable[[], bytes]) -> object | None:
+    """The DICOM facts of a file (``None`` for other formats), read once per content hash."""
+    return session.memo("dicom_info", file_hash, lambda: densenet.dicom_info(read()) or False, max_entries=8) or None
+
+
+def read_image(name: str, file_hash: str, read: Callable[[], bytes], window: object = None) -> ImageInput:
+    """Decode once per content hash and DICOM window; raises :class:`ImageError` for bad files."""
+    key = file_hash if window is None else f"{file_hash}@{window!r}"
+    pixels = session.memo("images", key, lambda: densenet.load_image(read(), window=window), max_entries=4)
+    return ImageInput(name, key, pixels, read, dicom_info(file_hash, read))

@@ -15,7 +15,7 @@ import torch
 
 import densenet
 from densenet import explain
-from densenet.preprocess import preprocess, to_display
+from densenet.preprocess import prepare
 
 from . import analysis, runtime, session, shared
 from .inputs import ImageInput
@@ -23,6 +23,43 @@ from .sources import ModelError, ModelSpec, load_model
 
 
 # --- what the sidebar chose -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Choices:
+    """What the user said a loaded model's outputs and inputs mean (``None``: as the file says).
+
+    Attributes:
+        multilabel: one sigmoid per finding, or one softmax.
+        classes: a class-name preset key, or the names themselves.
+        thresholds: one operating threshold per finding.
+        geometry: how the image becomes the model's square input (``densenet.geometry.GEOMETRIES``).
+    """
+
+    multilabel: bool | None = None
+    classes: str | tuple[str, ...] | None = None
+    thresholds: tuple[float, ...] | None = None
+    geometry: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self == Choices()
+
+    @property
+    def key(self) -> str:
+        return "" if self.empty else repr(self)
+
+
+def customised(model: densenet.DenseNet, choices: Choices) -> densenet.DenseNet:
+    """``model`` as the user reads it: a shallow copy (weights shared) when any choice was made."""
+    if choices.empty:
+        return model
+    from densenet.convert import apply_choices
+
+    return apply_choices(model, classes=None if choices.classes is None else (
+        choices.classes if isinstance(choices.classes, str) else list(choices.classes)),
+        multilabel=choices.multilabel, thresholds=None if choices.thresholds is None else list(choices.thresholds),
+        geometry=choices.geometry)
+
 
 @dataclass
 class Context:
@@ -34,6 +71,7 @@ class Context:
             config-only sources (the classroom knobs redraw without building a model).
         read: an uploaded checkpoint's bytes, on demand.
         model_error: why the model asked for cannot be used; pages show it and stop.
+        choices: what the user said the outputs and inputs mean.
         image: the chosen image, or ``None`` with ``image_error`` saying why.
     """
 
@@ -42,12 +80,31 @@ class Context:
     input_size: int
     read: Callable[[], bytes] | None = field(default=None, repr=False)
     model_error: str | None = None
+    choices: Choices = Choices()
     image: ImageInput | None = None
     image_error: str | None = None
 
-    def load(self) -> densenet.DenseNet:
-        """The model (cached for all sessions); raises :class:`ModelError`."""
+    @property
+    def key(self) -> str:
+        """The model as used: its source and the user's choices."""
+        return self.spec.key + (f"~{self.choices.key}" if not self.choices.empty else "")
+
+    def base(self) -> densenet.DenseNet:
+        """The loaded model as its file describes it (cached for all sessions); raises :class:`ModelError`."""
         return load_model(self.spec, self.read)
+
+    def load(self) -> densenet.DenseNet:
+        """The model as the user reads it (:func:`customised`, kept per session); raises :class:`ModelError`."""
+        base = self.base()
+        if self.choices.empty:
+            return base
+        return session.memo("customised", self.key, lambda: customised(base, self.choices), max_entries=4)
+
+    def with_choices(self, choices: Choices) -> Context:
+        """This context with the user's choices applied (the architecture and input size follow them)."""
+        self.choices = choices
+        self.config = self.load().config
+        return self
 
     @property
     def topology(self) -> densenet.Topology:
@@ -97,7 +154,7 @@ class Analysis:
 
 
 def analysis_key(ctx: Context) -> str:
-    return f"{ctx.spec.key}#{ctx.image.digest}"
+    return f"{ctx.key}#{ctx.image.digest}"
 
 
 def get_analysis(ctx: Context, *, graph: bool = False) -> Analysis:
@@ -115,9 +172,9 @@ def get_analysis(ctx: Context, *, graph: bool = False) -> Analysis:
 
     def run() -> Analysis:
         with runtime.job("Running the model"):
-            x = preprocess(ctx.image.pixels, model)
+            prepared = prepare(ctx.image.pixels, model)  # the input and what to draw maps over, one pass
+            x, display = prepared.x, prepared.display
             trace = model.trace(x, keep_graph=graph)
-            display = to_display(ctx.image.pixels, model.preprocessing)
             preds = analysis.top_k(trace.probabilities, trace.logits, model.class_names,
                                    k=min(5, len(model.class_names)))
         return Analysis(key, trace, x, display, preds, model.config.multilabel, graph)
@@ -211,3 +268,26 @@ def get_trust(ctx: Context, an: Analysis, method: str, target: int, layer: str,
         return Trust(sanity, curves)
 
     return session.memo("trust", trust_key(an, method, target, layer), run, max_entries=16)
+
+
+# --- trust in the prediction itself -------------------------------------------------------------
+
+def get_ood(ctx: Context, an: Analysis, threshold: float | None = None) -> object:
+    """The out-of-distribution assessment of the session's image (``densenet.ood.Assessment``); memoised."""
+    from densenet import ood
+
+    def run() -> object:
+        with runtime.job("Checking the image against the training data"):
+            return ood.assess(ctx.load(), an.x, image_size=tuple(ctx.image.pixels.shape[:2]), trace=an.trace,
+                              threshold=threshold)
+
+    return session.memo("ood", (an.key, threshold), run, max_entries=8)
+
+
+def full_overlay(ctx: Context, an: Analysis, shown: explain.Explanation, alpha: float, colormap: str) -> np.ndarray:
+    """The map over the original image at its full resolution, uint8 RGB (the model's view outlined)."""
+    from densenet import geometry
+
+    key = (an.key, shown.method, shown.target, shown.layer, alpha, colormap)
+    return session.memo("full_overlays", key, lambda: geometry.overlay_original(
+        ctx.image.pixels, shown.map, ctx.load(), alpha=alpha, colormap=colormap), max_entries=4)

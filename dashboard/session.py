@@ -164,6 +164,17 @@ def select_slider(where: Any, label: str, options: Sequence, name: str, default:
     return keep(name, where.select_slider(label, options, value=value, format_func=format_func, key=key, **kwargs))
 
 
+def number(where: Any, label: str, name: str, default: float, *, min_value: float | None = None,
+           max_value: float | None = None, **kwargs: Any) -> float:
+    value = kept(name, default)
+    if not isinstance(value, (int, float)) or (min_value is not None and value < min_value) or (
+            max_value is not None and value > max_value):
+        value = default
+    key = key_of(name, (label, min_value, max_value))
+    return keep(name, where.number_input(label, min_value=min_value, max_value=max_value, value=value, key=key,
+                                         **kwargs))
+
+
 def toggle(where: Any, label: str, name: str, default: bool = False, **kwargs: Any) -> bool:
     value = bool(kept(name, default))
     return keep(name, where.toggle(label, value=value, key=key_of(name, (label,)), **kwargs))

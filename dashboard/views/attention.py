@@ -5,16 +5,12 @@ Every method, label, caption and help text comes from the registry (``densenet.e
 
 from __future__ import annotations
 
-import io
-
-import numpy as np
 import streamlit as st
-from PIL import Image
 
 from dashboard import figures, page, results, session
-from dashboard.analysis import short_name
+from dashboard.analysis import plural, short_name
 from dashboard.sources import default_cam_layer
-from densenet import explain
+from densenet import dicom_export, explain, geometry, labels
 
 ctx, model, an = page.with_image("Attention")
 topo = ctx.topology
@@ -25,10 +21,31 @@ if not ctx.spec.trained:
 # --- predictions ------------------------------------------------------------------------------------
 top1 = an.predictions[0]
 kind = "sigmoid" if an.multilabel else "softmax"
+findings = labels.findings(an.trace.probabilities[0], labels.outputs(model)) if an.multilabel else []
 left, right = st.columns([1, 2], gap="large")
 with left:
-    st.metric("Prediction", top1.name, f"p = {top1.probability:.1%} ({kind})", delta_color="off", delta_arrow="off")
-    page.chart(figures.topk_bar(an.predictions, multilabel=an.multilabel), key="topk")
+    if an.multilabel:
+        positive = [f for f in findings if f.positive]
+        st.metric("Findings above threshold", f"{len(positive)} of {len(findings)}",
+                  ", ".join(f.name for f in positive[:3]) + (" …" if len(positive) > 3 else "") or "none",
+                  delta_color="off", delta_arrow="off", help="One sigmoid per finding; each has its own threshold "
+                  "(the checkpoint's, else 0.5).")
+        st.metric("Prediction", top1.name, f"p = {top1.probability:.1%} ({kind})", delta_color="off",
+                  delta_arrow="off")
+        page.chart(figures.findings_bar(findings), key="topk")
+    else:
+        st.metric("Prediction", top1.name, f"p = {top1.probability:.1%} ({kind})", delta_color="off",
+                  delta_arrow="off")
+        page.chart(figures.topk_bar(an.predictions, multilabel=an.multilabel), key="topk")
+    with st.expander("Is this image like the training data?"):
+        user_threshold = session.number(st, "Out-of-distribution threshold", f"ood.{ctx.key}", 0.0, min_value=0.0,
+                                        max_value=100.0, step=0.05,
+                                        help="0 uses the model's own (its calibration, else the default).")
+    ood = results.get_ood(ctx, an, user_threshold or None)
+    for warning in ood.warnings:
+        st.warning(warning[0].upper() + warning[1:] + ".", icon=":material/report:")
+    st.caption(f"Out-of-distribution score {ood.score:.2f} (threshold {ood.threshold:.2f}, "
+               f"{ood.threshold_source}): early-layer statistics against the BatchNorm statistics of training.")
 
 # --- settings -------------------------------------------------------------------------------------------
 probs = an.trace.probabilities[0].cpu()
@@ -96,12 +113,6 @@ def on_demand(label: str, button_key: str, note: str) -> bool:
     return clicked
 
 
-def png(rgb: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def show_map() -> tuple[explain.Explanation | None, object]:
     """The chosen map beside the input, with downloads; returns the map and the slot for trust scores."""
     cam = peek_map(method, layer)
@@ -113,20 +124,34 @@ def show_map() -> tuple[explain.Explanation | None, object]:
     if cam is None:
         return None, None
     where = short_name(layer) if record.needs_layer else "input"
-    over = explain.overlay(an.display, cam.map, alpha=alpha, colormap=cmap)
+    full = results.full_overlay(ctx, an, cam, alpha, cmap)  # on the original image, at its resolution
+    h, w = ctx.image.pixels.shape[:2]
     m1, m2, m3 = st.columns([1, 1, 1], gap="medium")
-    m1.image(an.display, caption="what the model sees", width="stretch", clamp=True)
-    m2.image(over, caption=f"{record.label} · {where} · {model.class_names[target]}", width="stretch")
+    m1.image(geometry.for_display(geometry.outlined(ctx.image.pixels, model), 1200), width="stretch",
+             caption=f"what the model sees: {model.preprocessing.geometry} of the {w}×{h} original (outlined)")
+    m2.image(geometry.for_display(full, 1600), caption=f"{record.label} · {where} · {model.class_names[target]}",
+             width="stretch")
     with m3:
         st.markdown("**How far to trust this map**")
         slot = st.container()
         stem = f"{method}_{where}_{model.class_names[target]}".replace(" ", "_")
-        st.download_button("Overlay (PNG)", png(over), file_name=f"{stem}.png", mime="image/png",
-                           key="dl_png", icon=":material/download:")
-        raw = io.BytesIO()
-        np.save(raw, cam.raw)
-        st.download_button("Raw map (.npy)", raw.getvalue(), file_name=f"{stem}_raw.npy",
-                           mime="application/octet-stream", key="dl_npy", icon=":material/download:")
+        st.download_button(f"Overlay (PNG, {w}×{h})", lambda: geometry.png_bytes(full), file_name=f"{stem}.png",
+                           mime="image/png", key="dl_png", icon=":material/download:")
+        downloads = geometry.map_downloads(cam.raw, h, w, model)
+        st.download_button(f"Raw map (.npy, {cam.raw.shape[1]}×{cam.raw.shape[0]})", downloads["layer"],
+                           file_name=f"{stem}_raw.npy", mime="application/octet-stream", key="dl_npy",
+                           icon=":material/download:")
+        st.download_button(f"Raw map on the original (.npy, {w}×{h})", downloads["original"],
+                           file_name=f"{stem}_raw_{w}x{h}.npy", mime="application/octet-stream", key="dl_npy_full",
+                           icon=":material/download:", help="NaN where the model saw nothing (a crop's sides).")
+        if ctx.image.dicom is not None:
+            note = dicom_export.explanation_note(record.label, layer=where if record.needs_layer else None,
+                                                 target=model.class_names[target], model=ctx.spec.label)
+            st.download_button("Export to DICOM (Secondary Capture)",
+                               lambda: dicom_export.secondary_capture(full, ctx.image.read(), note=note),
+                               file_name=f"{stem}.dcm", mime="application/dicom", key="dl_dicom",
+                               icon=":material/download:", help="A new series in the same study: the overlay "
+                               "burned in, marked as derived, for a PACS viewer.")
         st.caption(f"Raw map {tuple(cam.raw.shape)}, range [{float(cam.raw.min()):.3g}, "
                    f"{float(cam.raw.max()):.3g}]; the overlay is min–max scaled.")
         st.caption(f"Overlay: {cmap} at opacity {alpha:.2f}.")
@@ -165,6 +190,21 @@ def show_layers() -> None:
                           for name in chosen], width=220)
 
 
+def show_findings() -> None:
+    """One map per finding (multi-label models): the positive ones, else the most probable."""
+    layer_method = method if record.uses_trace else explain.methods(kind=explain.Kind.GRADIENT_CAM)[0].name
+    order = sorted(findings, key=lambda f: -f.probability)
+    shown = [f for f in order if f.positive] or order[:4]
+    st.caption(f"{explain.method(layer_method).label} at {short_name(layer)}, one map per finding "
+               f"({plural(len(shown), 'finding')}: {'positive' if any(f.positive for f in order) else 'most probable'}"
+               "); each is a backward pass through the page's one trace.")
+    tiles = []
+    for f in shown:
+        m = results.get_maps(ctx, an, layer_method, f.index, [layer])[layer]
+        tiles.append(explain.overlay(an.display, m.map, alpha=alpha, colormap=cmap))
+    st.image(tiles, caption=[f"{f.name} · p = {f.probability:.0%}" for f in shown], width=220)
+
+
 def show_trust(cam: explain.Explanation) -> None:
     trust = results.peek_trust(an, method, target, layer)
     if trust is None and (small_model or on_demand("Run the checks", "run_trust",
@@ -192,10 +232,12 @@ def show_trust(cam: explain.Explanation) -> None:
 
 
 # Lazy tabs: only the open one runs (each overlay costs a colour map and an image encoding).
-TABS = ["Map", "Across methods", "Across layers"]
+TABS = ["Map", "Across methods", "Across layers"] + (["Across findings"] if an.multilabel else [])
 if "att_tab" not in st.session_state:  # not drawn in the last run (another page): reopen the tab in use
     st.session_state["att_tab"] = session.kept("att_tab", TABS[0])
-tab_map, tab_methods, tab_layers = st.tabs(TABS, key="att_tab", on_change="rerun")
+if st.session_state["att_tab"] not in TABS:
+    st.session_state["att_tab"] = TABS[0]
+tab_map, tab_methods, tab_layers, *tab_findings = st.tabs(TABS, key="att_tab", on_change="rerun")
 session.keep("att_tab", st.session_state["att_tab"])
 cam, trust_slot = None, None
 if tab_map.open:
@@ -207,6 +249,9 @@ if tab_methods.open:
 if tab_layers.open:
     with tab_layers:
         show_layers()
+if tab_findings and tab_findings[0].open:
+    with tab_findings[0]:
+        show_findings()
 
 # The checks re-run the model dozens of times: they come last, so that everything above is already
 # on screen while they run, and fill the slot left for them beside the map.
