@@ -108,8 +108,9 @@ def published_accuracy(*, weights: str = "IMAGENET1K_V1", families: dict[str, tu
             published_params=int(member.meta["num_params"]), top1=float(metrics["acc@1"]),
             top5=float(metrics["acc@5"]), weights=f"{enum.__name__}.{member.name}", recipe=str(member.meta["recipe"])))
         stepper.step()
+    used = sorted({m.weights.rsplit(".", 1)[1] for m in models})
     source = (f"Top-1 accuracy: the ImageNet-1K validation figures torchvision {torchvision.__version__} publishes "
-              f"with its {weights} weights (meta['_metrics']['ImageNet-1K']['acc@1']); "
+              f"with its {' and '.join(used)} weights (meta['_metrics']['ImageNet-1K']['acc@1']); "
               "parameters and MACs (224x224) counted here by building each model.")
     return ParamsVsAccuracy(models=models, source=source)
 
