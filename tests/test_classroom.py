@@ -207,6 +207,14 @@ def test_gradient_experiment_is_well_formed():
     assert result.profile("DenseNet").depths[-1] == TINY.depth - 1  # the last dense layer; then the classifier
 
 
+def test_gradient_experiment_at_initialisation_only():
+    rec = Recorder()
+    result = gradient_experiment(TINY, steps=0, batch_size=2, progress=rec)
+    _assert_progress(rec)
+    assert all(np.array_equal(p.init, p.trained) for p in result.profiles)
+    assert len(result.findings) == 3 + 1
+
+
 def test_gradient_experiment_stops_when_progress_raises():
     progress, calls = _cancel_after(2)
     with pytest.raises(Cancelled):

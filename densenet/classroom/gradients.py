@@ -190,7 +190,7 @@ def gradient_experiment(config: DenseNetConfig | None = None, *, steps: int = 60
         plain = matched_plain_cnn(config).train()
     names, dense_depths = _dense_taps(dense)
     x_m, y_m = demo_batch(batch_size, MEASURE_SEED, image_size)
-    stepper = Stepper(progress, 2 + 3 * steps)
+    stepper = Stepper(progress, (2 if steps else 1) + 3 * steps)
 
     def measure_all() -> dict[str, tuple[np.ndarray, float]]:
         out = {"plain CNN": _measure_peer(plain, x_m, y_m), "ResNet": _measure_peer(res, x_m, y_m),
