@@ -83,12 +83,15 @@ def time_experiments(names: list[str] | None = None, *, threads: int = 2) -> lis
         torch.set_num_threads(previous)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m densenet.classroom.timing", description=__doc__.splitlines()[0])
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add this command's arguments (the ``python -m densenet`` dispatcher's convention)."""
     parser.add_argument("names", nargs="*", help="experiments to time (default: all)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Time the experiments and print the table (or JSON lines); returns the exit status."""
     if not args.json:
         print("| experiment | seconds | load before / after |\n|---|---:|---|")
     for timing in time_experiments(args.names or None, threads=args.threads):
@@ -98,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {timing.label} | {timing.seconds:.1f} | {timing.load_before:.1f} / {timing.load_after:.1f} |",
                   flush=True)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m densenet.classroom.timing", description=__doc__.splitlines()[0])
+    configure(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
