@@ -117,6 +117,9 @@ def outputs_sidebar(ctx: Context) -> None:
                                   help=f"Presets offered for {n} outputs; a names file has one name per line "
                                        "(.txt) or is a JSON list.")
         preset_kind = labels.PRESETS[names].multilabel if names in labels.PRESETS else None
+        if session.kept(f"outputs.names_seen.{per}") != names:  # a new names choice brings its own kind
+            session.keep(f"outputs.names_seen.{per}", names)
+            session.choose(f"outputs.multilabel.{per}", stated.multilabel if preset_kind is None else preset_kind)
         multilabel = session.radio(st, "Outputs are", [False, True], f"outputs.multilabel.{per}",
                                    stated.multilabel if preset_kind is None else preset_kind,
                                    format_func=kinds.get)
@@ -134,7 +137,8 @@ def outputs_sidebar(ctx: Context) -> None:
         shape = session.selectbox(st, "Fit the image by", geometries, f"outputs.geometry.{per}",
                                   base.preprocessing.geometry, format_func=lambda g: geometry.GEOMETRIES[g].split(":")[0],
                                   help=" · ".join(geometry.GEOMETRIES.values()))
-        choices = Choices(multilabel=None if multilabel == stated.multilabel and preset_kind is None else multilabel,
+        explicit = multilabel != stated.multilabel or preset_kind is not None  # a preset must not override the radio
+        choices = Choices(multilabel=multilabel if explicit else None,
                           classes=classes,
                           geometry=None if shape == base.preprocessing.geometry else shape)
         try:

@@ -694,3 +694,49 @@ def test_the_play_control_walks_the_block_layer_by_layer():
     assert sum(v is None for v in lit["x"]) == 1  # the link into layer 1 is lit
     widget(at, "toggle", "db_play").set_value(False).run()
     assert not widget(ok(at), "slider", "step.features.denseblock1").disabled
+
+
+# --- the practitioner's own model, read right -------------------------------------------------------
+
+def test_a_14_output_checkpoint_becomes_14_findings_with_a_names_preset(tmp_path, make_png):
+    from densenet import labels
+
+    torch.manual_seed(3)
+    model = densenet.DenseNet(TINY_CKPT.replace(num_classes=14))
+    path = tmp_path / "chexnet_like.pth"
+    torch.save(model.state_dict(), path)  # a bare state dict: the file says nothing about its outputs
+    at = upload_checkpoint(ok(new_app().run()), path.read_bytes(), "chexnet_like.pth")
+    upload_image(ok(at), make_png(5))
+    at.switch_page("views/attention.py").run()
+    assert metric(ok(at), "Prediction").startswith("class ") and "(softmax)" in captions(at)[1]
+    key = next(w.key for w in at.selectbox if w.key.startswith("outputs.names.")).split(":")[0]
+    widget(at, "selectbox", key).set_value("chexnet").run()
+    ok(at)
+    findings = labels.PRESETS["chexnet"].names
+    assert widget(at, "selectbox", "target").options == list(findings)
+    assert metric(at, "Findings above threshold").endswith(" of 14")
+    bar = charts(at, "topk")
+    assert bar["layout"]["title"]["text"].startswith("per-finding sigmoid")
+    assert sorted(bar["data"][0]["y"]) == sorted(findings)
+    probs = decode(bar["data"][0]["x"])
+    assert ((probs > 0) & (probs < 1)).all() and abs(float(probs.sum()) - 1.0) > 1e-3  # sigmoids, not one softmax
+    assert "Across findings" in [t.label for t in at.tabs]
+    assert any(b.label == "Converted checkpoint (.safetensors)" for b in at.sidebar.get("download_button"))
+    # back to "as in the file": softmax again, the choice was per checkpoint
+    widget(at, "selectbox", key).set_value("file").run()
+    assert metric(ok(at), "Prediction").startswith("class ")
+
+
+def test_dicom_window_changes_what_the_model_sees_and_exports():
+    names = [s.name for s in inputs.samples()]
+    ct = next(n for n in names if "CT" in n)
+    at = ok(new_app().run())
+    widget(at, "selectbox", "sample").set_value(ct).run()
+    at.switch_page("views/attention.py").run()
+    (first,) = ok(at).session_state["_cache_analysis"].values()
+    window = next(w for w in at.selectbox if w.key.startswith("window."))
+    assert "lung" in window.options[1] or any("lung" in o for o in window.options)
+    window.set_value("lung").run()
+    (second,) = ok(at).session_state["_cache_analysis"].values()
+    assert not torch.equal(first.x, second.x)  # the window reaches the model's input
+    assert any(b.label == "Export to DICOM (Secondary Capture)" for b in at.get("download_button"))
