@@ -124,7 +124,7 @@ class ReuseResult:
     demo_note: str
 
 
-def reuse_experiment(config: DenseNetConfig | None = None, *, steps: int = 120, batch_size: int = 16,
+def reuse_experiment(config: DenseNetConfig | None = None, *, steps: int = 100, batch_size: int = 16,
                      image_size: int = 64, lr: float = 3e-3, seed: int = 0, include_demo: bool = True,
                      progress: Progress | None = None) -> ReuseResult:
     """Train a small DenseNet on demo images for ``steps`` steps, then map its feature reuse beside the demo model's.

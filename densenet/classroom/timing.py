@@ -31,8 +31,8 @@ def _experiments() -> dict[str, tuple[str, Callable[[], Any]]]:
         "same_depth": ("fewer parameters: DenseNet-121 vs a ResNet-121", lambda: same_depth(VARIANTS["densenet121"])),
         "gradients": ("vanishing gradients (depth 40, 60 steps)", gradient_experiment),
         "memory": ("memory vs depth (L = 4..64)", memory_experiment),
-        "reuse": ("feature reuse (120 steps + demo model)", reuse_experiment),
-        "learn": ("watch it learn (150 steps each)", watch_it_learn),
+        "reuse": ("feature reuse (100 steps + demo model)", reuse_experiment),
+        "learn": ("watch it learn (120 steps each)", watch_it_learn),
         "compare": ("DenseNet-121 beside ResNet-121, memory measured",
                     lambda: compare_with_resnet(VARIANTS["densenet121"])),
     }

@@ -128,7 +128,7 @@ def _copy(p: NetProgress) -> NetProgress:
                        None if p.cam is None else p.cam.copy(), p.batch_size)
 
 
-def learn(config: DenseNetConfig | None = None, *, steps: int = 150, batch_size: int = 16, image_size: int = 48,
+def learn(config: DenseNetConfig | None = None, *, steps: int = 120, batch_size: int = 16, image_size: int = 48,
           every: int = 10, lr: float = 3e-3, seed: int = 0, progress: Progress | None = None) -> Iterator[LearnSnapshot]:
     """Train a DenseNet and a ResNet of about its parameter count side by side, yielding every ``every`` steps.
 
