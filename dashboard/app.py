@@ -277,6 +277,7 @@ def main() -> None:
         st.Page("views/architecture.py", title="Architecture", icon=":material/account_tree:", default=True),
         st.Page("views/feature_maps.py", title="Feature maps", icon=":material/grid_view:"),
         st.Page("views/attention.py", title="Attention", icon=":material/visibility:"),
+        st.Page("views/audit.py", title="Audit", icon=":material/fact_check:"),
         st.Page("views/dense_block.py", title="Dense block step by step", icon=":material/stairs:"),
     ], position="top")
     page.presenter_toggle(st.container(horizontal_alignment="right"))
