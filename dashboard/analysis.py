@@ -1,6 +1,6 @@
 """Small computations behind the views, as pure functions of library objects (no Streamlit).
 
-Feature reuse (the paper's Fig. 5), channel ordering, colour mapping and tiling of feature maps,
+Channel ordering, colour mapping and tiling of feature maps,
 top-k predictions and the shapes of a dense block walked step by step.
 """
 
@@ -11,8 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from densenet import DenseNet
-from densenet.topology import BlockInfo, ChannelSlice, Topology
+from densenet.topology import BlockInfo, ChannelSlice
 
 # Qualitative palette for "which layer produced these channels" (Plotly's D3 + Dark24 start).
 PALETTE = (
@@ -35,67 +34,6 @@ def plural(n: int, noun: str, nouns: str | None = None) -> str:
 def short_name(layer: str) -> str:
     """``features.denseblock2.denselayer5`` -> ``denseblock2.denselayer5``."""
     return layer.removeprefix("features.")
-
-
-# --- feature reuse (DenseNet paper, Fig. 5) ------------------------------------------------------
-
-@dataclass(frozen=True)
-class FeatureReuse:
-    """Mean absolute weight from each source (columns) to each target layer (rows) of one block.
-
-    Attributes:
-        sources: node names: the block input, then dense layers 1..L.
-        targets: dense layers 1..L, then the layer after the block (transition, or the classifier).
-        matrix: (len(targets), len(sources)); NaN where the target cannot see the source.
-    """
-
-    sources: list[str]
-    targets: list[str]
-    matrix: np.ndarray
-
-
-def _first_weight(model: DenseNet, name: str) -> torch.Tensor:
-    """The weight that reads a layer's concatenated input: (out, in) after averaging the kernel."""
-    module = model.get_submodule(name)
-    if name == "classifier":
-        w = module.weight  # (K, C)
-    elif hasattr(module, "conv1"):
-        w = module.conv1.weight  # (out, in, kh, kw)
-    else:
-        w = module.conv.weight  # transition: (out, in, 1, 1)
-    w = w.detach().abs().float()
-    return w.flatten(2).mean(2) if w.dim() == 4 else w  # (out, in)
-
-
-def feature_reuse(model: DenseNet, topo: Topology, block_index: int) -> FeatureReuse:
-    """The paper's Fig. 5 heat map for one dense block, from the model's weights.
-
-    For target layer ``l`` and source ``s`` (the block input or an earlier dense layer), the value
-    is the mean absolute weight of ``l``'s first convolution over the input channels that ``s``
-    produced (an L1 norm normalised by the number of those channels), found with
-    ``topology.provenance``. The last row is the layer the block feeds: its transition, or the
-    classifier after the last block.
-
-    Args:
-        model: a DenseNet with weights (fresh ones give a flat, uninformative picture).
-        topo: its topology.
-        block_index: 0-based index into ``topo.blocks``.
-
-    Returns:
-        A :class:`FeatureReuse`.
-    """
-    block = topo.blocks[block_index]
-    targets = [block.layer_name(node) for node in range(1, block.num_layers + 1)]
-    targets.append(block.transition or "classifier")
-    sources = [block.layer_name(node) for node in range(block.num_layers + 1)]
-    matrix = np.full((len(targets), len(sources)), np.nan)
-    with torch.no_grad():
-        for row, target in enumerate(targets):
-            slices = topo.provenance("features.norm5" if target == "classifier" else target)
-            weight = _first_weight(model, target)  # (out, in)
-            for col, piece in enumerate(slices):
-                matrix[row, col] = float(weight[:, piece.start:piece.stop].mean())
-    return FeatureReuse(sources=sources, targets=targets, matrix=matrix)
 
 
 # --- feature maps --------------------------------------------------------------------------------

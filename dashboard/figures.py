@@ -6,6 +6,7 @@ Nothing here imports Streamlit, so every figure can be built and checked in a pl
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,10 @@ import plotly.graph_objects as go
 from densenet.explain import DeletionInsertion
 from densenet.topology import BlockInfo, ChannelSlice, Topology
 
-from .analysis import FeatureReuse, Prediction, Step, short_name, source_color
+if TYPE_CHECKING:  # densenet.classroom imports torchvision's model zoo: only the pages that use it pay
+    from densenet.classroom import FeatureReuse
+
+from .analysis import Prediction, Step, short_name, source_color
 
 ARC_POINTS = 13  # points per drawn link; few enough that DenseNet-264's 2,080-link block stays light
 LINK_COLOR = "rgba(100, 116, 139, 0.45)"

@@ -20,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 import densenet
 from dashboard import analysis, figures, inputs, sources
 from densenet import explain
+from densenet.classroom import feature_reuse
 from densenet.preprocess import custom
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -532,12 +533,12 @@ def test_feature_reuse_matches_closed_form():
             w = model.get_submodule(f"features.denseblock1.denselayer{layer}").conv1.weight
             for i, piece in enumerate(topo.provenance(f"features.denseblock1.denselayer{layer}")):
                 w[:, piece.start:piece.stop] = -(i + 1.0)  # sign must not matter
-    reuse = analysis.feature_reuse(model, topo, 0)
+    reuse = feature_reuse(model, topo, 0)
     assert reuse.targets[-1] == "features.transition1"
     expected_rows = np.array([[1, np.nan, np.nan, np.nan], [1, 2, np.nan, np.nan], [1, 2, 3, np.nan]])
     np.testing.assert_allclose(reuse.matrix[:3], expected_rows)
     assert np.isfinite(reuse.matrix[3]).all()  # the transition reads everything
-    last = analysis.feature_reuse(model, topo, 1)
+    last = feature_reuse(model, topo, 1)
     assert last.targets[-1] == "classifier" and last.matrix.shape == (3, 3)
 
 

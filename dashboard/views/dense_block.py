@@ -8,6 +8,7 @@ import streamlit as st
 
 from dashboard import analysis, figures, page, results, session, shared
 from dashboard.analysis import plural, short_name
+from densenet.classroom import feature_reuse
 
 ctx = page.start("Dense block, step by step")
 cfg = ctx.config
@@ -140,7 +141,7 @@ else:
     if not ctx.spec.trained:
         st.info("These are fresh random weights, so every source looks alike.")
     model = page.load(ctx)
-    reuse = session.memo("reuse", (ctx.spec.key, b), lambda: analysis.feature_reuse(model, topo, b - 1),
+    reuse = session.memo("reuse", (ctx.spec.key, b), lambda: feature_reuse(model, topo, b - 1),
                          max_entries=8)
     normalise = session.toggle(st, "Divide each column by its maximum", "reuse_norm", True)
     page.chart(figures.feature_reuse_heatmap(reuse, normalise=normalise), key="reuse_fig")
