@@ -123,7 +123,8 @@ def heatmap(summary: dict[str, Any], *, label: Callable[[str], str] = method_lab
             ci = e["overall"][metric]
             z[i][j] = ci["mean"]
             hover[i][j] = (f"{label(e['method'])} at {layer_name(e['layer'])}<br>{title}: "
-                           f"{interval(ci, percent=metric == 'hit_rate')}<br>{e['overall']['with_truth']} rows with truth")
+                           f"{interval(ci, percent=metric == 'hit_rate')}<br>"
+                           f"{e['overall']['with_truth']} rows with truth")
         text = [["" if v is None else (f"{v:.0%}" if metric == "hit_rate" else f"{v:.2f}") for v in r] for r in z]
         fig.add_trace(go.Heatmap(z=z, x=[layer_name(x) for x in layers], y=[label(m) for m in methods],
                                  zmin=0, zmax=1, colorscale="Viridis", text=text, texttemplate="%{text}",
@@ -226,7 +227,8 @@ def case_picture(display: np.ndarray, truth: np.ndarray | None, cam: np.ndarray,
     if truth is not None and np.shape(truth) != (size, size):
         raise ValueError(f"truth must be {(size, size)}, got {np.shape(truth)}")
     rgb = np.repeat((np.clip(grey, 0, 1) * 255).round().astype(np.uint8)[:, :, None], 3, axis=2)
-    over = explain.overlay(np.clip(grey, 0, 1), np.clip(np.asarray(cam, np.float32), 0, 1), alpha=alpha)  # resized bilinear
+    # overlay() resizes the small map to the view (bilinear)
+    over = explain.overlay(np.clip(grey, 0, 1), np.clip(np.asarray(cam, np.float32), 0, 1), alpha=alpha)
     if truth is not None:
         edge = outline(truth)
         rgb[edge] = TRUTH_COLOUR
