@@ -76,7 +76,8 @@ def scorecard(summary: dict[str, Any]) -> pd.DataFrame:
 
 
 def per_class(summary: dict[str, Any], method: str, layer: str) -> pd.DataFrame:
-    """The scorecard of one method and layer, one row per target class (classes without truth included)."""
+    """The scorecard of one method and layer, one row per target class (classes without truth included),
+    with the classification accuracy of each class where the audit has it."""
     entry = next((e for e in summary.get("by_method_layer", []) if e["method"] == method and e["layer"] == layer),
                  None)
     if entry is None:
@@ -85,10 +86,11 @@ def per_class(summary: dict[str, Any], method: str, layer: str) -> pd.DataFrame:
     out = []
     for cls, scores in entry["per_class"].items():
         accuracy = classes.get(cls, {}).get("accuracy")
-        out.append({"class": cls, "rows": scores["rows"], **_score_row(scores),
+        row = _score_row(scores)
+        del row["energy inside"]  # in the overall scorecard; here the table must fit beside the class names
+        out.append({"class": cls, "rows": scores["rows"], **row,
                     "accuracy": interval(accuracy, percent=True) if accuracy else "–"})
-    return pd.DataFrame(out, columns=["class", "rows", "rows with truth", "hit rate", "energy inside", "IoU", "Dice",
-                                      "accuracy"])
+    return pd.DataFrame(out, columns=["class", "rows", "rows with truth", "hit rate", "IoU", "Dice", "accuracy"])
 
 
 def classification_line(summary: dict[str, Any]) -> str:

@@ -387,6 +387,10 @@ def audit_page() -> AppTest:
     return ok(at)
 
 
+def classes_in_demo() -> list[str]:
+    return list(demo.load().class_names)
+
+
 def progress_text(at: AppTest) -> str:
     return " ".join(p.proto.text for p in at.main.get("progress"))
 
@@ -433,7 +437,9 @@ def test_the_page_runs_an_audit_that_others_watch_and_shows_the_scorecard(env, m
     ok(at)
     assert "Done: 20 of 20 images" in progress_text(at)
     assert any(m.value.startswith("Classification accuracy") for m in at.markdown)
-    card = at.dataframe[1].value  # after the latest rows
+    card = next(d.value for d in at.dataframe if "method" in d.value.columns and "hit rate" in d.value.columns)
+    per = next(d.value for d in at.dataframe if "class" in d.value.columns)
+    assert per["class"].tolist() == classes_in_demo()
     assert card["layer"].tolist() == ["denseblock2", "denseblock3"]
     assert all(v.endswith(")") for v in card["hit rate"])
     heat = [c for c in at.get("plotly_chart") if c.key == "audit_heatmap"]

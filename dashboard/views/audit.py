@@ -93,8 +93,9 @@ def choose_dataset(limit: int | None) -> audit.Dataset | None:
                  f"{audits.MAX_ZIP_BYTES // 1024 ** 3} GB unpacked, no names that leave the folder.")
         if upload is not None:
             try:
-                with st.spinner(f"Checking and unpacking {upload.name}…"):
-                    folder = audits.unpack_upload(upload.getvalue(), owner)
+                with st.spinner(f"Checking and unpacking {upload.name}…"):  # once per upload (a refusal: each time)
+                    folder = session.memo("audit_zip", upload.file_id,
+                                          lambda: audits.unpack_upload(upload.getvalue(), owner), max_entries=4)
             except audit.ZipRefused as e:
                 st.error(f"{upload.name} was refused: {e}")
             except OSError as e:
@@ -123,17 +124,18 @@ def choose_settings() -> tuple[audit.Settings | None, int | None]:
     layers = session.multiselect(st, "Layers", layer_options, "audit.layers", audit.default_layers(model),
                                  format_func=af.layer_label,
                                  help="Default: the model's recommended CAM layer and every dense block's output.")
-    c1, c2, c3 = st.columns(3)
+    c1, c2 = st.columns(2)
     batch = session.select_slider(c1, "Batch size", [1, 2, 4, 8, 16, 32], "audit.batch", 8,
                                   help="Images per traced batch.")
-    how = session.radio(c2, "Binarise maps by", list(BINARIZE), "audit.binarize", "otsu", format_func=BINARIZE.get,
+    limit = int(session.number(c2, "Images (0: all)", "audit.limit", 0, min_value=0, max_value=1_000_000, step=1,
+                               help="Audit only the first N images of the listing."))
+    c3, c4 = st.columns(2)
+    how = session.radio(c3, "Binarise maps by", list(BINARIZE), "audit.binarize", "otsu", format_func=BINARIZE.get,
                         help="For IoU and Dice: min–max, then Otsu's threshold per map (as CheXlocalize), or one "
                              "fixed threshold.")
     threshold = None
     if how == "fixed":
-        threshold = session.slider(c2, "Threshold", 0.05, 0.95, "audit.threshold", 0.5, 0.05)
-    limit = int(session.number(c3, "Images (0: all)", "audit.limit", 0, min_value=0, max_value=1_000_000, step=1,
-                               help="Audit only the first N images of the listing."))
+        threshold = session.slider(c4, "Threshold", 0.05, 0.95, "audit.threshold", 0.5, 0.05)
     if not chosen:
         st.warning("Choose at least one method.")
         return None, limit or None
@@ -161,16 +163,18 @@ with data_col:
     dataset = choose_dataset(limit)
     mine = audits.running(owner)
     label = f"{ctx.spec.label} on {dataset.root.name if dataset else ''}"
-    if st.button("Start the audit", type="primary", icon=":material/play_arrow:", key="audit_start",
-                 disabled=dataset is None or settings is None or bool(mine),
-                 help="Runs in the background: you may leave this page, or open it from another browser."):
+    clicked = st.button("Start the audit", type="primary", icon=":material/play_arrow:", key="audit_start",
+                        disabled=dataset is None or settings is None or bool(mine),
+                        help="Runs in the background: you may leave this page, or open it from another browser.")
+    if clicked and not mine and dataset is not None and settings is not None:
         try:
             run = audits.start(model, dataset, settings, owner=owner, model_key=ctx.key, label=label,
                                model_source=ctx.spec.label, name=f"{dataset.root.name}-{ctx.spec.kind}")
-            session.choose("audit.out", str(run.out))
-            mine = [run]
         except (audit.RunFolderError, OSError, ValueError) as e:
             st.error(f"The audit could not start: {e}")
+        else:
+            session.choose("audit.out", str(run.out))
+            st.rerun()  # the page again, with Start disabled and the run shown
     if mine:
         st.caption("Your audit is running (below): stop it to start another.")
 
@@ -195,9 +199,12 @@ def live(out: str, was_running: bool) -> None:
         st.error(f"The audit failed: {p.message or 'no reason given'}. Rows committed before are kept.")
     rows = audit.read_rows(out, af.ROW_COLUMNS)
     if rows.num_rows:
-        st.caption(f"Latest of {plural(rows.num_rows, 'row')} (hit and IoU are empty where an image has no ground "
-                   "truth for its target):")
-        st.dataframe(af.latest_rows(rows, 8), hide_index=True, height=220)
+        note = (f"Latest of {plural(rows.num_rows, 'row')} (hit and IoU are empty where an image has no ground truth "
+                "for its target)")
+        where = st.container() if state.running else st.expander(note)
+        if state.running:
+            where.caption(note + ":")
+        where.dataframe(af.latest_rows(rows, 8), hide_index=True, height=250)
     if was_running and not state.running:
         st.rerun()  # the run ended: the whole page draws the scorecard
 
@@ -251,7 +258,8 @@ def show_gallery(out: str, pair: tuple[str, str], summary_stamp: float) -> None:
     if not same:
         st.info("This audit was made with another model than the sidebar's: choose that model to open its cases "
                 "on the Attention page.")
-    targets = list(dict.fromkeys(c["target"] for c in cases))
+    found = {c["target"] for c in cases}
+    targets = [c for c in classes if c in found] + sorted(found - set(classes))
     for tab, target in zip(st.tabs(targets), targets):
         with tab:
             for rank in ("best", "worst"):
