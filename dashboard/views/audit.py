@@ -162,14 +162,17 @@ with data_col:
     st.markdown("**Data**")
     dataset = choose_dataset(limit)
     mine = audits.running(owner)
-    label = f"{ctx.spec.label} on {dataset.root.name if dataset else ''}"
+    # discover() lists images/ inside the chosen folder: the folder above names the dataset
+    data_name = "" if dataset is None else (dataset.root.parent.name if dataset.root.name == "images"
+                                            else dataset.root.name)
+    label = f"{ctx.spec.label} on {data_name}"
     clicked = st.button("Start the audit", type="primary", icon=":material/play_arrow:", key="audit_start",
                         disabled=dataset is None or settings is None or bool(mine),
                         help="Runs in the background: you may leave this page, or open it from another browser.")
     if clicked and not mine and dataset is not None and settings is not None:
         try:
             run = audits.start(model, dataset, settings, owner=owner, model_key=ctx.key, label=label,
-                               model_source=ctx.spec.label, name=f"{dataset.root.name}-{ctx.spec.kind}")
+                               model_source=ctx.spec.label, name=f"{data_name}-{ctx.spec.kind}")
         except (audit.RunFolderError, OSError, ValueError) as e:
             st.error(f"The audit could not start: {e}")
         else:
