@@ -25,7 +25,7 @@ st.set_page_config(page_title="DenseNet Explorer", page_icon=":material/hub:", l
                    initial_sidebar_state="expanded")
 
 import densenet  # noqa: E402
-from dashboard import inputs, page, runtime, session, sources  # noqa: E402
+from dashboard import audits, inputs, page, runtime, session, sources  # noqa: E402
 from dashboard.results import Choices, Context, context_for  # noqa: E402
 from densenet import geometry, labels  # noqa: E402
 from densenet.config import STEMS  # noqa: E402
@@ -191,8 +191,10 @@ def image_sidebar(ctx: Context) -> None:
     samples = inputs.samples()
     names = [s.name for s in samples]
     uploaded = st.session_state.get("image_upload")
+    override = audits.image_override()  # a case opened from the Audit page
     sample_name = session.selectbox(st, "Sample", names, "sample", names[0] if names else None,
-                                    disabled=uploaded is not None,
+                                    disabled=uploaded is not None or override is not None,
+                                    on_change=audits.clear_image_override,
                                     help="Built-in images; an upload below takes their place.")
     upload = st.file_uploader(
         "…or upload your own", type=list(inputs.SUPPORTED_EXTENSIONS), key="image_upload",
@@ -200,9 +202,15 @@ def image_sidebar(ctx: Context) -> None:
         help=(f"PNG, JPEG, TIFF, BMP, WebP or DICOM (.dcm), up to {inputs.MAX_BYTES // (1 << 20)} MB and "
               f"{inputs.MAX_PIXELS / 1e6:.0f} megapixels. Colour images feed grey models as luminance, "
               "grey images feed colour models replicated."))
+    if upload is None and override is not None:
+        st.caption(f"From the audit: {override.name}")
+        st.button("Back to the samples", key="clear_override", on_click=audits.clear_image_override)
     try:
         if upload is not None:
             name, read, file_hash = upload.name, upload.getvalue, inputs.file_digest(upload.file_id, upload.getvalue)
+        elif override is not None:
+            name, read = override.name, override.path.read_bytes
+            file_hash = inputs.file_digest(str(override.path), read)
         elif sample_name is not None:
             sample = samples[names.index(sample_name)]
             name, read, file_hash = sample.name, sample.read, inputs.file_digest(str(sample.path), sample.read)

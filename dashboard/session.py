@@ -175,6 +175,12 @@ def number(where: Any, label: str, name: str, default: float, *, min_value: floa
                                          **kwargs))
 
 
+def text(where: Any, label: str, name: str, default: str = "", **kwargs: Any) -> str:
+    value = kept(name, default)
+    return keep(name, where.text_input(label, value=value if isinstance(value, str) else default,
+                                       key=key_of(name, (label,)), **kwargs))
+
+
 def toggle(where: Any, label: str, name: str, default: bool = False, **kwargs: Any) -> bool:
     value = bool(kept(name, default))
     return keep(name, where.toggle(label, value=value, key=key_of(name, (label,)), **kwargs))

@@ -461,6 +461,12 @@ def test_the_page_runs_an_audit_that_others_watch_and_shows_the_scorecard(env, m
     override = audits.ImageOverride
     assert any(isinstance(v, override) and v.name == case_image
                for v in at.session_state["_controls"].values())
+    # the sidebar explains the case's image, with the case's target, until the user goes back
+    assert at.sidebar.get("image")[0].proto.imgs[0].caption.startswith(case_image)
+    assert f"From the audit: {case_image}" in [c.value for c in at.sidebar.caption]
+    assert widget(at, "selectbox", "sample").disabled
+    at.button(key="clear_override").click().run()
+    assert not widget(ok(at), "selectbox", "sample").disabled
 
 
 def test_paths_outside_the_data_root_are_refused_on_the_page(env):

@@ -30,12 +30,6 @@ if not ctx.spec.trained:
                "at. Pick the demo model, ImageNet weights or your checkpoint in the sidebar.")
 
 
-def text_box(where, label: str, name: str, default: str, **kwargs) -> str:
-    """A text input whose value is kept like the other controls (``dashboard/session.py``)."""
-    value = session.kept(name, default)
-    return session.keep(name, where.text_input(label, value=value, key=session.key_of(name, (label,)), **kwargs))
-
-
 def demo_folder() -> Path | None:
     try:
         with st.spinner("Preparing the demo dataset (once per machine, about 10 s)…"):
@@ -73,7 +67,7 @@ def choose_dataset(limit: int | None) -> audit.Dataset | None:
         if not configured.roots:
             st.warning(audits.no_roots_message(configured), icon=":material/folder_off:")
         roots = audits.data_roots(demo_folder())
-        typed = text_box(st, "Dataset folder", "audit.path", "",
+        typed = session.text(st, "Dataset folder", "audit.path", "",
                          placeholder=f"relative to {roots.roots[0]}" if roots.roots else "no data folder",
                          help="Images in images/ (else the folder itself, searched recursively), labels.csv, "
                               "boxes.csv or BBox_List_2017.csv, masks/. Only folders under: "
