@@ -7,6 +7,7 @@ array), so the Claims and DenseNet-vs-ResNet pages and the lesson export draw th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,28 @@ def _bytes(n: float) -> str:
     return f"{n:.0f} B"
 
 
+def _tick(units: tuple[str, str, str, str]) -> Callable[[float], str]:
+    """A tick formatter: 20 M, 5 MB ("G", "M", "k", "" or their byte names)."""
+    def fmt(v: float) -> str:
+        for unit, size in zip(units, (1e9, 1e6, 1e3, 1)):
+            if abs(v) >= size:
+                return f"{v / size:g} {unit}".strip()
+        return f"{v:g}"
+    return fmt
+
+
+def log_ticks(lo: float, hi: float, fmt: Callable[[float], str]) -> dict:
+    """Tick values 1, 2, 5 × 10^n spanning [lo, hi] with their labels, for a log axis that reads at a glance."""
+    if not 0 < lo <= hi:
+        raise ValueError(f"a log axis needs 0 < lo <= hi, got {lo}, {hi}")
+    decades = math.log10(hi / lo)
+    mantissas = (1, 2, 3, 5) if decades <= 1.5 else (1, 2, 5) if decades <= 3 else (1,)
+    values = [m * 10.0 ** e for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
+              for m in mantissas]
+    inside = [v for v in values if lo / 1.6 <= v <= hi * 1.6]
+    return dict(tickvals=inside, ticktext=[fmt(v) for v in inside])
+
+
 def color_of(network: str) -> str:
     """The colour of a network by its name's family (``"DenseNet"``, ``"ResNet"``, ``"plain CNN"``)."""
     for name, color in COLORS.items():
@@ -57,7 +80,7 @@ def params_vs_accuracy(result: ParamsVsAccuracy, *, height: int = 400) -> go.Fig
         fig.add_trace(go.Scatter(
             x=[m.params for m in models], y=[m.top1 for m in models], mode="lines+markers+text", name=family,
             text=[m.name.removeprefix("densenet").removeprefix("resnet") for m in models],
-            textposition="top center" if family == "DenseNet" else "bottom center", cliponaxis=False,
+            textposition="top center" if family == "DenseNet" else "bottom right", cliponaxis=False,
             line=dict(color=color_of(family), width=2), marker=dict(size=9),
             hovertext=[f"{m.name}: {_big(m.params)} parameters, {_big(m.macs)} MACs, top-1 {m.top1:.2f} %, "
                        f"top-5 {m.top5:.2f} % ({m.weights})" for m in models], hoverinfo="text"))
@@ -65,7 +88,9 @@ def params_vs_accuracy(result: ParamsVsAccuracy, *, height: int = 400) -> go.Fig
                       title=dict(text="ImageNet top-1 against parameters (torchvision's published figures)",
                                  font=dict(size=14)),
                       legend=dict(orientation="h", yanchor="bottom", y=0.0, xanchor="right", x=1.0),
-                      xaxis=dict(title="parameters (log scale)", type="log", gridcolor=_GRID),
+                      xaxis=dict(title="parameters (log scale)", type="log", gridcolor=_GRID,
+                                 **log_ticks(min(m.params for m in result.models),
+                                             max(m.params for m in result.models), _tick(("G", "M", "k", "")))),
                       yaxis=dict(title="top-1 accuracy (%)", gridcolor=_GRID))
     return fig
 
@@ -130,7 +155,9 @@ def memory_curves(result: MemoryResult, *, height: int = 420) -> go.Figure:
                                   font=dict(size=11)),
                       xaxis=dict(title="layers L (log scale)", type="log", gridcolor=_GRID,
                                  tickvals=result.depths, ticktext=[str(d) for d in result.depths]),
-                      yaxis=dict(title="peak bytes (log scale)", type="log", gridcolor=_GRID))
+                      yaxis=dict(title="peak memory (log scale)", type="log", gridcolor=_GRID,
+                                 **log_ticks(min(min(c.peak_bytes) for c in result.curves),
+                                             max(max(c.peak_bytes) for c in result.curves), _tick(("GB", "MB", "kB", "B")))))
     return fig
 
 

@@ -185,6 +185,70 @@ def connectivity_matrix(block: BlockInfo, selected: int | None = None, *, height
     return fig
 
 
+RELEVANCE_BINS = 5  # widths an edge can take: enough to rank, few enough traces for a 2,080-link block
+
+
+def relevance_graph(block: BlockInfo, relevance: object, *, target_name: str, height: int = 440) -> go.Figure:
+    """The block's links drawn by the evidence they carried for one image and class.
+
+    ``relevance``: a :class:`densenet.explain.BlockRelevance`. Edge width follows |R(j → l)|
+    (in :data:`RELEVANCE_BINS` steps of the block's largest), colour its sign (red: for the
+    class, blue: against); node size follows the total |relevance| of that layer's new maps.
+    Hover gives each link's value and its share of what layer l received. Every link is drawn,
+    so :func:`count_links` equals L(L+1)/2.
+    """
+    n = block.num_layers
+    links = relevance.links
+    top = max((abs(v) for v in links.values()), default=0.0) or 1.0
+    fig = go.Figure()
+    groups: dict[tuple[int, bool], list[tuple[int, int]]] = {}
+    for (s, t), v in links.items():
+        b = min(RELEVANCE_BINS - 1, int(abs(v) / top * RELEVANCE_BINS))
+        groups.setdefault((b, v >= 0), []).append((s, t))
+    for (b, positive), members in sorted(groups.items()):
+        xs, ys = _segments(members)
+        alpha = 0.25 + 0.7 * (b + 1) / RELEVANCE_BINS
+        colour = f"rgba(220, 38, 38, {alpha:.2f})" if positive else f"rgba(37, 99, 235, {alpha:.2f})"
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", showlegend=False,
+                                 line=dict(color=colour, width=0.6 + 3.2 * (b + 1) / RELEVANCE_BINS),
+                                 name=f"links {'for' if positive else 'against'} ({b + 1}/{RELEVANCE_BINS})",
+                                 meta={"links": len(members)}))
+    hover = []
+    for s, t in block.links:
+        share = relevance.shares(t)[s]
+        src = "block input" if s == 0 else f"layer {s}"
+        hover.append(f"{src} → layer {t}: R = {links[(s, t)]:+.3g}<br>{share:.0%} of what layer {t} received")
+    fig.add_trace(go.Scatter(x=[(s + t) / 2.0 for s, t in block.links], y=[(t - s) / 2.0 for s, t in block.links],
+                             mode="markers", name="link info", showlegend=False, hovertext=hover, hoverinfo="text",
+                             marker=dict(size=5, color="rgba(100,116,139,0.2)")))
+    totals = [abs(relevance.input)] + [relevance.nodes_abs[j] for j in range(1, n + 1)]
+    biggest = max(totals) or 1.0
+    fig.add_trace(go.Scatter(
+        x=list(range(n + 1)), y=[0.0] * (n + 1), mode="markers+text" if n <= 48 else "markers", name="layers",
+        showlegend=False, text=["in"] + [str(i) for i in range(1, n + 1)], textposition="bottom center",
+        marker=dict(size=[8 + 18 * v / biggest for v in totals], color="#334155", line=dict(color="white", width=1)),
+        customdata=[block.layer_name(i) for i in range(n + 1)],
+        hovertext=[f"{'block input' if j == 0 else f'layer {j}'}: its maps carry |R| = {totals[j]:.3g}"
+                   for j in range(n + 1)], hoverinfo="text"))
+    peak = max(1.0, n / 2.0)
+    fig.update_layout(
+        **_LAYOUT, height=height, dragmode=False, hovermode="closest",
+        title=dict(text=f"{short_name(block.name)}: the evidence for “{target_name}” on each link "
+                        "(red for, blue against; width = |relevance|)", font=dict(size=14)),
+        xaxis=dict(visible=False, range=[-0.8, n + 0.8]),
+        yaxis=dict(visible=False, range=[-0.22 * peak - 0.6, peak * 1.06], scaleanchor="x", scaleratio=1))
+    return fig
+
+
+def relevance_caption(block: BlockInfo, relevance: object, layer: int, target_name: str) -> str:
+    """In plain words: which inputs layer ``layer`` read the evidence for the class from."""
+    shares = sorted(relevance.shares(layer).items(), key=lambda kv: -kv[1])
+    named = [f"{'the block input' if j == 0 else f'layer {j}'} ({v:.0%})" for j, v in shares[:2] if v > 0]
+    if not named:
+        return f"For “{target_name}”, layer {layer} received no first-order evidence (its inputs' ReLUs are off)."
+    return f"For “{target_name}”, layer {layer} reads mostly " + " and ".join(named) + "."
+
+
 def count_cells(fig: go.Figure | dict) -> int:
     """The number of links a connectivity matrix draws (its filled cells)."""
     z = fig.data[0].z if isinstance(fig, go.Figure) else fig["data"][0]["z"]

@@ -185,10 +185,12 @@ def get_analysis(ctx: Context, *, graph: bool = False) -> Analysis:
 
 # --- maps -------------------------------------------------------------------------------------
 
-def map_key(an: Analysis, method: str, target: int, layer: str) -> tuple:
-    """One map: ``layer`` is :data:`explain.INPUT` for methods without a layer."""
+def map_key(an: Analysis, method: str, target: int, layer: str, options: dict | None = None) -> tuple:
+    """One map: ``layer`` is :data:`explain.INPUT` for methods without a layer; ``options`` the
+    method's own (a top-m preview)."""
     record = explain.method(method)
-    return (an.key, method, target if record.needs_graph or not record.uses_trace else None, layer)
+    return (an.key, method, target if record.needs_graph or not record.uses_trace else None, layer,
+            tuple(sorted((options or {}).items())))
 
 
 def map_layers(method: str, layers: list[str]) -> list[str]:
@@ -196,11 +198,13 @@ def map_layers(method: str, layers: list[str]) -> list[str]:
     return list(layers) if explain.method(method).needs_layer else [explain.INPUT]
 
 
-def peek_map(an: Analysis, method: str, target: int, layer: str) -> explain.Explanation | None:
-    return session.peek("maps", map_key(an, method, target, layer))
+def peek_map(an: Analysis, method: str, target: int, layer: str,
+             options: dict | None = None) -> explain.Explanation | None:
+    return session.peek("maps", map_key(an, method, target, layer, options))
 
 
-def get_maps(ctx: Context, an: Analysis, method: str, target: int, layers: list[str]) -> dict[str, explain.Explanation]:
+def get_maps(ctx: Context, an: Analysis, method: str, target: int, layers: list[str],
+             options: dict | None = None) -> dict[str, explain.Explanation]:
     """The maps of ``method`` for ``target`` at ``layers`` (memoised per layer).
 
     Trace-based methods read the session's trace (all missing layers from one backward);
@@ -208,7 +212,8 @@ def get_maps(ctx: Context, an: Analysis, method: str, target: int, layers: list[
     """
     record = explain.method(method)
     wanted = map_layers(method, layers)
-    found = {layer: peek_map(an, method, target, layer) for layer in wanted}
+    options = dict(options or {})
+    found = {layer: peek_map(an, method, target, layer, options) for layer in wanted}
     missing = [layer for layer, m in found.items() if m is None]
     if missing:
         if record.uses_trace:
@@ -219,11 +224,11 @@ def get_maps(ctx: Context, an: Analysis, method: str, target: int, layers: list[
         else:
             model = ctx.load()
             with runtime.job(record.label, long=True, bar=True) as job:
-                options = {record.chunk_option: runtime.CHUNK} if record.chunk_option else {}
+                chunks = {record.chunk_option: runtime.CHUNK} if record.chunk_option else {}
                 new = explain.compute(method, model, an.x, target, missing if record.needs_layer else None,
-                                      size=an.size, progress=job.progress, **options)
+                                      size=an.size, progress=job.progress, **chunks, **options)
         for layer, m in new.items():
-            session.memo("maps", map_key(an, method, target, layer), lambda m=m: m, max_entries=64)
+            session.memo("maps", map_key(an, method, target, layer, options), lambda m=m: m, max_entries=64)
             found[layer] = m
     return found
 
@@ -291,3 +296,32 @@ def full_overlay(ctx: Context, an: Analysis, shown: explain.Explanation, alpha: 
     key = (an.key, shown.method, shown.target, shown.layer, alpha, colormap)
     return session.memo("full_overlays", key, lambda: geometry.overlay_original(
         ctx.image.pixels, shown.map, ctx.load(), alpha=alpha, colormap=colormap), max_entries=4)
+
+
+def get_estimate(ctx: Context, an: Analysis, method: str, layer: str, options: dict | None = None) -> str | None:
+    """How long a slow method will take here, measured on a batch of its real work (``None``: no estimate)."""
+    record = explain.method(method)
+    if record.estimate is None:
+        return None
+
+    def run() -> str:
+        with runtime.job(f"Timing one batch of {record.label}"):
+            layers = [layer] if record.needs_layer else []
+            return record.estimate(ctx.load(), an.x, layers, top=(options or {}).get("top")).text
+
+    return session.memo("estimates", (an.key, method, layer, tuple(sorted((options or {}).items()))), run,
+                        max_entries=16)
+
+
+# --- relevance on the dense links ----------------------------------------------------------------
+
+def get_relevance(ctx: Context, an: Analysis, target: int) -> explain.LinkRelevance:
+    """Link relevance of every dense connection for ``target``, from one backward through the trace."""
+    if not an.has_graph:
+        an = get_analysis(ctx, graph=True)
+
+    def run() -> explain.LinkRelevance:
+        with runtime.job("Tracing the evidence through the dense links"):
+            return explain.link_relevance(an.trace, target)
+
+    return session.memo("relevance", (an.key, target), run, max_entries=8)

@@ -741,3 +741,31 @@ def test_dicom_window_changes_what_the_model_sees_and_exports():
     (second,) = ok(at).session_state["_cache_analysis"].values()
     assert not torch.equal(first.x, second.x)  # the window reaches the model's input
     assert any(b.label == "Export to DICOM (Secondary Capture)" for b in at.get("download_button"))
+
+
+# --- forward-only CAMs and relevance on the dense links ----------------------------------------------
+
+def test_the_relevance_overlay_draws_every_link_of_the_block():
+    at = ok(new_app().run())  # the demo model and its nodule sample
+    widget(at, "toggle", "relevance_overlay").set_value(True).run()
+    spec = charts(ok(at), "conn_graph")
+    block = densenet.topology(densenet.demo.load().config, 128).blocks[0]
+    assert figures.count_links(spec) == block.num_links  # every link, drawn by its relevance
+    assert "the evidence for “nodule”" in spec["layout"]["title"]["text"]
+    caption = next(c for c in captions(at) if c.startswith("For “nodule”, layer "))
+    assert "reads mostly" in caption
+    at.switch_page("views/feature_maps.py").run()  # the same overlay on the feature maps' graph
+    assert figures.count_links(charts(ok(at), "fm_graph")) > 0
+    assert any(c.startswith("For “nodule”, layer ") for c in captions(at))
+
+
+def test_ablation_cam_is_offered_with_a_measured_estimate_and_a_preview():
+    at = ok(new_app().run())
+    at.switch_page("views/attention.py").run()
+    label = explain.method("ablationcam").label
+    widget(ok(at), "selectbox", "method").set_value("ablationcam").run()
+    note = next(i.value for i in ok(at).info if "takes a while" in i.value)
+    assert "≈" in note and "on this CPU" in note  # timed on a batch of the real work
+    widget(at, "toggle", "preview.ablationcam").set_value(True).run()
+    at.button(key="run_attr").click().run()
+    assert f"{label} · denseblock2 · nodule" in overlay_caption(ok(at))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import figures, page, session, shared
+from dashboard import figures, page, results, session, shared
 from dashboard.analysis import plural, short_name
 
 ctx = page.start("Architecture")
@@ -69,9 +69,26 @@ def _on_click() -> None:
 
 
 with left:
-    draw = figures.connectivity_graph if view == "graph" else figures.connectivity_matrix
-    fig = shared.figure(f"connectivity-{view}", f"{cfg_key}|{block.name}|{node}", lambda: draw(block, node, height=440))
-    page.chart(fig, key="conn_graph", on_select=_on_click, selection_mode="points")
+    can_explain = ctx.image is not None and ctx.spec.trained and view == "graph"
+    overlay = can_explain and session.toggle(
+        st, "Relevance for this image", "relevance_overlay", False,
+        help="Each link drawn by how much of the evidence for the class it carried for the sidebar's image "
+             "(first order: gradient × activation on the link's channels, one backward pass).")
+    if overlay:
+        model = page.load(ctx)
+        an = results.get_analysis(ctx, graph=True)
+        target = session.selectbox(st, "Class", list(range(len(model.class_names))), "target",
+                                   an.predictions[0].index, format_func=lambda i: model.class_names[i])
+        rel = results.get_relevance(ctx, an, target).blocks[b - 1]
+        page.chart(figures.relevance_graph(block, rel, target_name=model.class_names[target]), key="conn_graph")
+        st.caption(figures.relevance_caption(block, rel, node or block.num_layers, model.class_names[target]) +
+                   " Red links carry evidence for the class, blue against it; a node's size is the total of its "
+                   "maps. Beside the weights' feature reuse (Dense block page): what it used here, not what it can.")
+    else:
+        draw = figures.connectivity_graph if view == "graph" else figures.connectivity_matrix
+        fig = shared.figure(f"connectivity-{view}", f"{cfg_key}|{block.name}|{node}",
+                            lambda: draw(block, node, height=440))
+        page.chart(fig, key="conn_graph", on_select=_on_click, selection_mode="points")
 
 # --- whole network ------------------------------------------------------------------------------
 st.subheader("The whole network")

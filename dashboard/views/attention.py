@@ -73,6 +73,10 @@ with right:
     layer = session.selectbox(s3, "Layer", layer_options, "cam_layer", default_cam_layer(model),
                               format_func=short_name, disabled=not record.needs_layer,
                               help="Methods in input space do not use a layer.")
+    preview = bool(record.preview_top) and session.toggle(
+        st, f"Fast preview: score only the {record.preview_top} most active channels", f"preview.{method}", False,
+        help="Close to the full map at a fraction of the time (its measured error is in BENCHMARKS.md).")
+    options = {"top": record.preview_top} if preview else {}
     o1, o2 = st.columns([2, 1])
     alpha = session.slider(o1, "Overlay opacity", 0.0, 1.0, "alpha", 0.5, 0.05)
     cmap = session.selectbox(o2, "Colour map", ["jet", "inferno", "viridis", "turbo"], "cam_cmap", "jet")
@@ -89,13 +93,13 @@ def runs_at_once(name: str) -> bool:
     return not r.slow or (small_model and r.kind is not explain.Kind.PERTURBATION)
 
 
-def map_for(name: str, at: str) -> explain.Explanation:
+def map_for(name: str, at: str, opts: dict | None = None) -> explain.Explanation:
     key = results.map_layers(name, [at])[0]
-    return results.get_maps(ctx, an, name, target, [at])[key]
+    return results.get_maps(ctx, an, name, target, [at], opts)[key]
 
 
-def peek_map(name: str, at: str) -> explain.Explanation | None:
-    return results.peek_map(an, name, target, results.map_layers(name, [at])[0])
+def peek_map(name: str, at: str, opts: dict | None = None) -> explain.Explanation | None:
+    return results.peek_map(an, name, target, results.map_layers(name, [at])[0], opts)
 
 
 def on_demand(label: str, button_key: str, note: str) -> bool:
@@ -115,12 +119,15 @@ def on_demand(label: str, button_key: str, note: str) -> bool:
 
 def show_map() -> tuple[explain.Explanation | None, object]:
     """The chosen map beside the input, with downloads; returns the map and the slot for trust scores."""
-    cam = peek_map(method, layer)
+    cam = peek_map(method, layer, options)
     if cam is None and runs_at_once(method):
-        cam = map_for(method, layer)
-    if cam is None and on_demand(f"Compute {record.label}", "run_attr",
-                                 f"{record.label} re-runs the model many times; on this model that takes a while."):
-        cam = map_for(method, layer)
+        cam = map_for(method, layer, options)
+    if cam is None:
+        estimate = results.get_estimate(ctx, an, method, layer, options)
+        note = f"{record.label} re-runs the model many times; on this model that takes a while" + (
+            f" ({estimate})." if estimate else ".")
+        if on_demand(f"Compute {record.label}", "run_attr", note):
+            cam = map_for(method, layer, options)
     if cam is None:
         return None, None
     where = short_name(layer) if record.needs_layer else "input"

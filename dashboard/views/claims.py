@@ -35,9 +35,10 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "learn": {"steps": 4, "batch_size": 2, "image_size": 32, "every": 2},
     },
 }
-#: Wall time at the defaults on this machine: `python -m densenet.classroom.timing`, 2 threads, load 3.3-3.9
-#: (other work sharing the 2 cores), 2026-12-01; "params" includes the same-depth count (1.9 s for DenseNet-121).
-MEASURED_S = {"params": 20, "gradients": 40, "memory": 11, "reuse": 36, "learn": 42}
+#: Wall time at the defaults on this machine, 2 threads, load 3.3-3.9 (other work sharing the 2 cores), 2026-12-01:
+#: clicked in the app (demo model) 7.7, 38, 8.8, 30, 43 s; `python -m densenet.classroom.timing` 17.7 + 1.9
+#: (first run, imports included), 40, 11, 36, 42 s.
+MEASURED_S = {"params": 10, "gradients": 40, "memory": 10, "reuse": 35, "learn": 45}
 
 top = st.columns([3, 2], vertical_alignment="bottom")
 top[0].markdown("Every DenseNet lesson makes the same five claims. Each section below tests one **on this "
@@ -54,8 +55,11 @@ def duration(claim: str) -> str:
 
 
 def experiment(claim: str, key: Any, compute: Callable[[Callable[[float], None]], Any], *,
-               label: str) -> Any | None:
-    """The Run button and the result: memoised under ``key``; ``None`` until run (or when stopped)."""
+               label: str, setup: Callable[[], None] | None = None) -> Any | None:
+    """The Run button and the result: memoised under ``key``; ``None`` until run (or when stopped).
+
+    ``setup`` runs right under the buttons, before any work (e.g. to place live-updated slots there).
+    """
     name = lesson.memo_name(claim)
     result = session.peek(name, key)
     row = st.columns([1, 4], vertical_alignment="center")
@@ -68,10 +72,16 @@ def experiment(claim: str, key: Any, compute: Callable[[Callable[[float], None]]
     if run:
         if result is not None:
             session.forget(name)  # "Run again" means a fresh run, not the memo
-        st.button("Stop", key=f"claims.stop.{claim}", icon=":material/stop:",
-                  help="Stops at the next step; nothing of this run is kept.")
+        stop = st.empty()
+        stop.button("Stop", key=f"claims.stop.{claim}", icon=":material/stop:",
+                    help="Stops at the next step; nothing of this run is kept.")
+        if setup is not None:
+            setup()
         with runtime.job(label, long=True, bar=True) as job:
             result = session.memo(name, key, lambda: compute(job.progress), max_entries=2)
+        stop.empty()
+    elif setup is not None:
+        setup()
     if result is not None:
         lesson.record(claim, key)
     return result
@@ -110,7 +120,7 @@ if params is not None:
         if params.same_depth is not None:
             page.chart(cf.same_depth_bars(params.same_depth), key="claims_same_depth")
             sd = params.same_depth
-            st.caption(f"{params.config_label}, depth {sd.depth}: {sd.densenet_params:,} parameters; ResNet of depth "
+            st.caption(f"{params.config_label[:1].upper() + params.config_label[1:]}, depth {sd.depth}: {sd.densenet_params:,} parameters; ResNet of depth "
                        f"{sd.depth} ({sd.resnet_block} blocks {sd.resnet_layout}, width {sd.resnet_width}): "
                        f"{sd.resnet_params:,}.")
         else:
@@ -142,7 +152,9 @@ memory = experiment("memory", (scale, repr(settings)), lambda p: classroom.memor
                     label="Measuring memory")
 if memory is not None:
     page.chart(cf.memory_curves(memory), key="claims_memory")
-    st.markdown(cf.memory_exponents(memory))
+    st.markdown("**Fitted exponents** (peak ∝ L^p):\n" + "\n".join(
+        f"- {c.label}: p = **{c.exponent:.2f}** overall, {c.tail_exponent:.2f} between the two deepest"
+        for c in memory.curves))
     st.caption(memory.measured)
 
 # --- 4. feature reuse -------------------------------------------------------------------------------------
@@ -174,20 +186,22 @@ settings = SETTINGS[scale]["learn"]
 st.caption("A small DenseNet and a ResNet of about the same parameter count train side by side on the same "
            "generated images; the curves, the throughput and each network's Grad-CAM of one fixed image refresh "
            "as they learn.")
-curves_slot = st.empty()
-speed_slot = st.empty()
-cams_slot = st.empty()
+slots: dict[str, Any] = {}
+
+
+def place_slots() -> None:
+    slots.update(curves=st.empty(), speed=st.empty(), cams=st.empty())
 
 
 def draw_learning(snap: classroom.LearnSnapshot, phase: str = "live") -> None:
-    with curves_slot.container():  # a key per drawing: one run redraws the slot many times
+    with slots["curves"].container():  # a key per drawing: one run redraws the slot many times
         page.chart(cf.learning_curves(snap), key=f"claims_learn_{phase}_{snap.step}")
-    with speed_slot.container():
+    with slots["speed"].container():
         cols = st.columns(2)
         for col, n in zip(cols, (snap.densenet, snap.resnet)):
             col.metric(f"{n.name}: images/s", f"{n.images_per_second:.0f}",
                        help=f"{n.params:,} parameters; training steps only (forward, backward, update).")
-    with cams_slot.container():
+    with slots["cams"].container():
         cols = st.columns(3)
         cols[0].image(cf.cam_overlay(snap.image, None), width=180, caption=f"the image: {snap.class_name}")
         for col, n in zip(cols[1:], (snap.densenet, snap.resnet)):
@@ -204,13 +218,14 @@ def train(progress: Callable[[float], None]) -> classroom.LearnSnapshot:
     return final
 
 
-learned = experiment("learn", (scale, repr(settings)), train, label="Training both networks")
+learned = experiment("learn", (scale, repr(settings)), train, label="Training both networks", setup=place_slots)
 if learned is not None:
     draw_learning(learned, "final")
     dn, rn = learned.densenet, learned.resnet
-    st.caption(f"After {learned.step} steps: DenseNet {dn.images_per_second:.0f} images/s, ResNet "
-               f"{rn.images_per_second:.0f} images/s ({dn.images_per_second / rn.images_per_second:.2f}×)."
-               if rn.images_per_second else "")
+    if rn.images_per_second:
+        st.caption(f"After {learned.step} steps the DenseNet trained at {dn.images_per_second / rn.images_per_second:.2f}"
+                   f"× the ResNet's speed ({dn.images_per_second:.0f} against {rn.images_per_second:.0f} images/s), "
+                   "measured in their own training steps, alternated so that both felt the same load.")
 
 # --- the lesson -------------------------------------------------------------------------------------------
 st.subheader("Take it home")

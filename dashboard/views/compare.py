@@ -22,25 +22,49 @@ size = ctx.input_size
 #: (`python -m densenet.classroom.timing compare`, load 3.6): the figure shown beside the buttons.
 MEASURED_121_S = 4.4
 
-ROWS = [  # (metric label, Architecture attribute or callable, formatter)
+ROWS = [  # (metric label, what it reads from an Architecture, how it is shown)
     ("Depth", lambda a: a.depth, str),
     ("Units H_l", lambda a: a.units, str),
     ("Links", lambda a: a.links, lambda v: f"{v:,}"),
-    ("Widest input (channels)", lambda a: max(a.reads), lambda v: f"{v:,}"),
+    ("Widest input", lambda a: max(a.reads), lambda v: f"{v:,} ch"),
     ("Parameters", lambda a: a.params, figures.big),
-    ("MACs per image", lambda a: a.macs, figures.big),
-    ("Activation memory", lambda a: a.memory and a.memory.forward_bytes, lambda v: f"{v / 1e6:.1f} MB"),
-    ("Training-step peak", lambda a: a.memory and a.memory.step_bytes, lambda v: f"{v / 1e6:.1f} MB"),
+    ("MACs", lambda a: a.macs, figures.big),
+    ("Activations", lambda a: a.memory and a.memory.forward_bytes, lambda v: f"{v / 1e6:.1f} MB"),
+    ("Step peak", lambda a: a.memory and a.memory.step_bytes, lambda v: f"{v / 1e6:.1f} MB"),
 ]
+HELP = {"Units H_l": "Dense layers, or residual blocks.", "Links": "Inputs read by all units together.",
+        "MACs": f"Multiply-accumulates of one {size}×{size} image.",
+        "Activations": "Peak memory of the forward pass (what a training step keeps for the backward pass).",
+        "Step peak": "Peak memory of one whole training step (forward and backward)."}
 
 
-def column(where: object, arch: classroom.Architecture, other: classroom.Architecture | None) -> None:
-    """One network's numbers, one metric per row (the same rows in both columns, so they line up)."""
-    for label, get, fmt in ROWS:
-        value = get(arch)
-        ref = get(other) if other is not None else None
-        delta = f"×{value / ref:.2f} of {other.name}" if value and ref else None
-        where.metric(label, "not measured" if value is None else fmt(value), delta=delta, delta_color="off")
+def aligned(left: classroom.Architecture, right: classroom.Architecture, titles: tuple[str, str]) -> None:
+    """Both networks' numbers in two columns, row by row (so they line up), the right one's ratio to the left."""
+    heads = st.columns(2, gap="large")
+    for where, title in zip(heads, titles):
+        where.markdown(f"#### {title}")
+    for chunk in (ROWS[:4], ROWS[4:]):
+        halves = st.columns(2, gap="large")
+        cells = [half.columns(len(chunk)) for half in halves]
+        for i, (label, get, fmt) in enumerate(chunk):
+            a, b = get(left), get(right)
+            cells[0][i].metric(label, "–" if a is None else fmt(a), help=HELP.get(label))
+            cells[1][i].metric(label, "–" if b is None else fmt(b), help=HELP.get(label),
+                               delta=f"×{b / a:.2f} of {left.name}" if a and b else None,
+                               delta_color="off", delta_arrow="off")
+
+
+def table(comparison: classroom.Comparison) -> None:
+    """Every aligned row with its difference and ratio (memory rows only once measured)."""
+    df = cf.comparison_table(comparison)
+    df = df[df[[comparison.left.name, comparison.right.name]].notna().all(axis=1)]
+    compact = st.column_config.NumberColumn(format="compact")
+    st.dataframe(df, hide_index=True, width="stretch", column_config={
+        comparison.left.name: compact, comparison.right.name: compact,
+        "Difference": st.column_config.NumberColumn(f"{comparison.right.name} − {comparison.left.name}",
+                                                    format="compact"),
+        "Ratio": st.column_config.NumberColumn(f"{comparison.right.name} ÷ {comparison.left.name}",
+                                               format="×%.2f")})
 
 
 def measure_button(name: str, key: tuple, run: object, label: str, note: str) -> object | None:
@@ -88,11 +112,10 @@ if counted is not None:
         f"One training step of each on one image: ≈ {max(1, round(seconds))} s on this machine "
         f"(DenseNet-121 with its ResNet-121: {MEASURED_121_S:g} s).")
     comp = measured or counted
-    c1, c2 = st.columns(2, gap="large")
-    c1.markdown(f"#### DenseNet · depth {comp.left.depth}")
-    c2.markdown(f"#### ResNet · depth {comp.right.depth} ({comp.right.units} residual blocks)")
-    column(c1, comp.left, None)
-    column(c2, comp.right, comp.left)
+    aligned(comp.left, comp.right, (f"DenseNet · depth {comp.left.depth}",
+                                    f"ResNet · depth {comp.right.depth}, {comp.right.units} residual blocks"))
+    with st.expander("All rows, with differences and ratios"):
+        table(comp)
     page.chart(cf.reads_bars(comp), key="cmp_reads")
     if measured is not None:
         st.caption("Activation memory: the peak of tensor storage during the forward pass (what the backward pass "
@@ -132,17 +155,10 @@ measured_ab = measure_button("compare.configs", pair_key + (True,), lambda p: cl
     f"One training step of each on one image: ≈ {max(1, round(seconds))} s on this machine.")
 ab = measured_ab or counted_ab
 topo_a, topo_b = ctx.topology, shared.topology(cfg_b, size)
-ca, cb = st.columns(2, gap="large")
-ca.markdown(f"#### {labels[0]}")
-cb.markdown(f"#### {labels[1]}")
-column(ca, ab.left, None)
-column(cb, ab.right, ab.left)
-table = cf.comparison_table(ab)
-st.dataframe(table, hide_index=True, width="stretch", column_config={
-    "A": st.column_config.NumberColumn(format="compact"), "B": st.column_config.NumberColumn(format="compact"),
-    "Difference": st.column_config.NumberColumn("B − A", format="compact"),
-    "Ratio": st.column_config.NumberColumn("B ÷ A", format="×%.2f")})
-for name, draw in (("growth", lambda t: figures.channel_growth(t)),
+aligned(ab.left, ab.right, labels)
+table(ab)
+for name, draw in (("growth", lambda t: figures.channel_growth(t).update_layout(
+                        title_text="Channel growth: c0 + l·k, ×θ at each transition")),
                    ("conn", lambda t: (figures.connectivity_graph if t.blocks[0].num_layers < figures.MATRIX_FROM
                                        else figures.connectivity_matrix)(t.blocks[0], None, height=360))):
     left, right = st.columns(2, gap="large")
@@ -156,4 +172,5 @@ number = st.column_config.NumberColumn(format="compact")
 for where, t in ((left, topo_a), (right, topo_b)):
     table = figures.paper_table(t)
     where.dataframe(table, hide_index=True, width="stretch", height=35 * (len(table) + 1) + 3,
+                    column_order=("Layers", "Channels", "Params", "MACs"),
                     column_config={"Params": number, "MACs": number})

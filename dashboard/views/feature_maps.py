@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from dashboard import analysis, figures, page, session, shared
+from dashboard import analysis, figures, page, results, session, shared
 from dashboard.analysis import short_name
 
 ctx, model, an = page.with_image("Feature maps")
@@ -77,8 +77,16 @@ with right:
                 if picked is not None and picked > 0:
                     session.choose("fm_layer", block.layer_name(picked))
 
-            fig = shared.figure("connectivity-small", f"{model.config.to_json()}@{ctx.input_size}|"
-                                      f"{block.name}|{node}", lambda: figures.connectivity_graph(block, node, height=300))
+            if ctx.spec.trained and session.toggle(st, "Relevance for this image", "relevance_overlay", False,
+                                                   help="The links drawn by the evidence they carried for the "
+                                                        "Attention page's class (first order, one backward)."):
+                target = session.kept("target", an.predictions[0].index)
+                rel = results.get_relevance(ctx, an, target).blocks[block.index - 1]
+                fig = figures.relevance_graph(block, rel, target_name=model.class_names[target], height=300)
+                st.caption(figures.relevance_caption(block, rel, node, model.class_names[target]))
+            else:
+                fig = shared.figure("connectivity-small", f"{model.config.to_json()}@{ctx.input_size}|"
+                                    f"{block.name}|{node}", lambda: figures.connectivity_graph(block, node, height=300))
             page.chart(fig, key="fm_graph", on_select=_on_click, selection_mode="points")
             st.caption("Click a layer on the graph to show its maps.")
 

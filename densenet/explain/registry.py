@@ -86,6 +86,10 @@ class Method:
         chunk_option: the keyword of ``run`` that sets how much work goes between two progress
             calls (``batch_size``, ``internal_batch_size``); ``None`` if it has no chunks.
         featured: among the few a comparison shows first (a varied set, one per idea).
+        estimate: ``estimate(model, x, layers, *, trace=None, top=None)`` -> an object whose
+            ``.text`` says how long the run will take on this machine, measured (slow methods).
+        preview_top: a fast preview that scores only this many channels (``top=``) is close
+            enough to the full map to offer (measured in BENCHMARKS.md); ``None``: none is.
     """
 
     name: str
@@ -102,6 +106,8 @@ class Method:
     options: tuple[tuple[str, Any], ...] = ()
     chunk_option: str | None = None
     featured: bool = False
+    estimate: Callable[..., Any] | None = None
+    preview_top: int | None = None
 
     @property
     def uses_trace(self) -> bool:
