@@ -142,17 +142,17 @@ def gradient_profiles(result: GradientResult, *, height: int = 420) -> go.Figure
 def memory_curves(result: MemoryResult, *, height: int = 420) -> go.Figure:
     """Peak bytes of one training step against L, log-log; each curve's fitted exponent in its legend."""
     fig = go.Figure()
-    for curve, color, dash in zip(result.curves, MEMORY_COLORS, ("solid", "solid", "dash")):
+    short = ("DenseNet, naive concatenation", "DenseNet, memory-efficient", "ResNet stack, about the same parameters")
+    for curve, name, color, dash in zip(result.curves, short, MEMORY_COLORS, ("solid", "solid", "dash")):
         fig.add_trace(go.Scatter(
-            x=curve.depths, y=curve.peak_bytes, mode="lines+markers",
-            name=f"{curve.label}: ∝ L^{curve.exponent:.2f}", line=dict(color=color, width=2, dash=dash),
-            hovertext=[f"L = {d}: {_bytes(b)} peak, {_big(p)} parameters" for d, b, p in
+            x=curve.depths, y=curve.peak_bytes, mode="lines+markers", meta={"label": curve.label},
+            name=f"{name}: ∝ L<sup>{curve.exponent:.2f}</sup>", line=dict(color=color, width=2, dash=dash),
+            hovertext=[f"{curve.label}, L = {d}: {_bytes(b)} peak, {_big(p)} parameters" for d, b, p in
                        zip(curve.depths, curve.peak_bytes, curve.params)], hoverinfo="text"))
     fig.update_layout(**{**_LAYOUT, "margin": dict(l=10, r=10, t=50, b=10)}, height=height,
                       title=dict(text=f"Peak memory of one training step, dense block of L layers "
                                       f"(k = {result.growth_rate})", font=dict(size=14)),
-                      legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0.0,
-                                  font=dict(size=11)),
+                      legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0.0),
                       xaxis=dict(title="layers L (log scale)", type="log", gridcolor=_GRID,
                                  tickvals=result.depths, ticktext=[str(d) for d in result.depths]),
                       yaxis=dict(title="peak memory (log scale)", type="log", gridcolor=_GRID,

@@ -29,42 +29,34 @@ ROWS = [  # (metric label, what it reads from an Architecture, how it is shown)
     ("Widest input", lambda a: max(a.reads), lambda v: f"{v:,} ch"),
     ("Parameters", lambda a: a.params, figures.big),
     ("MACs", lambda a: a.macs, figures.big),
-    ("Activations", lambda a: a.memory and a.memory.forward_bytes, lambda v: f"{v / 1e6:.1f} MB"),
-    ("Step peak", lambda a: a.memory and a.memory.step_bytes, lambda v: f"{v / 1e6:.1f} MB"),
+    ("Activation memory", lambda a: a.memory and a.memory.forward_bytes, lambda v: f"{v / 1e6:.1f} MB"),
+    ("Training-step peak", lambda a: a.memory and a.memory.step_bytes, lambda v: f"{v / 1e6:.1f} MB"),
 ]
-HELP = {"Units H_l": "Dense layers, or residual blocks.", "Links": "Inputs read by all units together.",
-        "MACs": f"Multiply-accumulates of one {size}×{size} image.",
-        "Activations": "Peak memory of the forward pass (what a training step keeps for the backward pass).",
-        "Step peak": "Peak memory of one whole training step (forward and backward)."}
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"×{b / a:.2f}" if a and b is not None else "–"
 
 
 def aligned(left: classroom.Architecture, right: classroom.Architecture, titles: tuple[str, str]) -> None:
-    """Both networks' numbers in two columns, row by row (so they line up), the right one's ratio to the left."""
+    """Both networks side by side: the headline numbers in two columns, then every row in one aligned table."""
     heads = st.columns(2, gap="large")
-    for where, title in zip(heads, titles):
+    for where, arch, title in ((heads[0], left, titles[0]), (heads[1], right, titles[1])):
         where.markdown(f"#### {title}")
-    for chunk in (ROWS[:4], ROWS[4:]):
-        halves = st.columns(2, gap="large")
-        cells = [half.columns(len(chunk)) for half in halves]
-        for i, (label, get, fmt) in enumerate(chunk):
-            a, b = get(left), get(right)
-            cells[0][i].metric(label, "–" if a is None else fmt(a), help=HELP.get(label))
-            cells[1][i].metric(label, "–" if b is None else fmt(b), help=HELP.get(label),
-                               delta=f"×{b / a:.2f} of {left.name}" if a and b else None,
-                               delta_color="off", delta_arrow="off")
-
-
-def table(comparison: classroom.Comparison) -> None:
-    """Every aligned row with its difference and ratio (memory rows only once measured)."""
-    df = cf.comparison_table(comparison)
-    df = df[df[[comparison.left.name, comparison.right.name]].notna().all(axis=1)]
-    compact = st.column_config.NumberColumn(format="compact")
-    st.dataframe(df, hide_index=True, width="stretch", column_config={
-        comparison.left.name: compact, comparison.right.name: compact,
-        "Difference": st.column_config.NumberColumn(f"{comparison.right.name} − {comparison.left.name}",
-                                                    format="compact"),
-        "Ratio": st.column_config.NumberColumn(f"{comparison.right.name} ÷ {comparison.left.name}",
-                                               format="×%.2f")})
+        links, params = where.columns(2)
+        other = None if arch is left else left
+        links.metric("Links", f"{arch.links:,}", help="Inputs read by all units together: Σ L(L+1)/2 over the blocks, or one per unit.", delta_color="off", delta_arrow="off",
+                     delta=None if other is None else f"{_ratio(other.links, arch.links)} of {other.name}")
+        params.metric("Parameters", figures.big(arch.params), delta_color="off", delta_arrow="off",
+                      delta=None if other is None else f"{_ratio(other.params, arch.params)} of {other.name}")
+    lines = [f"| | {left.name} | {right.name} | {right.name} − {left.name} | {right.name} ÷ {left.name} |",
+             "|---|---:|---:|---:|---:|"]
+    for label, get, fmt in ROWS:
+        a, b = get(left), get(right)
+        shown = [("–" if v is None else fmt(v)) for v in (a, b)]
+        diff = "–" if a is None or b is None else ("+" if b >= a else "−") + fmt(abs(b - a))
+        lines.append(f"| {label} | {shown[0]} | {shown[1]} | {diff} | {_ratio(a, b)} |")
+    st.markdown("\n".join(lines))
 
 
 def measure_button(name: str, key: tuple, run: object, label: str, note: str) -> object | None:
@@ -114,8 +106,6 @@ if counted is not None:
     comp = measured or counted
     aligned(comp.left, comp.right, (f"DenseNet · depth {comp.left.depth}",
                                     f"ResNet · depth {comp.right.depth}, {comp.right.units} residual blocks"))
-    with st.expander("All rows, with differences and ratios"):
-        table(comp)
     page.chart(cf.reads_bars(comp), key="cmp_reads")
     if measured is not None:
         st.caption("Activation memory: the peak of tensor storage during the forward pass (what the backward pass "
@@ -156,7 +146,6 @@ measured_ab = measure_button("compare.configs", pair_key + (True,), lambda p: cl
 ab = measured_ab or counted_ab
 topo_a, topo_b = ctx.topology, shared.topology(cfg_b, size)
 aligned(ab.left, ab.right, labels)
-table(ab)
 for name, draw in (("growth", lambda t: figures.channel_growth(t).update_layout(
                         title_text="Channel growth: c0 + l·k, ×θ at each transition")),
                    ("conn", lambda t: (figures.connectivity_graph if t.blocks[0].num_layers < figures.MATRIX_FROM
