@@ -82,7 +82,9 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans
        max-width: 1200px; margin: 0 auto; padding: 1.5rem; line-height: 1.45; }
 h1 { border-bottom: 2px solid #cbd5e1; padding-bottom: .3rem; }
 h2 { margin-top: 2.2rem; border-bottom: 1px solid #e2e8f0; padding-bottom: .2rem; }
-.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 1rem; align-items: start; }
+/* a fixed column count: a plot is drawn as soon as it is parsed, so its cell's width must not depend on later cells */
+.grid { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 1rem; align-items: start; }
+@media (max-width: 900px) { .grid { grid-template-columns: minmax(0, 1fr); } }
 .facts { display: flex; flex-wrap: wrap; gap: 1.5rem; margin: .5rem 0 1rem; }
 .facts div { background: #f1f5f9; border-radius: .5rem; padding: .5rem .9rem; }
 .facts b { display: block; font-size: 1.4rem; }
@@ -103,6 +105,13 @@ class _Figures:
         self.count = 0
 
     def __call__(self, fig: go.Figure) -> str:
+        # Outside Streamlit's theme the tight margins cut tick labels off: room for them, on a copy.
+        fig = go.Figure(fig)
+        m = fig.layout.margin
+        fig.update_layout(margin=dict(l=max(m.l or 0, 70), r=max(m.r or 0, 20), t=max(m.t or 0, 60),
+                                      b=max(m.b or 0, 60)))
+        fig.update_xaxes(automargin=True)
+        fig.update_yaxes(automargin=True)
         out = fig.to_html(full_html=False, include_plotlyjs="inline" if self.count == 0 else False,
                           config={"displayModeBar": False, "responsive": True}, default_width="100%")
         self.count += 1

@@ -226,6 +226,15 @@ def test_comparison_table_and_reads_bars():
     assert cf.ratio_text(None) == "–" and cf.ratio_text(2.0) == "×2.00"
 
 
+def test_log_ticks_read_at_a_glance():
+    ticks = cf.log_ticks(7.9e6, 60e6, cf._tick(("G", "M", "k", "")))
+    assert ticks["ticktext"] == ["5 M", "10 M", "20 M", "30 M", "50 M"]
+    wide = cf.log_ticks(1.6e6, 250e6, cf._tick(("GB", "MB", "kB", "B")))
+    assert wide["ticktext"][:3] == ["1 MB", "2 MB", "5 MB"] and "200 MB" in wide["ticktext"]
+    with pytest.raises(ValueError, match="log axis"):
+        cf.log_ticks(0, 1, str)
+
+
 def test_lesson_embeds_plotly_once_and_lists_what_was_not_run(results):
     topo = densenet.topology(densenet.VARIANTS["densenet121"])
     text = lesson.build(topo, title="DenseNet-121", claims={"memory": results["memory"]}, block_index=1)

@@ -41,8 +41,10 @@ def _ratio(a: float | None, b: float | None) -> str:
 def aligned(left: classroom.Architecture, right: classroom.Architecture, titles: tuple[str, str]) -> None:
     """Both networks side by side: the headline numbers in two columns, then every row in one aligned table."""
     heads = st.columns(2, gap="large")
-    for where, arch, title in ((heads[0], left, titles[0]), (heads[1], right, titles[1])):
+    for where, title in zip(heads, titles):
         where.markdown(f"#### {title}")
+    numbers = st.columns(2, gap="large")  # a row of its own: aligned even when one title wraps
+    for where, arch in ((numbers[0], left), (numbers[1], right)):
         links, params = where.columns(2)
         other = None if arch is left else left
         links.metric("Links", f"{arch.links:,}", help="Inputs read by all units together: Σ L(L+1)/2 over the blocks, or one per unit.", delta_color="off", delta_arrow="off",
@@ -78,7 +80,7 @@ def describe(c: DenseNetConfig) -> str:
 
 
 # --- the current model beside the ResNet of its depth ----------------------------------------------
-st.caption(f"**{ctx.spec.label}** ({describe(cfg)}) beside a ResNet of exactly its depth, built from torchvision's "
+st.caption(f"**{ctx.spec.label[:1].upper() + ctx.spec.label[1:]}** ({describe(cfg)}) beside a ResNet of exactly its depth, built from torchvision's "
            f"residual blocks, at {size}×{size} input. Change the model in the sidebar (Custom bends every knob).")
 f1, f2 = st.columns(2, gap="large")
 with f1:
