@@ -107,7 +107,9 @@ def fairness(switches: int) -> dict[str, float]:
         time.sleep(2.0)  # well inside the Occlusion run
         busy.append(switch())
         worker.join()
-        a.session_state["_cache_maps"].clear()  # next round computes it again
+        a.session_state["_cache_maps"].clear()  # next round computes it again...
+        a.run()  # ...and shows its Compute button
+        assert len(occlusion_seconds) == len(busy), "the long job did not run during the timed switch"
     return {"idle": statistics.median(idle), "busy": statistics.median(busy),
             "occlusion": statistics.median(occlusion_seconds), "switches": switches}
 
