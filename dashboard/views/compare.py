@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
+import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import classroom_figures as cf
@@ -82,15 +83,16 @@ def describe(c: DenseNetConfig) -> str:
 # --- the current model beside the ResNet of its depth ----------------------------------------------
 st.caption(f"**{ctx.spec.label[:1].upper() + ctx.spec.label[1:]}** ({describe(cfg)}) beside a ResNet of exactly its depth, built from torchvision's "
            f"residual blocks, at {size}×{size} input. Change the model in the sidebar (Custom bends every knob).")
-f1, f2 = st.columns(2, gap="large")
-with f1:
-    st.markdown("**DenseNet: concatenate.** Layer l reads every earlier map of its block.")
-    st.latex(r"x_l = H_l([x_0, x_1, \ldots, x_{l-1}])")
-    st.caption("A block of L layers has 1 + 2 + … + L = L(L+1)/2 links.")
-with f2:
-    st.markdown("**ResNet: add.** Unit l reads one tensor, its predecessor's output plus the shortcut.")
-    st.latex(r"x_l = H_l(x_{l-1}) + x_{l-1}")
-    st.caption("L units have L links; the widths stay fixed within a stage.")
+# one row per kind of text, so that the formulas line up even when a sentence wraps
+words = st.columns(2, gap="large")
+words[0].markdown("**DenseNet: concatenate.** Layer l reads every earlier map of its block.")
+words[1].markdown("**ResNet: add.** Unit l reads one tensor, its predecessor's output plus the shortcut.")
+formulas = st.columns(2, gap="large")
+formulas[0].latex(r"x_l = H_l([x_0, x_1, \ldots, x_{l-1}])")
+formulas[1].latex(r"x_l = H_l(x_{l-1}) + x_{l-1}")
+notes = st.columns(2, gap="large")
+notes[0].caption("A block of L layers has 1 + 2 + … + L = L(L+1)/2 links.")
+notes[1].caption("L units have L links; the widths stay fixed within a stage.")
 
 key = (cfg.to_json(), size)
 try:
@@ -148,6 +150,7 @@ measured_ab = measure_button("compare.configs", pair_key + (True,), lambda p: cl
 ab = measured_ab or counted_ab
 topo_a, topo_b = ctx.topology, shared.topology(cfg_b, size)
 aligned(ab.left, ab.right, labels)
+top_channels = max(b.out_channels for t in (topo_a, topo_b) for b in t.blocks)
 for name, draw in (("growth", lambda t: figures.channel_growth(t).update_layout(
                         title_text="Channel growth: c0 + l·k, ×θ at each transition")),
                    ("conn", lambda t: (figures.connectivity_graph if t.blocks[0].num_layers < figures.MATRIX_FROM
@@ -155,8 +158,10 @@ for name, draw in (("growth", lambda t: figures.channel_growth(t).update_layout(
     left, right = st.columns(2, gap="large")
     for where, t, tag in ((left, topo_a, "a"), (right, topo_b, "b")):
         with where:
-            page.chart(shared.figure(f"compare-{name}", f"{t.config.to_json()}@{size}", lambda t=t: draw(t)),
-                       key=f"cmp_{name}_{tag}")
+            fig = shared.figure(f"compare-{name}", f"{t.config.to_json()}@{size}", lambda t=t: draw(t))
+            if name == "growth":  # one channel scale for both, so that the heights compare (on a copy: shared)
+                fig = go.Figure(fig).update_yaxes(range=[0, 1.08 * top_channels])
+            page.chart(fig, key=f"cmp_{name}_{tag}")
 page.chart(cf.reads_bars(ab), key="cmp_reads_ab")
 left, right = st.columns(2, gap="large")
 number = st.column_config.NumberColumn(format="compact")
