@@ -295,3 +295,19 @@ def _rendered_plots(path: Path) -> int:
     assert not errors, errors
     assert all(u.startswith(("file:", "data:")) for u in requests), requests  # nothing from the internet
     return drawn
+
+
+def test_a_net_too_shallow_for_a_resnet_says_so_and_still_compares_configs():
+    at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    at = use_tiny(at, k=4, blocks=(1,))
+    widget(at, "toggle", "custom.bottleneck").set_value(False).run()  # depth 1 + 1 + 1 = 3
+    at.switch_page("views/compare.py")
+    ok(at.run())
+    assert any("No ResNet of this depth" in i.value for i in at.info)
+    assert metrics(at, "Links") == ["1", "1"]  # A and B: one layer, one link
+    at.switch_page("views/claims.py")
+    ok(at.run())
+    widget(at, "radio", "claims.scale").set_value("quick").run()
+    at.button(key="claims.run.params").click().run()
+    ok(at)
+    assert any("No ResNet of this depth" in i.value for i in at.info) and chart(at, "claims_params")
