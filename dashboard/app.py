@@ -286,9 +286,9 @@ def main() -> None:
         st.Page("views/feature_maps.py", title="Feature maps", icon=":material/grid_view:"),
         st.Page("views/attention.py", title="Attention", icon=":material/visibility:"),
         st.Page("views/audit.py", title="Audit", icon=":material/fact_check:"),
-        st.Page("views/dense_block.py", title="Dense block step by step", icon=":material/stairs:"),
+        st.Page("views/dense_block.py", title="Dense block", icon=":material/stairs:"),
         st.Page("views/claims.py", title="Claims, tested", icon=":material/science:"),
-        st.Page("views/compare.py", title="DenseNet vs ResNet", icon=":material/compare:"),
+        st.Page("views/compare.py", title="vs ResNet", icon=":material/compare:"),
     ], position="top")
     page.presenter_toggle(st.container(horizontal_alignment="right"))
     try:

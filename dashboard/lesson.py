@@ -18,10 +18,14 @@ from datetime import datetime, timezone
 import pandas as pd
 import plotly.graph_objects as go
 
-from densenet.classroom import GradientResult, LearnSnapshot, MemoryResult, ParamsVsAccuracy, ReuseResult, SameDepth
+from typing import TYPE_CHECKING
+
 from densenet.topology import Topology
 
-from . import analysis, classroom_figures, figures, session
+from . import analysis, figures, session
+
+if TYPE_CHECKING:  # densenet.classroom loads torchvision's model zoo: only a lesson with claims pays
+    from densenet.classroom import ParamsVsAccuracy, SameDepth
 
 #: The claims, in the page's order: memo name suffix -> (heading, the lesson's own words).
 CLAIMS: dict[str, tuple[str, str]] = {
@@ -184,6 +188,10 @@ def _findings(lines: list[str]) -> str:
 
 
 def _claim(name: str, result: object, fig: _Figures) -> list[str]:
+    from densenet.classroom import GradientResult, LearnSnapshot, MemoryResult, ReuseResult
+
+    from . import classroom_figures
+
     heading, words = CLAIMS[name]
     out = [f"<h2>Claim: {_e(heading)}</h2>", f"<blockquote>“{_e(words)}” (the lesson)</blockquote>"]
     if isinstance(result, FewerParameters):

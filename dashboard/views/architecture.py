@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import figures, page, results, session, shared
+from dashboard import figures, lesson, page, results, session, shared
 from dashboard.analysis import plural, short_name
 
 ctx = page.start("Architecture")
@@ -107,6 +107,12 @@ number = st.column_config.NumberColumn(format="compact")
 table = figures.paper_table(topo)
 st.dataframe(table, hide_index=True, width="stretch", height=35 * (len(table) + 1) + 3,
              column_config={"Params": number, "MACs": number, "Structure": st.column_config.TextColumn(width="large")})
+ran = lesson.session_claims()
+st.download_button("Download the lesson (HTML)", lambda: lesson.build(
+    topo, title=ctx.spec.label, claims=ran, block_index=b - 1).encode("utf-8"),
+    file_name="densenet-lesson.html", mime="text/html", key="arch.lesson", icon=":material/download:",
+    help="One file that opens offline: this architecture, a block step by step, and the claims run on the "
+         "Claims page in this session.")
 with st.expander("Every layer"):
     st.dataframe(figures.layer_table(topo), hide_index=True, width="stretch",
                  column_config={"Params": number, "MACs": number})
