@@ -233,8 +233,8 @@ def relevance_graph(block: BlockInfo, relevance: object, *, target_name: str, he
     peak = max(1.0, n / 2.0)
     fig.update_layout(
         **_LAYOUT, height=height, dragmode=False, hovermode="closest",
-        title=dict(text=f"{short_name(block.name)}: the evidence for “{target_name}” on each link "
-                        "(red for, blue against; width = |relevance|)", font=dict(size=14)),
+        title=dict(text=f"{short_name(block.name)}: the evidence for “{target_name}” on each link",
+                   font=dict(size=14)),
         xaxis=dict(visible=False, range=[-0.8, n + 0.8]),
         yaxis=dict(visible=False, range=[-0.22 * peak - 0.6, peak * 1.06], scaleanchor="x", scaleratio=1))
     return fig
@@ -488,7 +488,7 @@ def findings_bar(findings: list, *, height_per: int = 26) -> go.Figure:
                                                            line=dict(width=2)), hoverinfo="skip"))
     positives = sum(f.positive for f in findings)
     fig.update_layout(**_LAYOUT, height=70 + height_per * len(findings), showlegend=False,
-                      title=dict(text=f"per-finding sigmoid: {positives} of {len(findings)} above threshold (red)",
+                      title=dict(text=f"per-finding sigmoid: {positives} of {len(findings)} positive",
                                  font=dict(size=13)),
                       xaxis=dict(range=[0, 1.12], tickformat=".0%", gridcolor="#eef2f7"), yaxis=dict(automargin=True))
     return fig

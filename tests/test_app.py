@@ -271,7 +271,7 @@ def test_attention_page_explains_with_each_method_layer_and_class():
     assert len(over[0].proto.imgs) == 1 and len(over[1].proto.imgs) == 1  # input and overlay
     assert "Grad-CAM · norm5" in over[1].proto.imgs[0].caption
     assert [b.label for b in at.get("download_button")] == [  # the sample is 128 px, the model's view 32 px
-        "Overlay (PNG, 128×128)", "Raw map (.npy, 16×16)", "Raw map on the original (.npy, 128×128)"]
+        "Overlay (PNG, 128×128)", "Layer map (.npy, 16×16)", "Full-size map (.npy, 128×128)"]
     assert metric(at, "Randomisation rank correlation")
     assert metric(at, "Deletion AUC") and metric(at, "Insertion AUC")
     assert [t.label for t in at.tabs] == ["Map", "Across methods", "Across layers"]

@@ -145,12 +145,13 @@ def show_map() -> tuple[explain.Explanation | None, object]:
         st.download_button(f"Overlay (PNG, {w}×{h})", lambda: geometry.png_bytes(full), file_name=f"{stem}.png",
                            mime="image/png", key="dl_png", icon=":material/download:")
         downloads = geometry.map_downloads(cam.raw, h, w, model)
-        st.download_button(f"Raw map (.npy, {cam.raw.shape[1]}×{cam.raw.shape[0]})", downloads["layer"],
+        st.download_button(f"Layer map (.npy, {cam.raw.shape[1]}×{cam.raw.shape[0]})", downloads["layer"],
                            file_name=f"{stem}_raw.npy", mime="application/octet-stream", key="dl_npy",
                            icon=":material/download:")
-        st.download_button(f"Raw map on the original (.npy, {w}×{h})", downloads["original"],
+        st.download_button(f"Full-size map (.npy, {w}×{h})", downloads["original"],
                            file_name=f"{stem}_raw_{w}x{h}.npy", mime="application/octet-stream", key="dl_npy_full",
-                           icon=":material/download:", help="NaN where the model saw nothing (a crop's sides).")
+                           icon=":material/download:", help="The raw map carried back onto the original image; NaN where the model saw nothing "
+                                "(a crop's sides).")
         if ctx.image.dicom is not None:
             note = dicom_export.explanation_note(record.label, layer=where if record.needs_layer else None,
                                                  target=model.class_names[target], model=ctx.spec.label)
