@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from densenet import explain
+from densenet.audit.report import outline
 
 from .analysis import short_name
 
@@ -187,19 +188,6 @@ def latest_rows(table: Any, n: int = 10) -> pd.DataFrame:
 
 
 # --- gallery -------------------------------------------------------------------------------------
-
-def outline(mask: np.ndarray) -> np.ndarray:
-    """The boundary pixels of a boolean mask (inside pixels with a 4-neighbour outside it)."""
-    mask = np.asarray(mask, bool)
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
-    inner = mask.copy()
-    inner[1:] &= mask[:-1]
-    inner[:-1] &= mask[1:]
-    inner[:, 1:] &= mask[:, :-1]
-    inner[:, :-1] &= mask[:, 1:]
-    return mask & ~inner
-
 
 def case_picture(display: np.ndarray, truth: np.ndarray | None, cam: np.ndarray, *, alpha: float = 0.5,
                  gap: int = 4) -> np.ndarray:

@@ -17,6 +17,8 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from tests.apptest import ok, widget
+
 import densenet
 from dashboard import analysis, figures, inputs, sources
 from densenet import explain
@@ -32,18 +34,6 @@ def new_app() -> AppTest:
     return AppTest.from_file(APP, default_timeout=TIMEOUT)
 
 
-def ok(at: AppTest) -> AppTest:
-    """No exception and no error box; returns ``at`` for chaining."""
-    assert not at.exception, [e.message for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    return at
-
-
-def widget(at: AppTest, kind: str, name: str):
-    """The widget of control ``name``: its key is ``name:digest`` (see ``dashboard/session.py``)."""
-    found = [w for w in at.get(kind) if (w.key or "").split(":")[0] == name]
-    assert found, f"no {kind} {name!r}; have {[w.key for w in at.get(kind)]}"
-    return found[0]
 
 
 def charts(at: AppTest, key: str) -> dict:

@@ -22,6 +22,8 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.apptest import ok, widget
+
 from dashboard import audit_figures as af
 from dashboard import audits
 from dashboard.gate import INTERACTIVE, LONG, ComputeGate
@@ -367,17 +369,6 @@ def env(tmp_path_factory):
         mp.setenv(audits.DATA_ROOT_ENV, str(data))
         yield SimpleNamespace(cache=cache, data=data)
 
-
-def widget(at: AppTest, kind: str, name: str):
-    found = [w for w in at.get(kind) if (w.key or "").split(":")[0] == name]
-    assert found, f"no {kind} {name!r}; have {[w.key for w in at.get(kind)]}"
-    return found[0]
-
-
-def ok(at: AppTest) -> AppTest:
-    assert not at.exception, [e.message for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    return at
 
 
 def audit_page() -> AppTest:

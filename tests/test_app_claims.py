@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.apptest import ok, widget
+
 import densenet
 from dashboard import classroom_figures as cf
 from dashboard import lesson
@@ -27,16 +29,6 @@ TINY = densenet.DenseNetConfig(growth_rate=4, block_config=(2, 2), num_init_feat
                                in_channels=1, num_classes=4)
 
 
-def ok(at: AppTest) -> AppTest:
-    assert not at.exception, [e.message for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    return at
-
-
-def widget(at: AppTest, kind: str, name: str):
-    found = [w for w in at.get(kind) if (w.key or "").split(":")[0] == name]
-    assert found, f"no {kind} {name!r}; have {[w.key for w in at.get(kind)]}"
-    return found[0]
 
 
 def chart(at: AppTest, key: str) -> dict:

@@ -138,7 +138,11 @@ def _png(rgb: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _outline(mask: np.ndarray) -> np.ndarray:
+def outline(mask: np.ndarray) -> np.ndarray:
+    """The boundary pixels of a boolean mask (inside pixels with a 4-neighbour outside it)."""
+    mask = np.asarray(mask, bool)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
     inner = mask.copy()
     inner[1:] &= mask[:-1]
     inner[:-1] &= mask[1:]
@@ -171,13 +175,13 @@ def _case_pictures(case: dict[str, Any], dataset: Dataset, model: torch.nn.Modul
     except ValueError:
         truth = None
     if truth is not None:
-        edge = _outline(truth)
+        edge = outline(truth)
         rgb[edge] = (0, 230, 0)
     cam = torch.nn.functional.interpolate(torch.from_numpy(np.asarray(case["map"], np.float32))[None, None],
                                           size=(size, size), mode="bilinear", align_corners=False)[0, 0].numpy()
     over = overlay(grey, np.clip(cam, 0, 1), alpha=0.5)
     if truth is not None:
-        over[_outline(truth)] = (255, 255, 255)
+        over[outline(truth)] = (255, 255, 255)
     return _png(rgb), _png(over)
 
 
