@@ -17,6 +17,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("densenet.convert", "turn any checkpoint load_checkpoint reads into a self-describing .safetensors"),
     "audit": ("densenet.audit.cli", "explain and score a whole dataset: pointing game, IoU, report.html"),
+    "classroom-timing": ("densenet.classroom.timing", "time the classroom experiments at their defaults"),
 }
 
 
