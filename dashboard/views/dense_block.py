@@ -88,8 +88,8 @@ def walk() -> None:
         draw = figures.connectivity_graph if L < figures.MATRIX_FROM else figures.connectivity_matrix
         page.chart(shared.figure("step-links", f"{cfg.to_json()}|{block.name}|{layer}",
                                  lambda: draw(block, layer, height=300)), key="step_links")
-        st.caption(f"Up to layer {layer}: {plural(step.links_so_far, 'link')}; the "
-                   f"{plural(layer, 'link')} into layer {layer} are lit.")
+        lit = "the link into layer 1 is lit" if layer == 1 else f"the {layer} links into layer {layer} are lit"
+        st.caption(f"Up to layer {layer}: {plural(step.links_so_far, 'link')}; {lit}.")
     if an is not None:
         new = an.trace.activations.get(block.layer_name(layer))
         if new is not None:
