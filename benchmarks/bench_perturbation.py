@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import densenet.explain as E  # noqa: E402
+from densenet.testing import zeroing_ablation_layer  # noqa: E402
 from bench_cam import make_image, make_model, to_map  # noqa: E402
 from common import git_commit, machine, versions  # noqa: E402
 
@@ -53,22 +54,6 @@ def quiet() -> contextlib.AbstractContextManager:
 
 
 # --- peers ------------------------------------------------------------------------------------------
-
-def zeroing_layer():
-    """pytorch-grad-cam's AblationLayer setting a channel to 0 (the paper's ablation). Its default sets
-    (batch min - 1e7) where a layer has negative values, the same as 0 only where a ReLU follows
-    (norm5); at denseblock3 BatchNorm with a negative scale would turn it into a huge activation."""
-    from pytorch_grad_cam.ablation_layer import AblationLayer
-
-    class Zero(AblationLayer):
-        def __call__(self, x):
-            out = self.activations
-            for i in range(out.size(0)):
-                out[i, self.indices[i]] = 0
-            return out
-
-    return Zero()
-
 
 def pgc_map(cls, model, layer: str, x: torch.Tensor, target: int, **kw) -> np.ndarray:
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -123,7 +108,7 @@ def time_all(model, x, target: int, rounds: int, warmup: bool) -> tuple[dict[str
         "pgc AblationCAM norm5": lambda: pgc_map(AblationCAM, peers["pgc-ablation"], NORM5, x, target),
         "ours Ablation-CAM denseblock3": lambda: E.ablation_cam(model, x, target, BLOCK3),
         "pgc AblationCAM denseblock3": lambda: pgc_map(AblationCAM, peers["pgc-ablation"], BLOCK3, x, target,
-                                                       ablation_layer=zeroing_layer()),
+                                                       ablation_layer=zeroing_ablation_layer()),
         "ours Score-CAM norm5": lambda: E.score_cam(model, x, target, NORM5),
         "pgc ScoreCAM norm5": lambda: pgc_map(ScoreCAM, peers["pgc-score"], NORM5, x, target),
         "torch-cam ScoreCAM norm5": lambda: torchcam_score(peers["torchcam"], NORM5, x, target),
@@ -158,7 +143,7 @@ def map_parity(model, x, target: int) -> dict[str, str]:
                                                                    target)),
         "Ablation-CAM denseblock3 vs pytorch-grad-cam AblationCAM (zeroing ablation layer)": diff(
             E.ablation_cam(model, x, target, BLOCK3)[BLOCK3],
-            pgc_map(AblationCAM, copy.deepcopy(model), BLOCK3, x, target, ablation_layer=zeroing_layer())),
+            pgc_map(AblationCAM, copy.deepcopy(model), BLOCK3, x, target, ablation_layer=zeroing_ablation_layer())),
         "Score-CAM norm5 (masks='torch-cam') vs torch-cam ScoreCAM": diff(
             E.score_cam(model, x, target, NORM5)[NORM5], torchcam_score(copy.deepcopy(model), NORM5, x, target)),
         "Score-CAM norm5 (masks='pytorch-grad-cam') vs pytorch-grad-cam ScoreCAM": diff(

@@ -17,3 +17,15 @@ def widget(at: AppTest, kind: str, name: str):
     found = [w for w in at.get(kind) if (w.key or "").split(":")[0] == name]
     assert found, f"no {kind} {name!r}; have {[w.key for w in at.get(kind)]}"
     return found[0]
+
+
+def use_tiny(at: AppTest, k: int = 4, blocks: tuple[int, ...] = (3, 2), c0: int = 8) -> AppTest:
+    """The classroom model: a few layers on a CIFAR stem (32 px), fresh weights."""
+    widget(at, "selectbox", "model_source").set_value("custom").run()
+    widget(at, "slider", "custom.blocks").set_value(len(blocks)).run()
+    widget(at, "slider", "custom.k").set_value(k)
+    for i, n in enumerate(blocks, start=1):
+        widget(at, "slider", f"custom.L{i}").set_value(n)
+    widget(at, "slider", "custom.c0").set_value(c0)
+    widget(at, "selectbox", "custom.stem").set_value("cifar")
+    return ok(at.run())

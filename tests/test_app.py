@@ -17,7 +17,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from tests.apptest import ok, widget
+from tests.apptest import ok, use_tiny, widget
 
 import densenet
 from dashboard import analysis, figures, inputs, sources
@@ -66,16 +66,6 @@ def images(at: AppTest) -> list:
     return list(at.main.get("image"))
 
 
-def use_tiny(at: AppTest, k: int = 4, blocks: tuple[int, ...] = (3, 2), c0: int = 8) -> AppTest:
-    """The classroom model: a few layers on a CIFAR stem (32 px), fresh weights."""
-    widget(at, "selectbox", "model_source").set_value("custom").run()
-    widget(at, "slider", "custom.blocks").set_value(len(blocks)).run()
-    widget(at, "slider", "custom.k").set_value(k)
-    for i, n in enumerate(blocks, start=1):
-        widget(at, "slider", f"custom.L{i}").set_value(n)
-    widget(at, "slider", "custom.c0").set_value(c0)
-    widget(at, "selectbox", "custom.stem").set_value("cifar")
-    return ok(at.run())
 
 
 TINY_CKPT = densenet.DenseNetConfig(growth_rate=4, block_config=(2, 2), num_init_features=8, stem="cifar",

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.apptest import ok, widget
+from tests.apptest import ok, use_tiny, widget
 
 import densenet
 from dashboard import classroom_figures as cf
@@ -41,15 +41,6 @@ def metrics(at: AppTest, label: str) -> list[str]:
     return [m.value for m in at.metric if m.label == label]
 
 
-def use_tiny(at: AppTest, k: int = 4, blocks: tuple[int, ...] = (3, 2), c0: int = 8) -> AppTest:
-    widget(at, "selectbox", "model_source").set_value("custom").run()
-    widget(at, "slider", "custom.blocks").set_value(len(blocks)).run()
-    widget(at, "slider", "custom.k").set_value(k)
-    for i, n in enumerate(blocks, start=1):
-        widget(at, "slider", f"custom.L{i}").set_value(n)
-    widget(at, "slider", "custom.c0").set_value(c0)
-    widget(at, "selectbox", "custom.stem").set_value("cifar")
-    return ok(at.run())
 
 
 # --- the pages under AppTest ------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import densenet
 import densenet.explain as E
 from densenet import DenseNetConfig
-from densenet.testing import randomise_batchnorm
+from densenet.testing import randomise_batchnorm, zeroing_ablation_layer
 
 TINY = DenseNetConfig(growth_rate=8, block_config=(2, 2, 3, 2), num_init_features=16, num_classes=10)
 SIZE = 64
@@ -68,22 +68,6 @@ def pgc(cls, model, layer, image, target, **kw):
         return cam(input_tensor=image, targets=[ClassifierOutputTarget(target)])[0]
 
 
-def zeroing_layer():
-    """pytorch-grad-cam's AblationLayer, but setting the channel to 0 as the paper does: its default
-    sets a channel to (batch minimum - 1e7) when the layer has negative values, which equals zeroing
-    only where a ReLU follows (norm5)."""
-    from pytorch_grad_cam.ablation_layer import AblationLayer
-
-    class Zero(AblationLayer):
-        def __call__(self, x):
-            out = self.activations
-            for i in range(out.size(0)):
-                out[i, self.indices[i]] = 0
-            return out
-
-    return Zero()
-
-
 def test_ablation_cam_equals_pytorch_grad_cam_at_norm5(model, image, target):
     from pytorch_grad_cam import AblationCAM
 
@@ -97,7 +81,7 @@ def test_ablation_cam_equals_pytorch_grad_cam_with_zero_ablation(model, image, t
     from pytorch_grad_cam import AblationCAM
 
     ours = E.ablation_cam(model, image, target, [layer])[layer]
-    theirs = pgc(AblationCAM, model, layer, image, target, ablation_layer=zeroing_layer())
+    theirs = pgc(AblationCAM, model, layer, image, target, ablation_layer=zeroing_ablation_layer())
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-4)
 
 
