@@ -161,7 +161,7 @@ def test_readme_screenshots(server, page):
         page.get_by_text(marker).first.wait_for(timeout=WAIT_MS)
         wait_idle(page, appear_ms=1_000)
         if name == "feature_maps":
-            page.get_by_text("All input channels").first.click()
+            page.get_by_text("All inputs", exact=True).first.click()
             wait_idle(page)
         height = page.evaluate("() => document.querySelector('[data-testid=\"stMainBlockContainer\"]').scrollHeight")
         page.set_viewport_size({"width": 1400, "height": min(3200, int(height) + 40)})

@@ -21,7 +21,7 @@ scale = session.radio(top[1], "Colour scale", ["local", "global"], "fm_scale", "
                       format_func={"local": "each map", "global": "shared"}.get,
                       help="Each map stretched to its own min–max, or one range for all maps shown.")
 cmap = session.selectbox(top[2], "Colours", ["viridis", "magma", "gray", "RdBu_r"], "fm_cmap", "viridis")
-show_inputs = session.toggle(top[3], "All input channels", "fm_inputs", False,
+show_inputs = session.toggle(top[3], "All inputs", "fm_inputs", False,
                              help="Every channel this layer reads, framed in the colour of the layer that made it.")
 
 maps = analysis.to_numpy(an.trace.activations[layer])  # (C, h, w), raw values
