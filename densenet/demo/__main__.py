@@ -5,6 +5,8 @@
     python -m densenet.demo evaluate           # 1,000 held-out images; rewrites MODEL_CARD.md, ood_calibration.json
     python -m densenet.demo samples            # re-creates assets/samples/
     python -m densenet.demo dataset --out DIR --n 200   # images, labels, boxes, masks for an audit
+    python -m densenet.demo dataset --shortcut --out DIR  # ... with a marker planted on most nodule films
+    python -m densenet.demo train --shortcut   # the shortcut demo model (a few minutes); assets/demo_shortcut/
 
 glibc's allocator and OpenMP read their settings from the environment when the process starts,
 so when they are missing this module re-executes itself once with them set.
@@ -46,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--smoke", action="store_true", help="two tiny steps, to check that training runs")
     tr.add_argument("--out", default=None, help="weights path (default: assets/demo/densenet_demo.safetensors)")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.add_argument("--shortcut", action="store_true",
+                    help="train the shortcut demo model on films with a planted marker (assets/demo_shortcut/)")
     sa = sub.add_parser("samples", help="re-create assets/samples/ (generated and bundled images)")
     sa.add_argument("--dest", default=None, help="folder (default: assets/samples)")
     ds = sub.add_parser("dataset", help="write generated images with labels, boxes (plain and NIH) and masks")
@@ -53,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     ds.add_argument("--n", type=int, default=200, help="number of images (default 200)")
     ds.add_argument("--seed", type=int, default=None, help="generator seed (default: the dataset seed)")
     ds.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
+    ds.add_argument("--shortcut", action="store_true",
+                    help="plant a marker letter in a corner of most films of one class (and write markers.csv)")
     ev = sub.add_parser("evaluate", help="accuracy, Grad-CAM pointing game and sanity check on held-out images")
     ev.add_argument("--weights", default=None, help="checkpoint to evaluate (default: the shipped one)")
     ev.add_argument("-n", type=int, default=1000, help="held-out images (default 1000)")
@@ -74,18 +80,30 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.n < 1:
             parser.error(f"--n must be at least 1, got {args.n}")
+        if args.shortcut:
+            from densenet.demo.shortcut import write_shortcut_dataset as write_dataset
         try:
             paths = write_dataset(args.out, args.n, seed=DATASET_SEED if args.seed is None else args.seed,
                                   size=args.size)
         except (ValueError, OSError) as e:
             parser.exit(2, f"error: {e}\n")
         print(f"wrote {args.n} images to {paths['images']}, {paths['labels'].name}, {paths['boxes'].name}, "
-              f"{paths['nih_boxes'].name} and {paths['masks']}")
+              f"{paths['nih_boxes'].name} and {paths['masks']}" + (" (markers: markers.csv)" if args.shortcut else ""))
         return 0
 
     from densenet.demo import evaluate as ev_mod
     from densenet.demo import train as tr_mod
 
+    if args.command == "train" and args.shortcut:
+        from densenet.demo import shortcut_train as sc
+
+        summary = sc.train_shortcut(sc.SMOKE if args.smoke else sc.ShortcutRecipe(), args.out or sc.SHORTCUT_WEIGHTS)
+        if not args.smoke and args.out is None:
+            tr_mod.write_log({**summary, "command": "python -m densenet.demo train --shortcut"},
+                             sc.ASSET_DIR / "train_log.json")
+            card = sc.write_card(summary, sc.evaluate_shortcut())
+            print(f"wrote {sc.SHORTCUT_WEIGHTS}, its train_log.json and {card}")
+        return 0
     if args.command == "train":
         recipe = tr_mod.SMOKE if args.smoke else tr_mod.Recipe()
         out = args.out or tr_mod.WEIGHTS_PATH
