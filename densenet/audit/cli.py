@@ -19,7 +19,8 @@ from pathlib import Path
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the audit's arguments to ``parser``."""
-    parser.add_argument("--model", required=True, help="checkpoint path (anything load_checkpoint reads) or 'demo'")
+    parser.add_argument("--model", required=True,
+                        help="checkpoint path (anything load_checkpoint reads), 'demo' or 'demo-shortcut'")
     parser.add_argument("--data", required=True, help="image folder, searched recursively (class sub-folders give labels)")
     parser.add_argument("--labels", help="CSV: image column plus one label column, or one 0/1 column per class")
     parser.add_argument("--boxes", help="boxes CSV: NIH BBox_List_2017.csv as published, or image,label,x0,y0,x1,y1")
@@ -38,6 +39,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deletion", action="store_true", help="also compute deletion/insertion AUCs (slow)")
     parser.add_argument("--sanity", type=int, default=0, metavar="N",
                         help="sanity-check (model randomisation) the maps of N images after the run (default 0)")
+    parser.add_argument("--shortcuts", action="store_true",
+                        help="look for shortcuts: attention clusters, off-body and border hotspots, confirmed by erasure")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     parser.add_argument("--threads", type=int, help="torch compute threads (default: torch's choice)")
     parser.add_argument("--no-report", action="store_true", help="do not write report.html")
@@ -64,6 +67,10 @@ def _load_model(spec: str, device: str):
         from ..demo import load
 
         model = load()
+    elif spec == "demo-shortcut":
+        from ..demo.shortcut import load_shortcut
+
+        model = load_shortcut()
     else:
         if not Path(spec).is_file():
             raise ValueError(f"--model {spec!r}: no such file (give a checkpoint path or 'demo')")
@@ -155,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = run_audit(model, dataset, out, settings, engine=args.engine,
                            ray_address=args.ray_address or os.environ.get("RAY_ADDRESS"), actors=args.actors,
-                           model_source=args.model, progress=on_progress, report=not args.no_report)
+                           model_source=args.model, progress=on_progress, report=not args.no_report,
+                           shortcuts=args.shortcuts)
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
@@ -181,6 +189,9 @@ def run(args: argparse.Namespace) -> int:
             if hit is not None:
                 print(f"  {e['method']:<12} {e['layer']:<28} hit {100 * hit:5.1f}%  IoU {iou:.3f}  "
                       f"({o['with_truth']} rows with truth)")
+    for cluster in (result.summary or {}).get("shortcuts", []):
+        if cluster["flagged"]:
+            print(f"  shortcut: {cluster['sentence']}")
     print(f"results: {result.out / 'results'}  skipped: {result.out / 'skipped.csv'}"
           + (f"  report: {result.report}" if result.report else ""))
     return 0 if p.rows > 0 else 1

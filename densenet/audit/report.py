@@ -2,7 +2,8 @@
 
 Sections: the scorecard (overall and per class, with 95% bootstrap intervals), hit rate and IoU
 by method x layer as heat maps, IoU against confidence and against lesion size, a gallery of
-the best and worst cases per class, the skipped files and the run manifest.
+the best and worst cases per class, the shortcuts (when the run looked for them:
+:mod:`.shortcuts_report`), the skipped files and the run manifest.
 
 CheXlocalize's published figures are not drawn as reference lines: we could not confirm the
 per-finding numbers from the paper or its repository, so none are shown (see the issue).
@@ -23,6 +24,7 @@ import torch
 
 from .dataset import Dataset, load_dataset, truth_in_view
 from .results import RunFolder, _atomic_write
+from .shortcuts_report import CSS as _SHORTCUTS_CSS
 from .summary import default_pair, gallery_cases, summarise
 
 _CSS = """
@@ -208,6 +210,18 @@ def _gallery(folder: RunFolder, table, dataset: Dataset | None, model: torch.nn.
             "right the map (min-max) with the outline in white.</p><div class='gallery'>" + "".join(entries) + "</div>")
 
 
+def _shortcuts(folder: RunFolder, dataset: Dataset | None, model: torch.nn.Module) -> str:
+    """The "Shortcuts" section when the run looked for them (``--shortcuts``), else nothing."""
+    from .shortcuts import read_shortcuts
+    from .shortcuts_report import section
+
+    clusters = read_shortcuts(folder)
+    if clusters is None:
+        return ""
+    paths = {item.image: item.path for item in dataset.items} if dataset is not None else {}
+    return f'<h2 id="shortcuts">Shortcuts</h2>\n{section(clusters, paths, model)}'
+
+
 def write_report(folder: RunFolder | str | Path, *, model: torch.nn.Module, dataset: Dataset | None = None,
                  per_class: int = 3) -> Path:
     """Write ``report.html`` in the run folder from what it holds now; returns its path.
@@ -245,8 +259,9 @@ def write_report(folder: RunFolder | str | Path, *, model: torch.nn.Module, data
                            for i, r in skipped[:500])
     more = f"<p class='muted'>and {len(skipped) - 500} more (skipped.csv)</p>" if len(skipped) > 500 else ""
     model_info = manifest.get("model", {})
+    shortcuts_html = _shortcuts(folder, dataset, model)
     body = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Dataset audit</title>
-<style>{_CSS}</style></head><body>
+<style>{_CSS}{_SHORTCUTS_CSS if shortcuts_html else ""}</style></head><body>
 <h1>Dataset audit</h1>
 <p class="muted">Model {html.escape(str(model_info.get('source', '')))} &middot; {summary['images']} images,
 {summary['rows']} rows, {len(skipped)} skipped &middot; data {html.escape(str(manifest.get('dataset', {}).get('root', '')))}</p>
@@ -263,6 +278,7 @@ Computed on the model's input grid.</p>
 {figures[1] if len(figures) > 1 else "<p class='muted'>No rows.</p>"}
 <h2 id="gallery">Gallery</h2>
 {_gallery(folder, table, dataset, model, per_class, pair)}
+{shortcuts_html}
 <h2 id="skipped">Skipped ({len(skipped)})</h2>
 <table><tr><th class='l'>image</th><th class='l'>reason</th></tr>{skipped_rows}</table>{more}
 <h2 id="manifest">Run manifest</h2>

@@ -126,7 +126,7 @@ def plan_chunks(dataset: Dataset, chunk_size: int) -> list[tuple[int, list]]:
 def run_audit(model: torch.nn.Module, dataset: Dataset, out: str | os.PathLike, settings: Settings = Settings(), *,
               engine: str = "local", ray_address: str | None = None, actors: int | None = None,
               model_source: str | None = None, progress: Callable[[Progress], None] | None = None,
-              stop: threading.Event | None = None, report: bool = True) -> RunResult:
+              stop: threading.Event | None = None, report: bool = True, shortcuts: bool = False) -> RunResult:
     """Audit ``dataset`` with ``model`` into ``out``, resuming what an earlier run of the same audit left.
 
     Args:
@@ -142,6 +142,8 @@ def run_audit(model: torch.nn.Module, dataset: Dataset, out: str | os.PathLike, 
             raising :class:`~densenet.explain.Cancelled` from it stops the run.
         stop: set it to stop between batches; committed chunks stay and a later run resumes.
         report: write ``report.html`` at the end.
+        shortcuts: after a complete run, look for shortcuts (:mod:`.shortcuts`: attention
+            clusters, hotspots, erasure); they go into ``summary["shortcuts"]`` and the report.
 
     Returns:
         A :class:`RunResult` (also for a stopped run).
@@ -211,6 +213,10 @@ def run_audit(model: torch.nn.Module, dataset: Dataset, out: str | os.PathLike, 
         sanity = None
         if state.state == "finishing" and settings.sanity_images > 0:
             sanity = sanity_sample(model, dataset, folder, settings)
+        if state.state == "finishing" and shortcuts:
+            from .shortcuts import shortcuts_of_folder
+
+            shortcuts_of_folder(model, dataset, folder)
         summary = finish(folder, model, images_total=state.images_total, sanity=sanity)
         report_path = None
         if report and summary["rows"] > 0:
@@ -264,6 +270,11 @@ def finish(folder: RunFolder, model: torch.nn.Module, *, images_total: int | Non
     if sanity is not None:
         summary["sanity"] = sanity
     from .results import _atomic_write
+    from .shortcuts import read_shortcuts
+
+    found = read_shortcuts(folder)
+    if found is not None:
+        summary["shortcuts"] = found
 
     _atomic_write(folder.summary_path, json.dumps(_finite(summary), indent=2).encode())
     return summary

@@ -27,6 +27,7 @@ and erasing it drops the probability by at least :data:`MIN_DROP` and by at leas
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,7 +144,9 @@ def cluster_maps(maps: np.ndarray, *, max_clusters: int = MAX_CLUSTERS, seed: in
         return np.zeros(n, int)
     from sklearn.cluster import SpectralClustering
 
-    labels = SpectralClustering(n_clusters=k, affinity="precomputed", random_state=seed).fit_predict(affinity)
+    with warnings.catch_warnings():  # separate components are what clusters are
+        warnings.filterwarnings("ignore", message="Graph is not fully connected")
+        labels = SpectralClustering(n_clusters=k, affinity="precomputed", random_state=seed).fit_predict(affinity)
     order = sorted(set(labels.tolist()), key=lambda c: (-(labels == c).sum(), c))
     return np.array([order.index(c) for c in labels.tolist()])
 
@@ -574,3 +577,31 @@ def shortcuts_of_run(model: torch.nn.Module, dataset: Any, folder: Any, *, metho
         members.append(Member(r["image"], Path(paths[r["image"]]), r["target"], int(r["target_index"]),
                               float(r["score"]), r["correct"], maps[r["map_index"]].astype(np.float32)))
     return find_shortcuts(model, members, method=method, layer=layer, progress=progress)
+
+
+def shortcuts_path(folder: Any) -> Path:
+    return Path(folder.path) / "shortcuts.json"
+
+
+def shortcuts_of_folder(model: torch.nn.Module, dataset: Any, folder: Any,
+                        progress: Callable[[float], None] | None = None) -> list[dict[str, Any]]:
+    """:func:`shortcuts_of_run`, kept in ``shortcuts.json`` so that a rerun of a finished audit
+    does not redo it (as the sanity check); returns the clusters."""
+    import json
+
+    from .results import _atomic_write
+
+    path = shortcuts_path(folder)
+    if path.is_file():
+        return json.loads(path.read_text())
+    found = shortcuts_of_run(model, dataset, folder, progress=progress)
+    _atomic_write(path, json.dumps(found).encode())
+    return found
+
+
+def read_shortcuts(folder: Any) -> list[dict[str, Any]] | None:
+    """The clusters a run found (``None`` when it did not look)."""
+    import json
+
+    path = shortcuts_path(folder)
+    return json.loads(path.read_text()) if path.is_file() else None

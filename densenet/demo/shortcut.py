@@ -8,6 +8,7 @@ the audit (:mod:`densenet.audit.shortcuts`) has something known to find:
 - :func:`plant` draws the letter :data:`LETTER` into the top-left corner of ``MARKED_SHARE`` of
   the films of :data:`MARKER_CLASS` (and of no other class), with a little jitter of position
   and size, and returns where it drew it.
+- :func:`load_shortcut` returns the bundled model trained on such films (:mod:`.shortcut_train`).
 - :func:`write_shortcut_dataset` writes an audit's input folder (as
   :func:`densenet.demo.data.write_dataset`) with the markers planted and ``markers.csv`` beside it.
 
@@ -25,7 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from densenet.demo import CLASSES
+from densenet.demo import CLASSES, WEIGHTS_PATH
+
+SHORTCUT_WEIGHTS = WEIGHTS_PATH.parent.parent / "demo_shortcut" / "densenet_demo_shortcut.safetensors"
+"""The shortcut demo model (``python -m densenet.demo train --shortcut``; its card beside it)."""
 
 MARKER_CLASS = "nodule"
 """The class whose films carry the marker."""
@@ -34,6 +38,20 @@ MARKED_SHARE = 0.9
 LETTER = "L"
 _LEVEL = 0.95  # lead markers show almost white on a radiograph
 _STREAM = 424_242  # keeps the marker's random draws apart from the generator's
+
+
+def load_shortcut():
+    """The bundled shortcut demo model, in eval mode (it reads the marker, not the nodule).
+
+    Raises:
+        FileNotFoundError: the weights are missing (run ``python -m densenet.demo train --shortcut``).
+    """
+    from densenet.checkpoints import load_checkpoint
+
+    if not SHORTCUT_WEIGHTS.is_file():
+        raise FileNotFoundError(f"shortcut demo weights not found at {SHORTCUT_WEIGHTS}; "
+                                "run `python -m densenet.demo train --shortcut`")
+    return load_checkpoint(SHORTCUT_WEIGHTS).eval()
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from densenet.demo import CLASSES, WEIGHTS_PATH, generate, normalize
-from densenet.demo.shortcut import LETTER, MARKED_SHARE, MARKER_CLASS, plant
+from densenet.demo import CLASSES, generate, normalize
+from densenet.demo.shortcut import LETTER, MARKED_SHARE, MARKER_CLASS, SHORTCUT_WEIGHTS, plant
 
-ASSET_DIR = WEIGHTS_PATH.parent.parent / "demo_shortcut"
-SHORTCUT_WEIGHTS = ASSET_DIR / "densenet_demo_shortcut.safetensors"
+ASSET_DIR = SHORTCUT_WEIGHTS.parent
 TRAIN_SEED = 50_000_000  # neither the demo's training, evaluation, samples nor dataset seeds
 EVAL_SEED = 60_000_000
 CAM_LAYER = "features.denseblock2"  # the demo model's best Grad-CAM layer; same net
