@@ -57,12 +57,12 @@ def custom_config() -> densenet.DenseNetConfig:
 def model_sidebar() -> Context:
     """Model source widgets -> the context; a model that fails to load is reported, never replaced."""
     st.subheader("Model")
-    options = [kind for kind in sources.SOURCES if kind != "demo" or sources.demo_available()]
+    options = [kind for kind in sources.SOURCES if sources.offered(kind)]
     source = session.selectbox(st, "Source", options, "model_source", sources.default_spec().kind,
                                format_func=lambda kind: sources.SOURCES[kind].label)
     spec, read = None, None
-    if source == "demo":
-        spec = sources.ModelSpec("demo", "demo")
+    if source in ("demo", "demo_shortcut"):
+        spec = sources.ModelSpec(source, source)
     elif source == "variant":
         spec = variant_spec()
     elif source == "custom":

@@ -34,7 +34,7 @@ class Source:
     """A kind of model the sidebar offers.
 
     Attributes:
-        kind: the key (``demo``, ``variant``, ``custom``, ``imagenet``, ``checkpoint``).
+        kind: the key (``demo``, ``demo_shortcut``, ``variant``, ``custom``, ``imagenet``, ``checkpoint``).
         label: the sidebar's option.
         trained: its weights learned something (maps are meaningful).
         describes: how a spec of this kind names itself, ``{name}`` filled in.
@@ -50,6 +50,7 @@ class Source:
 
 SOURCES: dict[str, Source] = {s.kind: s for s in (
     Source("demo", "Bundled demo model", True, "bundled demo model", False),
+    Source("demo_shortcut", "Shortcut demo model (reads a marker)", True, "shortcut demo model", False),
     Source("variant", "Built-in variant (fresh weights)", False, "{name} (fresh weights)", True),
     Source("custom", "Custom: bend the knobs", False, "custom DenseNet (fresh weights)", True),
     Source("imagenet", "ImageNet weights (torchvision)", True, "{name} (ImageNet weights)", False),
@@ -115,6 +116,18 @@ def demo_available() -> bool:
     return Path(densenet.demo.WEIGHTS_PATH).is_file()
 
 
+def shortcut_available() -> bool:
+    """Cheap check (no loading) that the shortcut demo model can be offered."""
+    from densenet.demo.shortcut import SHORTCUT_WEIGHTS
+
+    return SHORTCUT_WEIGHTS.is_file()
+
+
+def offered(kind: str) -> bool:
+    """The sidebar offers this source (a bundled model only when its weights are there)."""
+    return {"demo": demo_available, "demo_shortcut": shortcut_available}.get(kind, lambda: True)()
+
+
 def default_spec() -> ModelSpec:
     """The model the app opens on: the bundled demo once it exists, else a small built-in variant."""
     if demo_available():
@@ -138,6 +151,13 @@ def _build(spec: ModelSpec, read: Callable[[], bytes] | None) -> densenet.DenseN
             return densenet.demo.load()
         except (FileNotFoundError, OSError) as e:
             raise ModelError(f"the bundled demo model cannot be read ({e})") from None
+    if spec.kind == "demo_shortcut":
+        from densenet.demo.shortcut import load_shortcut
+
+        try:
+            return load_shortcut()
+        except (FileNotFoundError, OSError) as e:
+            raise ModelError(f"the shortcut demo model cannot be read ({e})") from None
     if spec.source.from_config:
         return densenet.DenseNet(spec.config, preprocessing=fresh_preprocessing(spec.config))
     if spec.kind == "imagenet":

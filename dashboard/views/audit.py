@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import audit_figures as af
-from dashboard import audits, page, session
+from dashboard import audits, page, session, shortcuts_tab
 from dashboard.analysis import plural
 from densenet import audit, explain
 
@@ -30,10 +30,10 @@ if not ctx.spec.trained:
                "at. Pick the demo model, ImageNet weights or your checkpoint in the sidebar.")
 
 
-def demo_folder() -> Path | None:
+def demo_folder(shortcut: bool = False) -> Path | None:
     try:
         with st.spinner("Preparing the demo dataset (once per machine, about 10 s)…"):
-            return audit.demo_dataset(audits.DEMO_IMAGES)
+            return audit.demo_dataset(audits.DEMO_IMAGES, shortcut=shortcut)
     except OSError as e:
         st.error(f"The demo dataset could not be written to {audits.cache_dir()}: {e}")
         return None
@@ -51,17 +51,19 @@ def listing(folder: Path, limit: int | None) -> audit.Dataset | None:
         return None
 
 
-SOURCES = {"demo": "Demo set", "folder": "Folder on this server", "zip": "Upload a zip"}
+SOURCES = {"demo": "Demo set", "demo_shortcut": "Demo set, marker planted", "folder": "Folder on this server",
+           "zip": "Upload a zip"}
 
 
 def choose_dataset(limit: int | None) -> audit.Dataset | None:
     source = session.radio(st, "Dataset", list(SOURCES), "audit.source", "demo", format_func=SOURCES.get,
                            horizontal=True)
     folder = None
-    if source == "demo":
-        folder = demo_folder()
+    if source in ("demo", "demo_shortcut"):
+        folder = demo_folder(shortcut=source == "demo_shortcut")
         st.caption(f"{audits.DEMO_IMAGES} generated radiograph-like images with labels, boxes and masks: the demo "
-                   "model's classes.")
+                   "model's classes." + (" Most nodule films carry an \"L\" in the top-left corner, as the shortcut "
+                                         "demo model's training films did." if source == "demo_shortcut" else ""))
     elif source == "folder":
         configured = audits.data_roots()
         if not configured.roots:
@@ -331,7 +333,13 @@ def show_audit() -> None:
         return
     downloads(out)
     pair = show_scorecard(out, summary)
-    show_gallery(out, pair, (Path(out) / "summary.json").stat().st_mtime)
+    gallery_tab, shortcuts = st.tabs(["Gallery", "Shortcuts"])
+    with gallery_tab:
+        show_gallery(out, pair, (Path(out) / "summary.json").stat().st_mtime)
+    with shortcuts:
+        same = session.memo("audit_same_model", (out, ctx.key), lambda: audits.same_model(out, ctx.key, model),
+                            max_entries=8)
+        shortcuts_tab.show(out, model, ctx.key, classes, same)
     skipped = audit.read_skipped(out)
     if skipped:
         with st.expander(f"Skipped ({len(skipped):,})"):

@@ -15,7 +15,9 @@ Modules: :mod:`.dataset` (listing, labels, boxes, masks), :mod:`.metrics` (point
 energy, IoU/Dice with CheXlocalize's binarisation, bootstrap), :mod:`.core` (one chunk's work),
 :mod:`.results` (the output folder), :mod:`.run` (plan, resume, threads), :mod:`.engine_local`,
 :mod:`.engine_ray` (the only module that imports ray), :mod:`.summary`, :mod:`.report`,
-:mod:`.cli`, :mod:`.safety`.
+:mod:`.cli`, :mod:`.safety`, :mod:`.shortcuts` (attention clusters, hotspots, erasure:
+``run_audit(..., shortcuts=True)`` or ``add_shortcuts(out, model, dataset)`` afterwards) and
+:mod:`.shortcuts_report`.
 """
 
 from __future__ import annotations
@@ -32,19 +34,25 @@ from .dataset import Dataset, DatasetError, Item, discover, load_dataset, load_f
 from .results import RunFolder, RunFolderError, new_output_dir
 from .run import AuditRun, Progress, RunResult, run_audit, start
 from .safety import UnsafePathError, ZipRefused, check_zip, extract_zip, resolve_under
+from .shortcuts import add_shortcuts, read_shortcuts
 from .summary import gallery_cases
 
 __all__ = [
-    "COLUMNS", "AuditRun", "Dataset", "DatasetError", "Item", "Progress", "RunFolder", "RunFolderError", "RunResult",
+    "COLUMNS", "AuditRun", "add_shortcuts", "read_shortcuts", "Dataset", "DatasetError", "Item", "Progress", "RunFolder", "RunFolderError", "RunResult",
     "Settings", "UnsafePathError", "ZipRefused", "check_zip", "default_layers", "extract_zip", "gallery",
     "demo_dataset", "discover", "load_dataset", "load_folder", "new_output_dir", "progress_of", "parquet_path", "read_manifest", "read_rows", "read_skipped", "read_summary",
     "report_path", "resolve_under", "run_audit", "start", "summary_now", "truth_in_view",
 ]
 
 
-def demo_dataset(n: int = 200) -> Path:
+def demo_dataset(n: int = 200, *, shortcut: bool = False) -> Path:
     """The bundled demo dataset (generated on first use into a cache folder; see
-    :func:`densenet.demo.data.dataset_dir`): pass it to :func:`load_folder`."""
+    :func:`densenet.demo.data.dataset_dir`): pass it to :func:`load_folder`. ``shortcut``: the
+    films with a marker planted on most nodules (:mod:`densenet.demo.shortcut`)."""
+    if shortcut:
+        from ..demo.shortcut import shortcut_dataset_dir
+
+        return shortcut_dataset_dir(n)
     from ..demo.data import dataset_dir
 
     return dataset_dir(n)

@@ -26,6 +26,7 @@ and erasing it drops the probability by at least :data:`MIN_DROP` and by at leas
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -580,15 +581,14 @@ def shortcuts_of_run(model: torch.nn.Module, dataset: Any, folder: Any, *, metho
 
 
 def shortcuts_path(folder: Any) -> Path:
-    return Path(folder.path) / "shortcuts.json"
+    """Where a run folder (a :class:`~densenet.audit.results.RunFolder` or its path) keeps its clusters."""
+    return Path(getattr(folder, "path", folder)) / "shortcuts.json"
 
 
 def shortcuts_of_folder(model: torch.nn.Module, dataset: Any, folder: Any,
                         progress: Callable[[float], None] | None = None) -> list[dict[str, Any]]:
     """:func:`shortcuts_of_run`, kept in ``shortcuts.json`` so that a rerun of a finished audit
     does not redo it (as the sanity check); returns the clusters."""
-    import json
-
     from .results import _atomic_write
 
     path = shortcuts_path(folder)
@@ -600,8 +600,28 @@ def shortcuts_of_folder(model: torch.nn.Module, dataset: Any, folder: Any,
 
 
 def read_shortcuts(folder: Any) -> list[dict[str, Any]] | None:
-    """The clusters a run found (``None`` when it did not look)."""
-    import json
-
+    """The clusters a run found (``None`` when it did not look); ``folder``: a run folder or its path."""
     path = shortcuts_path(folder)
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def add_shortcuts(out: str | Path, model: torch.nn.Module, dataset: Any,
+                  progress: Callable[[float], None] | None = None) -> list[dict[str, Any]]:
+    """Look for shortcuts in a finished audit after the fact (as ``--shortcuts`` would have), then
+    rewrite its ``summary.json`` and ``report.html``; returns the clusters.
+
+    Raises:
+        RunFolderError: an audit is running in ``out`` (the folder is held while this works).
+    """
+    from .report import write_report
+    from .results import RunFolder
+    from .run import finish
+
+    folder = RunFolder(out)
+    with folder.lock():
+        found = shortcuts_of_folder(model, dataset, folder, progress=progress)
+        before = json.loads(folder.summary_path.read_text()) if folder.summary_path.is_file() else {}
+        finish(folder, model, images_total=before.get("images_total"), sanity=before.get("sanity"))
+        if folder.report_path.is_file():
+            write_report(folder, model=model, dataset=dataset)
+    return found

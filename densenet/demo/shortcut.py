@@ -179,3 +179,29 @@ def read_markers(path: str | os.PathLike) -> dict[str, tuple[int, int, int, int]
             out[row["image"]] = (tuple(int(row[k]) for k in ("x0", "y0", "x1", "y1"))  # type: ignore[misc]
                                  if row["marked"] == "1" else None)
     return out
+
+
+def shortcut_dataset_dir(n: int = 200, *, cache: str | os.PathLike | None = None) -> Path:
+    """The shortcut demo dataset of ``n`` films (:data:`~densenet.demo.data.DATASET_SEED`), written on
+    first use beside the plain one (:func:`~densenet.demo.data.dataset_dir`) and renamed into place."""
+    import shutil
+    import tempfile
+
+    from densenet.demo.data import DATASET_SEED
+
+    base = Path(cache or os.environ.get("DENSENET_CACHE") or Path.home() / ".cache" / "densenet-explorer")
+    target = base / f"demo_shortcut_dataset-n{n}"
+    if (target / "markers.csv").is_file():
+        return target
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=base))
+    try:
+        write_shortcut_dataset(tmp, n, seed=DATASET_SEED)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process won the race: use theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
