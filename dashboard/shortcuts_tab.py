@@ -32,7 +32,7 @@ def _picture(key: tuple, draw) -> Any:
 
 def _metrics(c: dict[str, Any]) -> None:
     cols = st.columns(5)
-    cols[0].metric("Films", f"{c['size']} of {c['of_target']}")
+    cols[0].metric(f"Films (of {c['of_target']})", c["size"])
     cols[1].metric("Mean probability", f"{c['mean_probability']:.2f}")
     cols[2].metric("Where", c["where"])
     drop = "–" if c["erasure_drop"] is None else f"{c['erasure_drop']:.2f}"
@@ -105,7 +105,7 @@ def _members(out: str, c: dict[str, Any], k: int, paths: dict[str, Path], datase
             thumb = None if path is None else _picture(
                 (out, "member", k, m["image"]), lambda path=path, m=m: member_thumbnail(load_image(path), m["hotspot"]))
             if thumb is not None:
-                st.image(thumb, width="stretch")
+                st.image(thumb, width=150)
             erased = "" if m["erased"] is None else f" → {m['erased']:.2f} erased"
             st.caption(f"{m['image']} · p {m['score']:.2f}{erased}")
             if st.button("Open on the Attention page", key=f"shortcut_open.{k}.{m['image']}",

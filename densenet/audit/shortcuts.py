@@ -384,7 +384,11 @@ def _on_work_grid(image: np.ndarray, cam: np.ndarray, view: Sequence[float]) -> 
     sy, sx = hw / h, ww / w
     wy, _ = _axis_weights(hw, view[1] * sy, view[3] * sy, cam.shape[0])
     wx, _ = _axis_weights(ww, view[0] * sx, view[2] * sx, cam.shape[1])
-    return np.asarray(grey, np.float32), wy @ np.clip(cam, 0, None) @ wx.T, sy, sx
+    # torch, not numpy's matmul: right after the model ran, OpenBLAS's threads wake up against
+    # torch's and a (128 x 32) product took 30 ms instead of 0.3 (measured on 2 cores).
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32))  # noqa: E731
+    cam_work = (t(wy) @ t(np.clip(cam, 0, None)) @ t(wx.T)).numpy().astype(np.float64)
+    return np.asarray(grey, np.float32), cam_work, sy, sx
 
 
 def _box_on_film(fraction: Sequence[float], view: Sequence[float], height: int, width: int) -> tuple[int, int, int, int]:
@@ -453,7 +457,7 @@ def find_shortcuts(model: torch.nn.Module, members: list[Member], *, method: str
             m_side_y, m_side_x = mean.shape
             x0, y0, x1, y1 = mean_hotspot(mean)
             rep = int(idx[np.argmin(np.linalg.norm(feats[idx] - feats[idx].mean(axis=0), axis=1))])
-            peak = mean.max()
+            span = mean.max() - mean.min()
             clusters.append({
                 "target": target, "target_index": int(target_index), "cluster": c,
                 "images": [mine[i].image for i in idx], "size": int(len(idx)), "of_target": len(mine),
@@ -462,7 +466,7 @@ def find_shortcuts(model: torch.nn.Module, members: list[Member], *, method: str
                 "mean_probability": float(np.mean([mine[i].score for i in idx])),
                 "hotspot_view": [x0 / m_side_x, y0 / m_side_y, x1 / m_side_x, y1 / m_side_y],
                 "representative": mine[rep].image,
-                "mean_map": np.round(mean / peak if peak > 0 else mean, 4).tolist(),
+                "mean_map": np.round((mean - mean.min()) / span if span > 0 else 0 * mean, 4).tolist(),
                 "method": method, "layer": layer, "members": [],
             })
             jobs += [(len(clusters) - 1, mine[i]) for i in idx]

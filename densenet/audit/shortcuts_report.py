@@ -54,7 +54,7 @@ def cluster_picture(cluster: dict[str, Any], image: np.ndarray, model: torch.nn.
     return _boxed(drawn, [(cluster["control"], CONTROL), (cluster["hotspot"], HOT)], s)
 
 
-def member_thumbnail(image: np.ndarray, hotspot: Sequence[float], side: int = 112) -> np.ndarray:
+def member_thumbnail(image: np.ndarray, hotspot: Sequence[float], side: int = 100) -> np.ndarray:
     """A member's film with its hotspot outlined (red)."""
     drawn, s = _resized(_grey_rgb(image), side)
     return _boxed(drawn, [(hotspot, HOT)], s)
@@ -148,6 +148,6 @@ CSS = """
 .sc{border:1px solid #ddd;padding:8px;margin:10px 0} .sc.flagged{border-left:6px solid #c0392b}
 .sc-sentence{font-size:1.05em;margin:4px 0 8px} .badge{background:#c0392b;color:#fff;padding:1px 6px;border-radius:3px;font-size:0.8em}
 .sc-row{display:flex;gap:14px;align-items:flex-start} .sc-main{width:256px;height:auto;flex:none}
-.sc-thumbs{display:flex;flex-wrap:wrap;gap:6px} .sc-thumbs figure{margin:0;font-size:0.72em;width:112px}
-.sc-thumbs img{width:112px;height:auto}
+.sc-thumbs{display:flex;flex-wrap:wrap;gap:6px} .sc-thumbs figure{margin:0;font-size:0.7em;width:100px;overflow-wrap:anywhere}
+.sc-thumbs img{width:100px;height:auto}
 """
