@@ -10,6 +10,7 @@ import torch
 
 from densenet import demo
 from densenet.audit import shortcuts as sc
+from densenet.audit import spray
 from densenet.demo.data import write_dataset
 from densenet.demo.shortcut import MARKER_CLASS, load_shortcut, marker_mask, plant, read_markers, write_shortcut_dataset
 
@@ -31,10 +32,10 @@ def test_eigengap_counts_the_components_of_a_block_affinity():
         start += s
     noise = 0.01 * rng.random((16, 16))
     a = a + (noise + noise.T) / 2  # weak links between the blocks: still three clusters
-    assert sc.eigengap(a) == 3
-    assert sc.eigengap(np.ones((10, 10))) == 1
+    assert spray.eigengap(a) == 3
+    assert spray.eigengap(np.ones((10, 10))) == 1
     with pytest.raises(ValueError, match="symmetric"):
-        sc.eigengap(np.triu(np.ones((4, 4))))
+        spray.eigengap(np.triu(np.ones((4, 4))))
 
 
 def test_maps_with_two_places_of_attention_make_two_clusters():
@@ -42,7 +43,7 @@ def test_maps_with_two_places_of_attention_make_two_clusters():
     maps = 0.05 * rng.random((24, 16, 16))
     maps[:14, 1:4, 1:4] += 1.0  # top-left
     maps[14:, 10:14, 9:13] += 1.0  # lower right
-    labels = sc.cluster_maps(maps)
+    labels = spray.cluster_maps(maps)
     assert set(labels[:14]) == {0} and set(labels[14:]) == {1}
 
 
@@ -52,12 +53,12 @@ def test_hotspot_is_the_smallest_box_holding_the_share():
     e = np.zeros((12, 10))
     e[2:5, 6:9] = 1.0  # 9 units
     e[8:10, 1:3] = 0.5  # 2 units
-    assert sc.hotspot(e, share=0.8) == (6, 2, 9, 5)  # the block alone holds 9/11
-    x0, y0, x1, y1 = sc.hotspot(e, share=1.0)  # both blobs: the box spanning them
+    assert spray.hotspot(e, share=0.8) == (6, 2, 9, 5)  # the block alone holds 9/11
+    x0, y0, x1, y1 = spray.hotspot(e, share=1.0)  # both blobs: the box spanning them
     assert (x0, y0, x1, y1) == (1, 2, 9, 10)
-    assert sc.hotspot(np.zeros((4, 4))) == (0, 0, 4, 4)
+    assert spray.hotspot(np.zeros((4, 4))) == (0, 0, 4, 4)
     with pytest.raises(ValueError, match="share"):
-        sc.hotspot(e, share=0)
+        spray.hotspot(e, share=0)
 
 
 def _radiograph(size: int = 160) -> tuple[np.ndarray, np.ndarray]:
@@ -172,3 +173,17 @@ def test_the_clean_model_on_clean_films_has_no_shortcut(tmp_path, capsys):
     clusters = summary["shortcuts"]
     assert clusters and sum(c["size"] for c in clusters) == N
     assert not [c["sentence"] for c in clusters if c["flagged"]]
+
+
+def test_the_demo_commands_write_marked_films_and_train_the_shortcut_model(tmp_path):
+    from densenet.checkpoints import load_checkpoint
+    from densenet.demo.__main__ import main
+
+    assert main(["dataset", "--shortcut", "--out", str(tmp_path / "d"), "--n", "12", "--seed", str(SHORTCUT_SEED)]) == 0
+    markers = read_markers(tmp_path / "d" / "markers.csv")
+    assert len(markers) == 12 and any(markers.values())
+    assert main(["train", "--shortcut", "--smoke", "--out", str(tmp_path / "m.safetensors")]) == 0
+    model = load_checkpoint(tmp_path / "m.safetensors")
+    assert model.metadata["cam_layer"] == "features.denseblock2" and list(model.class_names) == list(demo.CLASSES)
+    bundled = load_shortcut()
+    assert bundled.metadata["shortcut"] == f"'L' marker on {MARKER_CLASS}"

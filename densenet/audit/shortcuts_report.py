@@ -90,13 +90,14 @@ def section(clusters: list[dict[str, Any]], paths: dict[str, Path], model: torch
     from ..images import load_image
 
     load = load or load_image
-    from .shortcuts import BORDER, CONTROL_RATIO, MIN_DROP
+    from .shortcuts import BORDER, CONTROL_RATIO, ERASE_AT_MOST, MIN_DROP
 
     intro = (f"<p class='muted'>Per target class, the maps ({html.escape(clusters[0]['method'] if clusters else '')} at "
              f"{html.escape(clusters[0]['layer'] if clusters else '')}) are clustered (spectral clustering, SpRAy); each "
              "cluster's hotspot (red) is the smallest box holding most of its mean map's energy. Where it lies on the "
-             f"border band (outer {100 * BORDER:.0f}% of the film) or outside the body, it is erased on every member "
-             "(filled with the blurred surroundings) and the model run again, and so is a control region of the same "
+             f"border band (outer {100 * BORDER:.0f}% of the film) or outside the body, it is erased on its members "
+             f"(at most {ERASE_AT_MOST}, spread over the cluster; filled with the blurred surroundings) and the model "
+             "run again, and so is a control region of the same "
              "size elsewhere (cyan). Flagged: a drop of the target's probability of at least "
              f"{MIN_DROP:.1f} and {CONTROL_RATIO:.0f}&times; the control's.</p>")
     if not clusters:
@@ -134,7 +135,7 @@ def section(clusters: list[dict[str, Any]], paths: dict[str, Path], model: torch
             f"<td>{_pct(s['border'])}</td><td>{_pct(s['corners'])}</td><td>{_pct(s['outside_body'])}</td>"
             f"<td>{_num(c['erasure_drop'])}</td><td>{_num(c['control_drop'])}</td></tr></table>"
             f"<p class='muted'>Hotspot {c['hotspot']} on {html.escape(c['representative'])} "
-            f"({c['film'][1]}&times;{c['film'][0]} px); whole maps: {_pct(a['border'])} on the border band, "
+            f"({c['film'][1]}&times;{c['film'][0]} px); erased on {c.get('erased', 0)} members; whole maps: {_pct(a['border'])} on the border band, "
             f"{_pct(a['outside_body'])} outside the body.</p>"
             f"<div class='sc-thumbs'>{''.join(thumbs)}</div>"
             + (f"<p class='muted'>and {more} more: {html.escape(', '.join(c['images'][thumbnails:thumbnails + 20]))}"
