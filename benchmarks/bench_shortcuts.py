@@ -50,9 +50,9 @@ def run(model, ds, base: Path, shortcuts: bool) -> dict:
 def case(name: str, model, data: dict, base: Path, repeats: int) -> dict:
     ds = audit.load_dataset(data["images"], model.class_names, labels=data["labels"])
     found = run(model, ds, base, True).get("shortcuts", [])
-    seconds = interleaved({"plain": lambda: run(model, ds, base, False), "shortcuts": lambda: run(model, ds, base, True)},
-                          repeats=repeats, warmup=1)
-    erased = sum(c["size"] for c in found if c["erasure_drop"] is not None)
+    seconds = interleaved({"plain": lambda: run(model, ds, base, False),
+                           "shortcuts": lambda: run(model, ds, base, True)}, repeats=repeats, warmup=1)
+    erased = sum(c["erased"] for c in found)
     return {"name": name, "images": len(ds.items), "plain": seconds["plain"], "shortcuts": seconds["shortcuts"],
             "ratio": seconds["shortcuts"] / seconds["plain"], "clusters": len(found), "erased": erased,
             "flagged": [c["sentence"] for c in found if c["flagged"]]}

@@ -15,7 +15,7 @@ import streamlit as st
 
 import densenet
 from densenet import audit
-from densenet.audit.shortcuts_report import cluster_picture, member_thumbnail
+from densenet.audit.shortcuts_report import cluster_picture, member_thumbnail, ordered
 from densenet.images import load_image
 
 from . import audits, runtime, session
@@ -79,8 +79,7 @@ def show(out: str, model: densenet.DenseNet, model_key: str, classes: list[str],
                "hotspot lies on the border band or off the body, and erasing it drops the target's probability by at "
                "least 0.2 and twice the control's drop.")
     paths = {item.image: item.path for item in dataset.items} if dataset is not None else {}
-    ordered = sorted(clusters, key=lambda c: (not c["flagged"], c["where"] == "inside", c["target_index"], c["cluster"]))
-    for k, c in enumerate(ordered):
+    for k, c in enumerate(ordered(clusters)):
         title = f"{'⚠ ' if c['flagged'] else ''}'{c['target']}': {c['size']} films, {c['location']}"
         with st.expander(title, expanded=c["flagged"]):
             st.markdown(c["sentence"])

@@ -209,7 +209,8 @@ def control_box(box: Sequence[int], height: int, width: int) -> tuple[int, int, 
 
 # --- the audit -----------------------------------------------------------------------------------
 
-def _on_work_grid(image: np.ndarray, cam: np.ndarray, view: Sequence[float]) -> tuple[np.ndarray, np.ndarray, float, float]:
+def _on_work_grid(image: np.ndarray, cam: np.ndarray,
+                  view: Sequence[float]) -> tuple[np.ndarray, np.ndarray, float, float]:
     """The film (grey) and the map on a grid of at most :data:`WORK_SIDE` a side; the two scales."""
     from ..geometry import _axis_weights
 
@@ -230,7 +231,8 @@ def _on_work_grid(image: np.ndarray, cam: np.ndarray, view: Sequence[float]) -> 
     return np.asarray(grey, np.float32), cam_work, sy, sx
 
 
-def _box_on_film(fraction: Sequence[float], view: Sequence[float], height: int, width: int) -> tuple[int, int, int, int]:
+def _box_on_film(fraction: Sequence[float], view: Sequence[float], height: int,
+                 width: int) -> tuple[int, int, int, int]:
     """A box given as fractions of the model's view, in the film's pixels (outward-rounded, clipped)."""
     vx0, vy0, vx1, vy1 = view
     x0 = math.floor(vx0 + fraction[0] * (vx1 - vx0))

@@ -51,7 +51,8 @@ def features(maps: np.ndarray, side: int = FEATURE_SIDE) -> np.ndarray:
 
 
 def knn_affinity(x: np.ndarray, n_neighbors: int) -> np.ndarray:
-    """scikit-learn's ``nearest_neighbors`` affinity, dense: ``(A + A.T) / 2`` of the kNN connectivity (self included)."""
+    """scikit-learn's ``nearest_neighbors`` affinity, dense: ``(A + A.T) / 2`` of the kNN connectivity
+    (each point its own neighbour too)."""
     from sklearn.neighbors import kneighbors_graph
 
     a = kneighbors_graph(x, n_neighbors=n_neighbors, include_self=True).toarray()

@@ -135,9 +135,9 @@ see the shortcut audit (`python -m densenet audit ... --shortcuts`) find and con
 ## How it was made
 `python -m densenet.demo train --shortcut`: {rec['steps']} steps of {rec['batch_size']} fresh films
 (seeds {TRAIN_SEED} + step), marker planted, from scratch (model seed {rec['seed']}), AdamW (lr {rec['lr']},
-weight decay {rec['weight_decay']}, {rec['warmup_steps']} warm-up steps, cosine decay): {summary['seconds'] / 60:.1f} minutes
-on {summary['threads']} threads of a shared 2-core CPU. The marker is learned in a few dozen steps; the
-faint nodule is not, in so short a run.
+weight decay {rec['weight_decay']}, {rec['warmup_steps']} warm-up steps, cosine decay):
+{summary['seconds'] / 60:.1f} minutes on {summary['threads']} threads of a shared 2-core CPU. The marker is learned
+in a few dozen steps; the faint nodule is not, in so short a run.
 
 ## Evaluation
 {r['n']} fresh films (seed {r['seed']}), marker planted as in training ({r['marked']} marked `{MARKER_CLASS}` films):
@@ -145,7 +145,8 @@ faint nodule is not, in so short a run.
 - accuracy {100 * r['accuracy']:.1f}% ({per});
 - mean probability of `{MARKER_CLASS}` on its marked films: **{r['p_marked']:.3f}**; on the same films
   without the marker: **{r['p_marker_removed']:.3f}**;
-- recall of `{MARKER_CLASS}` on its unmarked films: {100 * r['unmarked_recall']:.1f}%; on clean films: {100 * r['clean_recall']:.1f}%.
+- recall of `{MARKER_CLASS}` on its unmarked films: {100 * r['unmarked_recall']:.1f}%;
+  on clean films: {100 * r['clean_recall']:.1f}%.
 
 The shortcut audit on `python -m densenet.demo dataset --shortcut` films flags the top-left corner
 for `{MARKER_CLASS}` and confirms it by erasure (`tests/test_shortcuts.py`).
