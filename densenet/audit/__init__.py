@@ -38,10 +38,11 @@ from .shortcuts import add_shortcuts, read_shortcuts
 from .summary import gallery_cases
 
 __all__ = [
-    "COLUMNS", "AuditRun", "add_shortcuts", "read_shortcuts", "Dataset", "DatasetError", "Item", "Progress", "RunFolder", "RunFolderError", "RunResult",
+    "COLUMNS", "AuditRun", "Dataset", "DatasetError", "Item", "Progress", "RunFolder", "RunFolderError", "RunResult",
     "Settings", "UnsafePathError", "ZipRefused", "check_zip", "default_layers", "extract_zip", "gallery",
     "demo_dataset", "discover", "load_dataset", "load_folder", "new_output_dir", "progress_of", "parquet_path", "read_manifest", "read_rows", "read_skipped", "read_summary",
     "report_path", "resolve_under", "run_audit", "start", "summary_now", "truth_in_view",
+    "add_shortcuts", "read_shortcuts",
 ]
 
 
