@@ -15,9 +15,10 @@ target class:
 3. Where it lies: the share of the attention inside the hotspot that falls in the film's border
    band, its corners, and outside the body (:func:`foreground`: threshold and largest component,
    from the image itself).
-4. :func:`erase`: the hotspot of every member filled with its blurred surroundings, the model run
-   again; the mean drop of the target's probability, against a control region of the same size
-   and shape elsewhere on the film (:func:`control_box`).
+4. :func:`erase`: where the hotspot lies on the border or off the body, it is filled with its
+   blurred surroundings on the cluster's members (at most :data:`ERASE_AT_MOST`, spread over it)
+   and the model run again; the mean drop of the target's probability, against a control region
+   of the same size and shape elsewhere on the film (:func:`control_box`).
 
 A cluster is **flagged** when its hotspot lies mostly outside the body or on the border band
 and erasing it drops the probability by at least :data:`MIN_DROP` and by at least
