@@ -30,6 +30,7 @@ from dashboard.results import Choices, Context, context_for  # noqa: E402
 from densenet import geometry, labels  # noqa: E402
 from densenet.config import STEMS  # noqa: E402
 from densenet.images import Window  # noqa: E402
+from densenet.versions import versions  # noqa: E402
 
 log = logging.getLogger("dashboard")
 
@@ -299,6 +300,14 @@ def main() -> None:
                  "The rest of the app still works; try another model, image or setting.")
     with st.sidebar:
         st.caption(f"Server time for this view: {runtime.elapsed_ms():.0f} ms")
+        about_server()
+
+
+def about_server() -> None:
+    """What this server runs on, for a bug report: the versions that change maps, and the device."""
+    with st.expander("About this server"):
+        listed = " · ".join(f"{name} {v}" for name, v in versions().items())
+        st.caption(f"{listed} · device: {runtime.device_label()}")
 
 
 main()

@@ -10,7 +10,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import Any
 import torch
 
 from ..explain import Cancelled
+from ..versions import versions
 from .core import Auditor, ChunkResult, Settings, resolve_layers
 from .dataset import Dataset
 from .results import RunFolder
@@ -87,15 +87,7 @@ def model_hash(model: torch.nn.Module) -> str:
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for p in ("torch", "numpy", "pyarrow", "pillow", "pydicom"):
-        try:
-            out[p] = version(p)
-        except PackageNotFoundError:
-            pass
-    return out
+    return versions(("torch", "numpy", "pyarrow", "pillow", "pydicom"))
 
 
 def build_manifest(model: torch.nn.Module, dataset: Dataset, settings: Settings, *,
