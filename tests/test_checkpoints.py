@@ -353,3 +353,16 @@ def test_a_whole_pickled_resnet_is_named_without_being_unpickled():
         densenet.load_checkpoint(save(torchvision.models.resnet18(num_classes=2)))
     assert str(err.value).startswith("this is a ResNet checkpoint (a whole pickled model of class torchvision.models.resnet")
     assert "this app explains DenseNets" in str(err.value)
+
+
+def test_a_pt_file_is_never_unpickled_on_a_torch_with_a_known_loader_flaw(tmp_path, monkeypatch):
+    from densenet.checkpoints import reading
+
+    assert reading.torch_is_safe("2.10.0+cu128") and reading.torch_is_safe("2.14.1")
+    assert not reading.torch_is_safe("2.9.1") and not reading.torch_is_safe("2.5.0+cpu")
+    path = tmp_path / "w.pth"
+    torch.save(densenet.create("densenet-bc-100-12", num_classes=3).state_dict(), path)
+    assert densenet.load_checkpoint(path) is not None  # this torch is safe
+    monkeypatch.setattr(reading.torch, "__version__", "2.9.1")
+    with pytest.raises(CheckpointError, match="CVE-2026-24747.*safetensors"):
+        densenet.load_checkpoint(path)

@@ -86,10 +86,25 @@ def load_safetensors(data: bytes) -> tuple[dict[str, Tensor], dict[str, str]]:
     return tensors, dict(header.get("__metadata__") or {})
 
 
+#: The first torch whose ``weights_only`` unpickler has no known advisory (CVE-2025-32434 < 2.6, CVE-2026-24747 < 2.10).
+SAFE_TORCH = (2, 10)
+
+
+def torch_is_safe(version: str | None = None) -> bool:
+    """Whether this torch's (or ``version``'s) ``torch.load(weights_only=True)`` is free of known flaws."""
+    version = torch.__version__ if version is None else version
+    release = tuple(int(p) for p in version.split("+")[0].split(".")[:2] if p.isdigit())
+    return release >= SAFE_TORCH
+
+
 def torch_load(data: bytes) -> Any:
     """``torch.load(weights_only=True)``, then a whole pickled model of known layers only."""
     if not (data[:2] == b"PK" or data[:1] == b"\x80"):
         raise CheckpointError("this is not a PyTorch (.pt/.pth) or .safetensors checkpoint")
+    if not torch_is_safe():
+        raise CheckpointError(
+            f"this server's torch {torch.__version__} has a known flaw in its safe loader (CVE-2026-24747), so "
+            ".pt/.pth files are not opened: install torch >= 2.10, or use a .safetensors file")
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
