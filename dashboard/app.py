@@ -199,19 +199,20 @@ def image_sidebar(ctx: Context) -> None:
                                     help="Built-in images; an upload below takes their place.")
     upload = st.file_uploader(
         "…or upload your own", type=list(inputs.SUPPORTED_EXTENSIONS), key="image_upload",
+        on_change=navigation.clear_image_override,  # a new upload takes over from an opened case
         max_upload_size=max(1, inputs.MAX_BYTES // (1 << 20)),
         help=(f"PNG, JPEG, TIFF, BMP, WebP or DICOM (.dcm), up to {inputs.MAX_BYTES // (1 << 20)} MB and "
               f"{inputs.MAX_PIXELS / 1e6:.0f} megapixels. Colour images feed grey models as luminance, "
               "grey images feed colour models replicated."))
-    if upload is None and override is not None:
+    if override is not None:  # an opened case stays until "Back to the samples", even over an earlier upload
         st.caption(f"From the audit: {override.name}")
         st.button("Back to the samples", key="clear_override", on_click=navigation.clear_image_override)
     try:
-        if upload is not None:
-            name, read, file_hash = upload.name, upload.getvalue, inputs.file_digest(upload.file_id, upload.getvalue)
-        elif override is not None:
+        if override is not None:
             name, read = override.name, override.path.read_bytes
             file_hash = inputs.file_digest(str(override.path), read)
+        elif upload is not None:
+            name, read, file_hash = upload.name, upload.getvalue, inputs.file_digest(upload.file_id, upload.getvalue)
         elif sample_name is not None:
             sample = samples[names.index(sample_name)]
             name, read, file_hash = sample.name, sample.read, inputs.file_digest(str(sample.path), sample.read)
@@ -222,7 +223,7 @@ def image_sidebar(ctx: Context) -> None:
             window = window_controls(info, file_hash) if info is not None and info.monochrome else None
             ctx.image = inputs.read_image(name, file_hash, read, window)
     except inputs.ImageError as e:
-        ctx.image_error = f"Could not read {upload.name if upload is not None else sample_name}: {e}"
+        ctx.image_error = f"Could not read {name}: {e}"
         st.error(ctx.image_error)
     if ctx.image is not None:
         st.image(ctx.image.thumbnail(), caption=f"{ctx.image.name} · {ctx.image.pixels.shape[1]}×"

@@ -76,3 +76,37 @@ def test_an_opened_case_shows_its_method_layer_target_and_image(tmp_path):
     assert f"{method.label} · denseblock3 · {model.class_names[target]}" in captions, captions
     ok(at.run())  # taken once: a rerun keeps the case's choices, the user's from now on
     assert _selectbox(at, "Class to explain").value == target
+
+
+def _slider(at: AppTest, label: str):
+    found = [s for s in at.slider if s.label == label]
+    assert found, f"no slider {label!r}; have {[s.label for s in at.slider]}"
+    return found[0]
+
+
+@pytest.mark.timeout(600)
+def test_an_opened_case_stays_over_an_earlier_upload_until_back_to_the_samples(tmp_path, make_png):
+    """Issue 21, defect 3: the next click after opening a case must not fall back to the sidebar's upload."""
+    model = demo.load()
+    target = 2
+    case = tmp_path / "images" / "case_3.png"
+    case.parent.mkdir()
+    shutil.copy(SAMPLE, case)
+    at = AppTest.from_file(APP, default_timeout=300)
+    ok(at.run())
+    at.file_uploader(key="image_upload").set_value(("earlier.png", make_png(5), "image/png"))
+    ok(at.run())
+    navigation.open_on_attention(AttentionRequest(ImageOverride("images/case_3.png", case, tmp_path),
+                                                  "gradcam", "features.denseblock2", target), at.session_state)
+    ok(at.switch_page("views/attention.py").run())
+    for opacity in (0.7, 0.3):  # nudging any control keeps the case, its class and its image
+        _slider(at, "Overlay opacity").set_value(opacity)
+        ok(at.run())
+        assert "From the audit: images/case_3.png" in [c.value for c in at.sidebar.caption]
+        assert at.sidebar.get("image")[0].proto.imgs[0].caption.startswith("images/case_3.png")
+        assert _selectbox(at, "Class to explain").value == target
+        assert model.class_names[target] in " ".join(img.caption for e in at.main.get("image") for img in e.proto.imgs)
+    [back] = [b for b in at.sidebar.button if b.label == "Back to the samples"]
+    back.click()
+    ok(at.run())
+    assert at.sidebar.get("image")[0].proto.imgs[0].caption.startswith("earlier.png")  # the upload again
