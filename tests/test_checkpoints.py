@@ -268,8 +268,7 @@ def test_timm_architectures_are_recognised(name, family):
     timm = pytest.importorskip("timm")
     from densenet.recognise import recognise
 
-    with torch.device("meta"):
-        state = timm.create_model(name, pretrained=False).state_dict()
+    state = timm.create_model(name, pretrained=False).state_dict()  # small nets; older timm cannot build on "meta"
     assert recognise(state)[0].startswith(family)
 
 

@@ -157,12 +157,15 @@ def _find_cat(start: Tensor, inputs: int, what: str) -> torch.autograd.graph.Nod
     """The concatenation node feeding ``start``: the nearest ``CatBackward`` with ``inputs`` inputs."""
     if start.grad_fn is None:
         raise ValueError(f"{what} has no autograd history: trace with keep_graph=True")
-    seen, queue = set(), deque([(start.grad_fn, 0)])
+    # Visited nodes are kept alive: torch < 2.11 makes a new Python object per visit, so a freed one's id() can be
+    # reused by another node, which would then be skipped as seen.
+    seen: dict[int, torch.autograd.graph.Node] = {}
+    queue = deque([(start.grad_fn, 0)])
     while queue:
         node, depth = queue.popleft()
         if node is None or id(node) in seen or depth > 40:
             continue
-        seen.add(id(node))
+        seen[id(node)] = node
         if node.name().startswith("CatBackward") and len(node.next_functions) == inputs:
             return node
         queue.extend((nxt, depth + 1) for nxt, _ in node.next_functions)
