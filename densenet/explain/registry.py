@@ -27,6 +27,9 @@ from typing import Any, Protocol
 import numpy as np
 from torch import Tensor, nn
 
+from ..topology import topology
+from ._common import prepare_input
+
 #: The key of a map that lives in input space (no layer).
 INPUT = "input"
 
@@ -174,14 +177,11 @@ def compute(name: str, model: nn.Module, x: Tensor, target: int | None = None,
     Returns:
         layer name (or :data:`INPUT`) -> explanation, in forward order.
     """
-    from ._common import prepare_input
-    from .cam import default_layers
-
     record = method(name)
     if trace is None:
         x = prepare_input(model, x, index)
     if record.needs_layer:
-        names = default_layers(model) if layers is None else model.resolve_layers(layers)
+        names = topology(model.config).cam_layers if layers is None else model.resolve_layers(layers)
     else:
         names = []
     return record.run(model, x, target, names, trace=trace, size=size, progress=progress, **options)
