@@ -85,7 +85,6 @@ class Method:
         weights: for gradient CAMs, the channel weights ``W(a, g)``.
         reduce: for activation CAMs, ``a -> (N, h, w)``.
         relu: the shown map keeps only positive evidence.
-        options: extra keyword options ``run`` accepts, with their defaults, for a caller to show.
         chunk_option: the keyword of ``run`` that sets how much work goes between two progress
             calls (``batch_size``, ``internal_batch_size``); ``None`` if it has no chunks.
         featured: among the few a comparison shows first (a varied set, one per idea).
@@ -106,7 +105,6 @@ class Method:
     weights: Callable[[Tensor, Tensor], Tensor] | None = None
     reduce: Callable[[Tensor], Tensor] | None = None
     relu: bool = True
-    options: tuple[tuple[str, Any], ...] = ()
     chunk_option: str | None = None
     featured: bool = False
     estimate: Callable[..., Any] | None = None
