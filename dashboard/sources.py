@@ -126,12 +126,6 @@ def fallback_spec() -> ModelSpec:
     return ModelSpec("variant", FALLBACK_VARIANT, densenet.VARIANTS[FALLBACK_VARIANT])
 
 
-def default_cam_layer(model: densenet.DenseNet) -> str:
-    """The layer to explain first: the checkpoint's recommendation, else the last feature map."""
-    layer = model.metadata.get("cam_layer")
-    return layer if layer in model.tap_names else "features.norm5"
-
-
 def _build(spec: ModelSpec, read: Callable[[], bytes] | None) -> densenet.DenseNet:
     if spec.kind == "demo":
         try:

@@ -9,8 +9,8 @@ import streamlit as st
 
 from dashboard import figures, navigation, page, results, session
 from dashboard.analysis import plural, short_name
-from dashboard.sources import default_cam_layer
 from densenet import dicom_export, explain, geometry, labels
+from densenet.topology import default_cam_layer
 
 ctx, model, an = page.with_image("Attention")
 topo = ctx.topology
@@ -52,7 +52,6 @@ probs = an.trace.probabilities[0].cpu()
 classes = list(range(len(model.class_names)))
 methods = [m.name for m in explain.methods()]
 layer_options = [t for t in model.tap_names if not t.startswith("features.conv0")]
-block_outputs = [b.name for b in topo.blocks]
 small_model = topo.total_macs < 3e8  # the demo model and CIFAR nets: a few seconds at most, so run at once
 
 # This page's controls, named once: the widgets below and a request from another page both use these.
@@ -197,7 +196,7 @@ def show_methods() -> None:
 
 def show_layers() -> None:
     layer_method = method if record.uses_trace else explain.methods(kind=explain.Kind.GRADIENT_CAM)[0].name
-    chosen = session.multiselect(st, "Layers", layer_options, "cmp_layers", block_outputs + ["features.norm5"],
+    chosen = session.multiselect(st, "Layers", layer_options, "cmp_layers", topo.cam_layers,
                                  format_func=short_name)
     st.caption(f"{explain.method(layer_method).label} for “{model.class_names[target]}”: coarse maps come from "
                "deep layers, finer ones from early blocks. One backward pass serves all of them.")

@@ -67,14 +67,13 @@ def feature_reuse(model: DenseNet, topo: Topology | None = None, block_index: in
         raise IndexError(f"block_index {block_index} out of range for {len(topo.blocks)} block(s)")
     block = topo.blocks[block_index]
     last = block_index == len(topo.blocks) - 1
-    targets = [block.layer_name(node) for node in range(1, block.num_layers + 1)]
-    targets.append("classifier" if last else f"features.transition{block_index + 1}")
-    sources = [block.layer_name(node) for node in range(block.num_layers + 1)]
+    targets = block.dense_layers + ["classifier" if last else block.transition]
+    sources = [block.input_name] + block.dense_layers
     matrix = np.full((len(targets), len(sources)), np.nan)
     with torch.no_grad():
         for row, target in enumerate(targets):
             weight = _reading_weight(model, target)
-            for col, piece in enumerate(topo.provenance("features.norm5" if target == "classifier" else target)):
+            for col, piece in enumerate(topo.provenance(block.output_name if target == "classifier" else target)):
                 matrix[row, col] = float(weight[:, piece.start:piece.stop].mean())
     return FeatureReuse(sources=sources, targets=targets, matrix=matrix)
 

@@ -22,12 +22,13 @@ import torch.nn.functional as F
 
 from ..config import DenseNetConfig
 from ..model import DenseNet
+from ..topology import FINAL_NORM
 from ._common import Progress, demo_batch, report, seeded, train_step
 from .nets import PeerNet, matched_resnet, param_count
 
 #: Seed of the demo batch the fixed Grad-CAM image is taken from (never a training seed).
 CAM_SEED = 40_000_000
-DENSE_CAM_LAYER = "features.norm5"
+DENSE_CAM_LAYER = FINAL_NORM
 
 
 @dataclass
