@@ -218,6 +218,8 @@ def test_corrupt_file_and_missing_label_are_recorded_and_the_run_completes(model
         assert {r["image"] for r in csv.DictReader(f)} == {names[0], "broken.png"}
     assert {r["image"] for r in _rows(tmp_path / "out")} == set(names[1:])
     assert result.progress.state == "done" and result.summary["skipped"] == 2
+    # a fresh run: nothing came from an earlier one (issue 21, defect 11), and its pace counts its own images only
+    assert result.progress.images_resumed == 0 and result.progress.images_done == result.progress.images_total == 6
 
 
 # --- resume and runs -------------------------------------------------------------------------------

@@ -154,8 +154,9 @@ def run_audit(model: torch.nn.Module, dataset: Dataset, out: str | os.PathLike, 
         folder.write_dataset_problems(dataset.problems)
         done = folder.done_chunks()
         todo = [(k, items) for k, items in chunks if k not in done]
-        state.images_resumed = sum(len(items) for k, items in chunks if k in done) + len(dataset.problems)
-        state.images_done = state.images_resumed
+        state.images_resumed = sum(len(items) for k, items in chunks if k in done)  # an earlier run's work only
+        state.images_done = state.images_resumed + len(dataset.problems)  # not auditable: done at once, never resumed
+        already = state.images_done
         state.rows = folder.read_rows(columns=["image"]).num_rows if done else 0
         state.skipped = len(folder.read_skipped())
         state.state = "running"
@@ -163,7 +164,7 @@ def run_audit(model: torch.nn.Module, dataset: Dataset, out: str | os.PathLike, 
 
         def report_progress() -> None:
             elapsed = time.monotonic() - started
-            fresh = state.images_done - state.images_resumed
+            fresh = state.images_done - already
             state.images_per_s = fresh / elapsed if elapsed > 0 else 0.0
             left = state.images_total - state.images_done
             state.eta_s = left / state.images_per_s if state.images_per_s > 0 else None
