@@ -49,7 +49,10 @@ def decode(value) -> np.ndarray:
         flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
         shape = [int(n) for n in str(value.get("shape", len(flat))).split(",")]
         return flat.reshape(shape)
-    return np.asarray(value)
+    array = np.asarray(value)
+    if array.dtype == object:  # plotly 5 writes lists, a NaN as None
+        array = np.asarray(value, dtype=float)
+    return array
 
 
 def metric(at: AppTest, label: str) -> str:
