@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 from tests.apptest import ok, use_tiny, widget
 
 import densenet
-from dashboard import analysis, figures, inputs, sources
+from dashboard import figures, inputs, sources
 from densenet import explain
 from densenet.classroom import feature_reuse
 from densenet.preprocess import custom
