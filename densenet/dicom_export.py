@@ -76,7 +76,7 @@ def secondary_capture(overlay: np.ndarray, source: Dataset | str | os.PathLike |
     """Encode an RGB overlay as a DICOM Secondary Capture file.
 
     Args:
-        overlay: ``(H, W, 3)`` uint8 RGB (e.g. :func:`densenet.geometry.overlay_original`), or
+        overlay: ``(H, W, 3)`` uint8 RGB (e.g. :func:`densenet.render.overlay_original`), or
             ``(H, W)`` uint8 grey; ideally at the source's full resolution.
         source: the DICOM the overlay explains (a path, its bytes, a file or a pydicom
             ``Dataset``); its patient, study and frame of reference are carried over. ``None``
