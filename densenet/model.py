@@ -17,6 +17,7 @@ import torch.utils.checkpoint as cp
 from torch import Tensor, nn
 
 from .config import STEMS, DenseNetConfig, transition_channels
+from .presets import default_for
 from .topology import topology
 from .trace import Trace
 
@@ -123,8 +124,6 @@ class DenseNet(nn.Module):
     def __init__(self, config: DenseNetConfig, *, class_names: list[str] | None = None,
                  preprocessing: Any = None, metadata: dict[str, Any] | None = None) -> None:
         super().__init__()
-        from .preprocess import default_for
-
         self.config = config
         cfg = config
         self.features = nn.Sequential()
@@ -165,6 +164,11 @@ class DenseNet(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    @property
+    def stages(self) -> list[tuple[str, nn.Module]]:
+        """``(tap name, module)`` for every stage of ``features`` (stem layers, blocks, transitions, norm5), in order."""
+        return [(f"features.{child}", module) for child, module in self.features.named_children()]
 
     @property
     def tap_names(self) -> list[str]:

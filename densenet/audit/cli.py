@@ -115,8 +115,10 @@ def run(args: argparse.Namespace) -> int:
         layers = tuple(x.strip() for x in args.layers.split(",") if x.strip())
         bad = [x for x in layers if x not in model.tap_names]
         if bad:
+            from ..topology import topology
+
             return _fail(f"unknown layer(s) {', '.join(bad)}; this model's layers include "
-                         f"{', '.join(n for n in model.tap_names if '.denselayer' not in n)}")
+                         f"{', '.join(n for n in model.tap_names if topology(model.config).locate(n) is None)}")
     for flag, value, kind in (("--data", args.data, "dir"), ("--masks", args.masks, "dir"),
                               ("--labels", args.labels, "file"), ("--boxes", args.boxes, "file")):
         if value is not None and not (Path(value).is_dir() if kind == "dir" else Path(value).is_file()):
