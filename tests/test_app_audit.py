@@ -316,6 +316,33 @@ def test_stop_before_the_first_slot_then_resume(small, tmp_path):
     assert gate.holders() == []
 
 
+def test_a_watcher_keeps_looking_while_the_owner_can_still_resume(small, tmp_path):
+    """Issue 21, defect 4: a page showing a stopped run of this process keeps looking (its owner may resume it from
+    another browser), a finished one does not, and the page is redrawn whenever the phase changes."""
+    gate = ComputeGate(1, grace=0.0)
+    blocker = gate.ticket("another session's occlusion", LONG)
+    gate.acquire(blocker)
+    run = audits.start(small.model, small.dataset, SETTINGS, owner=OWNER, model_key="k", label="l",
+                       model_source="demo", gate=gate, base=tmp_path)
+    deadline = time.monotonic() + 30
+    while audits.status(run.out) is None or run.progress.state != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    running = audits.status(run.out)
+    assert running.phase == "running" and running.watch_every() == audits.runs.RUNNING_POLL_S
+    audits.stop(run.out, OWNER)
+    assert run.job.wait(30)
+    stopped = audits.status(run.out)
+    assert stopped.phase == "stopped" and stopped.watch_every() == audits.runs.RESUMABLE_POLL_S  # not None: may resume
+    gate.release(blocker)
+    again = audits.resume(run.out, OWNER, gate=gate)
+    assert again.job.wait(120)
+    done = audits.status(run.out)
+    assert done.phase == "done" and done.watch_every() is None
+    from_disk = audits.Status(stopped.progress, live=False, owner=None)  # a folder no run of this process holds
+    assert from_disk.watch_every() is None
+
+
 def test_a_failing_run_gives_its_slot_back(small, tmp_path, monkeypatch):
     from densenet.audit import engine_local
 
@@ -440,7 +467,8 @@ def test_the_page_runs_an_audit_that_others_watch_and_shows_the_scorecard(env, m
     assert {b.key for b in at.get("download_button")} >= {"audit_dl_report", "audit_dl_parquet", "audit_dl_skipped"}
 
     ok(watcher.run())
-    assert "Done: 20 of 20 images" in progress_text(watcher)  # the watcher sees the end too
+    assert "Done: 20 of 20 images" in progress_text(watcher)  # the watcher sees the end too, with the downloads
+    assert {b.key for b in watcher.get("download_button")} >= {"audit_dl_report", "audit_dl_parquet", "audit_dl_skipped"}
 
     opener = next(b for b in at.button if (b.key or "").startswith("open."))
     case_image = opener.key.split(".")[1] + ".png"

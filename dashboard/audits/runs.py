@@ -172,6 +172,28 @@ class Status:
     def running(self) -> bool:
         return self.progress.state not in FINAL_STATES
 
+    @property
+    def phase(self) -> str:
+        """What the page draws differently: ``"running"``, ``"stopped"``, ``"failed"`` or ``"done"``."""
+        return "running" if self.running else self.progress.state
+
+    def watch_every(self) -> float | None:
+        """Seconds between two looks of a page showing this audit; ``None`` once nothing can change it.
+
+        A running audit changes every batch; a stopped or failed one of this process can still be resumed by the
+        session that owns it, and a watcher must see that without a click (issue 21, defect 4).
+        """
+        if self.running:
+            return RUNNING_POLL_S
+        if self.live and self.progress.state in ("stopped", "failed"):
+            return RESUMABLE_POLL_S
+        return None
+
+
+#: How often a page looks at a running audit, and at a stopped one that its owner may resume.
+RUNNING_POLL_S = 2.0
+RESUMABLE_POLL_S = 3.0
+
 
 def status(out: str | os.PathLike) -> Status | None:
     """The audit in ``out``; ``None`` for a folder no run has written a manifest in (and none runs)."""

@@ -178,12 +178,19 @@ with data_col:
 
 # --- the audit shown -------------------------------------------------------------------------------
 
-def live(out: str, was_running: bool) -> None:
-    """Progress, Stop and the latest rows; refreshed every 2 s while the run goes on."""
+def live(out: str, drawn_phase: str | None) -> None:
+    """Progress, Stop and the latest rows; refreshed while the run can change (:meth:`audits.Status.watch_every`).
+
+    ``drawn_phase`` is the phase the rest of the page was drawn for: when the run leaves it (it ends, or its owner
+    stops or resumes it, perhaps from another browser) the whole page is drawn again, so that Resume, the
+    scorecard and the downloads follow without a click.
+    """
     state = audits.status(out)
     if state is None:
         st.info("This audit is starting…")
         return
+    if state.phase != drawn_phase:
+        st.rerun()  # the whole page, for the new phase
     p = state.progress
     st.progress(p.fraction, text=af.progress_text(p))
     if state.running:
@@ -202,8 +209,6 @@ def live(out: str, was_running: bool) -> None:
         if state.running:
             where.caption(note + ":")
         where.dataframe(af.latest_rows(rows, 8), hide_index=True, height=250)
-    if was_running and not state.running:
-        st.rerun()  # the run ended: the whole page draws the scorecard
 
 
 def summary_of(out: str) -> dict | None:
@@ -312,7 +317,8 @@ def show_audit() -> None:
                                  "earlier ones.")
     state = audits.status(out)
     running = state is not None and state.running
-    st.fragment(live, run_every=2.0 if running else None)(out, running)
+    st.fragment(live, run_every=None if state is None else state.watch_every())(out, None if state is None
+                                                                               else state.phase)
     if state is None or running:
         return
     run = audits.lookup(out)
