@@ -25,7 +25,7 @@ st.set_page_config(page_title="DenseNet Explorer", page_icon=":material/hub:", l
                    initial_sidebar_state="expanded")
 
 import densenet  # noqa: E402
-from dashboard import audits, inputs, page, runtime, session, sources  # noqa: E402
+from dashboard import inputs, navigation, page, runtime, session, sources  # noqa: E402
 from dashboard.results import Choices, Context, context_for  # noqa: E402
 from densenet import geometry, labels  # noqa: E402
 from densenet.config import STEMS  # noqa: E402
@@ -191,10 +191,10 @@ def image_sidebar(ctx: Context) -> None:
     samples = inputs.samples()
     names = [s.name for s in samples]
     uploaded = st.session_state.get("image_upload")
-    override = audits.image_override()  # a case opened from the Audit page
+    override = navigation.image_override()  # a case opened from the Audit page
     sample_name = session.selectbox(st, "Sample", names, "sample", names[0] if names else None,
                                     disabled=uploaded is not None or override is not None,
-                                    on_change=audits.clear_image_override,
+                                    on_change=navigation.clear_image_override,
                                     help="Built-in images; an upload below takes their place.")
     upload = st.file_uploader(
         "…or upload your own", type=list(inputs.SUPPORTED_EXTENSIONS), key="image_upload",
@@ -204,7 +204,7 @@ def image_sidebar(ctx: Context) -> None:
               "grey images feed colour models replicated."))
     if upload is None and override is not None:
         st.caption(f"From the audit: {override.name}")
-        st.button("Back to the samples", key="clear_override", on_click=audits.clear_image_override)
+        st.button("Back to the samples", key="clear_override", on_click=navigation.clear_image_override)
     try:
         if upload is not None:
             name, read, file_hash = upload.name, upload.getvalue, inputs.file_digest(upload.file_id, upload.getvalue)

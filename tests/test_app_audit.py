@@ -25,7 +25,7 @@ from streamlit.testing.v1 import AppTest
 from tests.apptest import ok, widget
 
 from dashboard import audit_figures as af
-from dashboard import audits
+from dashboard import audits, navigation
 from dashboard.gate import INTERACTIVE, LONG, ComputeGate
 from densenet import audit, demo, explain
 from densenet.demo.data import write_dataset
@@ -449,9 +449,7 @@ def test_the_page_runs_an_audit_that_others_watch_and_shows_the_scorecard(env, m
     assert not at.exception
     assert widget(at, "selectbox", "method").value == pair[0]
     assert widget(at, "selectbox", "cam_layer").value == pair[1]
-    override = audits.ImageOverride
-    assert any(isinstance(v, override) and v.name == case_image
-               for v in at.session_state["_controls"].values())
+    assert navigation.image_override(at.session_state).name == case_image
     # the sidebar explains the case's image, with the case's target, until the user goes back
     assert at.sidebar.get("image")[0].proto.imgs[0].caption.startswith(case_image)
     assert f"From the audit: {case_image}" in [c.value for c in at.sidebar.caption]

@@ -332,7 +332,7 @@ def test_saved_file_states_outputs_and_geometry(tmp_path):
 
 
 def test_old_preprocessing_metadata_without_geometry_still_loads(tmp_path):
-    from densenet.checkpoints import _file_contents
+    from densenet.checkpoints.writing import file_contents as _file_contents
     from safetensors.torch import save as save_st
 
     model = densenet.DenseNet(small_config())

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import figures, page, results, session
+from dashboard import figures, navigation, page, results, session
 from dashboard.analysis import plural, short_name
 from dashboard.sources import default_cam_layer
 from densenet import dicom_export, explain, geometry, labels
@@ -55,22 +55,32 @@ layer_options = [t for t in model.tap_names if not t.startswith("features.conv0"
 block_outputs = [b.name for b in topo.blocks]
 small_model = topo.total_macs < 3e8  # the demo model and CIFAR nets: a few seconds at most, so run at once
 
-if session.kept("_target_for") != an.key:  # a new image or model: explain its top prediction
-    session.choose("target", top1.index)
-    session.keep("_target_for", an.key)
+# This page's controls, named once: the widgets below and a request from another page both use these.
+METHOD, LAYER, TARGET, TARGET_FOR = "method", "cam_layer", "target", "_target_for"
+request = navigation.take_attention_request()  # "Open on the Attention page" from another page
+if request is not None:
+    session.choose(METHOD, request.method)
+    if request.layer is not None:
+        session.choose(LAYER, request.layer)
+    if ctx.image.name == request.image.name:  # the sidebar shows the request's image (no upload took its place)
+        session.choose(TARGET, request.target)
+        session.keep(TARGET_FOR, an.key)
+if session.kept(TARGET_FOR) != an.key:  # a new image or model: explain its top prediction
+    session.choose(TARGET, top1.index)
+    session.keep(TARGET_FOR, an.key)
 
 with right:
     s1, s2, s3 = st.columns(3)
-    target = session.selectbox(s1, "Class to explain", classes, "target", top1.index,
+    target = session.selectbox(s1, "Class to explain", classes, TARGET, top1.index,
                                format_func=lambda i: model.class_names[i],
                                help="The raw logit of this class is explained. Default: the top prediction.")
     s1.caption(f"p = {float(probs[target]):.1%} ({kind})")
-    method = session.selectbox(s2, "Method", methods, "method", methods[0],
+    method = session.selectbox(s2, "Method", methods, METHOD, methods[0],
                                format_func=lambda name: explain.method(name).label,
                                help="Layer CAMs come from the page's one trace (one backward pass for every "
                                     "layer); the others re-run the model.")
     record = explain.method(method)
-    layer = session.selectbox(s3, "Layer", layer_options, "cam_layer", default_cam_layer(model),
+    layer = session.selectbox(s3, "Layer", layer_options, LAYER, default_cam_layer(model),
                               format_func=short_name, disabled=not record.needs_layer,
                               help="Methods in input space do not use a layer.")
     preview = bool(record.preview_top) and session.toggle(

@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import audit_figures as af
-from dashboard import audits, page, session
+from dashboard import audits, navigation, page, session
 from dashboard.analysis import plural
 from densenet import audit, explain
 
@@ -278,7 +278,7 @@ def show_gallery(out: str, pair: tuple[str, str], summary_stamp: float) -> None:
                         if st.button("Open on the Attention page", key=f"open.{case['image']}.{target}.{rank}",
                                      icon=":material/visibility:", disabled=not same or picture is None):
                             try:
-                                audits.open_case(case, dataset, ctx.key)
+                                navigation.open_on_attention(audits.case_request(case, dataset))
                             except (ValueError, OSError) as e:
                                 st.error(f"That case cannot be opened: {e}")
                             else:
