@@ -28,7 +28,9 @@ from typing import Any
 import pyarrow as pa
 
 from .core import COLUMNS, Settings, default_layers
-from .dataset import Dataset, DatasetError, Item, discover, load_dataset, load_folder, truth_in_view
+from .dataset import (Dataset, DatasetError, Item, discover, load_dataset, load_folder, reload_dataset, truth_in_view,
+                      truth_on_original)
+from .formats.vocabulary import read_classes_map as formats_read_classes_map
 from .results import RunFolder, RunFolderError, new_output_dir
 from .run import AuditRun, Progress, RunResult, run_audit, start
 from .safety import UnsafePathError, ZipRefused, check_zip, extract_zip, resolve_under
@@ -38,7 +40,8 @@ __all__ = [
     "COLUMNS", "AuditRun", "Dataset", "DatasetError", "Item", "Progress", "RunFolder", "RunFolderError", "RunResult",
     "Settings", "UnsafePathError", "ZipRefused", "check_zip", "default_layers", "extract_zip", "gallery",
     "demo_dataset", "discover", "load_dataset", "load_folder", "new_output_dir", "progress_of", "parquet_path", "read_manifest", "read_rows", "read_skipped", "read_summary",
-    "report_path", "resolve_under", "run_audit", "start", "summary_now", "truth_in_view",
+    "report_path", "reload_dataset", "resolve_under", "run_audit", "start", "summary_now", "truth_in_view",
+    "truth_on_original", "formats_read_classes_map",
 ]
 
 

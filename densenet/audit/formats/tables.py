@@ -42,7 +42,7 @@ def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     """
     try:
         with open_text(path) as f:
-            rows = [row for row in csv.reader(f) if any(cell.strip() for cell in row)]
+            rows = [row for row in csv.reader(f) if any(row)]  # blank lines dropped (a row of spaces finds no image)
     except TableError:
         raise
     except (OSError, UnicodeDecodeError, csv.Error, zipfile.BadZipFile, EOFError) as e:

@@ -108,7 +108,8 @@ class Vocabulary:
             self._given[norm(name)] = tuple(self._classes[norm(t)] for t in targets)
         self._groups: dict[str, tuple[str, ...]] = {}
         for group in SYNONYMS:
-            present = tuple(dict.fromkeys(self._classes[norm(g)] for g in group if norm(g) in self._classes))
+            found = {self._classes[norm(g)] for g in group if norm(g) in self._classes}
+            present = tuple(c for c in self.class_names if c in found)  # in the model's order
             for g in group:
                 self._groups.setdefault(norm(g), present)
         self._cache: dict[str, tuple[tuple[str, ...], str]] = {}
