@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import gzip
 import io
 import zipfile
@@ -40,6 +41,8 @@ def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     Raises:
         TableError: a missing, unreadable or empty file.
     """
+    enabled = gc.isenabled()
+    gc.disable()  # a table of 100k+ rows is 100k+ new lists: the cyclic collector would rescan them over and over
     try:
         with open_text(path) as f:
             rows = [row for row in csv.reader(f) if any(row)]  # blank lines dropped (a row of spaces finds no image)
@@ -47,6 +50,9 @@ def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
         raise
     except (OSError, UnicodeDecodeError, csv.Error, zipfile.BadZipFile, EOFError) as e:
         raise TableError(f"cannot read CSV {str(path)!r}: {e}") from None
+    finally:
+        if enabled:
+            gc.enable()
     if not rows:
         raise TableError(f"CSV {str(path)!r} is empty")
     return [h.strip() for h in rows[0]], rows[1:]
