@@ -254,5 +254,31 @@ def dataset_line(dataset: Any) -> str:
     if not boxes and not masks:
         parts.append("no ground truth: only predictions and maps, no localisation scores")
     if dataset.problems:
-        parts.append(f"{len(dataset.problems):,} not auditable as listed (see Skipped)")
+        parts.append(f"{len(dataset.problems):,} not auditable as listed (why: below)")
     return " · ".join(parts)
+
+
+def recognised_lines(dataset: Any) -> list[str]:
+    """What the listing read, before a run: each file's format, the label counts, the names mapped and unmatched."""
+    d = getattr(dataset, "details", {}) or {}
+    lines = []
+    lab = d.get("labels")
+    if lab:
+        name = Path(dataset.sources.get("labels", "")).name
+        lines.append(f"Labels `{name}` read as **{lab['format']}**: {lab.get('positive', 0):,} positive, "
+                     f"{lab.get('negative', 0):,} negative, {lab.get('uncertain', 0):,} uncertain "
+                     f"(policy: {lab.get('uncertain_policy')}), {lab.get('blank', 0):,} blank.")
+    for what in ("boxes", "masks"):
+        if d.get(what):
+            name = Path(dataset.sources.get(what, "")).name
+            counts = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in d[what].items()
+                               if k != "format" and isinstance(v, int))
+            lines.append(f"{what.capitalize()} `{name}` read as **{d[what]['format']}**" + (f" ({counts})." if counts else "."))
+    voc = d.get("vocabulary", {})
+    if voc.get("mapped"):
+        lines.append("Mapped to the model's classes: " + "; ".join(
+            f"{k} → {', '.join(v['classes'])} ({v['by']})" for k, v in voc["mapped"].items()) + ".")
+    if voc.get("unmatched"):
+        lines.append("Matched none of the model's classes (counted in skipped.csv): " + ", ".join(
+            f"{k} ({n:,})" for k, n in voc["unmatched"].items()) + ".")
+    return lines

@@ -482,3 +482,27 @@ def test_a_zip_with_parent_paths_is_refused_on_the_page(env):
     uploads = env.cache / "uploads"
     assert not uploads.exists() or not any(p.is_file() for p in uploads.rglob("*"))
     assert not (env.cache.parent / "evil.txt").exists()
+
+
+def test_published_files_are_recognised_and_counted_before_the_run(env):
+    """CheXlocalize's sample as published (CheXpert's valid.csv with its CheXpert-v1.0/ paths, the
+    radiologists' RLE JSON) in a folder holding valid/: the page says what it read before any run."""
+    import shutil
+
+    folder = env.data / "chexlocalize"
+    if not folder.exists():
+        shutil.copytree(ROOT / "tests" / "data" / "chexlocalize", folder)
+    at = audit_page()
+    widget(at, "radio", "audit.source").set_value("folder").run()
+    widget(at, "text_input", "audit.path").set_value("chexlocalize").run()
+    ok(at)
+    captions = " ".join(c.value for c in at.caption)
+    assert "2 images · labels from valid.csv" in captions
+    assert "Labels `valid.csv` read as **columns**" in captions and "(policy: ignore)" in captions
+    assert "Masks `gt_segmentations_val.json` read as **coco-rle**" in captions
+    # the demo model's classes are not CheXpert's: the synonyms that meet are shown, the rest named and counted
+    assert "Airspace Opacity → opacity (synonym)" in captions
+    assert "Matched none of the model's classes" in captions
+    assert "Cardiomegaly (2)" in captions  # one positive label and one radiologist's mask
+    widget(at, "radio", "audit.uncertain").set_value("positive").run()
+    assert "(policy: positive)" in " ".join(c.value for c in ok(at).caption)

@@ -358,24 +358,37 @@ def discover(folder: str | os.PathLike) -> dict[str, Path | None]:
 
     Conventions (what ``python -m densenet.demo dataset`` writes): images in ``images/`` (else
     the folder itself), ``labels.csv``, ``boxes.csv`` or NIH's ``BBox_List_2017.csv``, and
-    ``masks/``. A single top-level folder (as zips often hold) is looked into.
+    ``masks/``. Other tables and JSON files are sorted by their header or keys
+    (:func:`~.formats.recognise.sort_files`): published files keep their own names. A single
+    top-level folder (as zips often hold) is looked into.
 
     Returns:
         ``{"data", "labels", "boxes", "masks"}`` (``None`` for a part that is not there).
     """
+    from .formats.recognise import kind_of_file, sort_files
+
     folder = Path(folder)
     entries = [p for p in folder.iterdir() if not p.name.startswith((".", "__MACOSX"))] if folder.is_dir() else []
     if len(entries) == 1 and entries[0].is_dir() and not (folder / "images").is_dir():
         folder = entries[0]
-    find = (lambda names: next((folder / n for n in names if (folder / n).is_file()), None))
+    sorted_files = sort_files(folder) if folder.is_dir() else {}
+
+    def find(names: tuple[str, ...], kind: str) -> Path | None:
+        named = next((folder / n for n in names if (folder / n).is_file()), None)
+        if named is not None and (kind_of_file(named) or (kind,))[0] == kind:
+            return named
+        return sorted_files.get(kind)
+
     masks = folder / "masks"
     images = folder / "images"
-    return {"data": images if images.is_dir() else folder, "labels": find(LABEL_FILES), "boxes": find(BOX_FILES),
-            "masks": masks if masks.is_dir() else None}
+    return {"data": images if images.is_dir() else folder, "labels": find(LABEL_FILES, "labels"),
+            "boxes": find(BOX_FILES, "boxes"), "masks": masks if masks.is_dir() else sorted_files.get("masks")}
 
 
-def load_folder(folder: str | os.PathLike, class_names: list[str], *, limit: int | None = None) -> Dataset:
-    """:func:`load_dataset` on what :func:`discover` finds in ``folder``."""
+def load_folder(folder: str | os.PathLike, class_names: list[str], *, limit: int | None = None,
+                **options: Any) -> Dataset:
+    """:func:`load_dataset` on what :func:`discover` finds in ``folder``; ``options`` as :func:`load_dataset`'s
+    (``uncertain``, ``readers``, ``truth_class``, ``classes_map``...)."""
     parts = discover(folder)
     return load_dataset(parts["data"], class_names, labels=parts["labels"], boxes=parts["boxes"],
-                        masks=parts["masks"], limit=limit)
+                        masks=parts["masks"], limit=limit, **options)

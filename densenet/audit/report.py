@@ -94,11 +94,14 @@ def _num(v: float | None) -> str:
 
 def _scorecard(summary: dict[str, Any]) -> str:
     parts = ["<table><tr><th class='l'>method</th><th class='l'>layer</th><th>rows with truth</th>"
-             "<th>hit rate (pointing game)</th><th>energy inside</th><th>IoU</th><th>Dice</th></tr>"]
+             "<th>hit rate (pointing game)</th><th>by mask</th><th>by box</th><th>energy inside</th><th>IoU</th>"
+             "<th>Dice</th></tr>"]
     for e in summary["by_method_layer"]:
         o = e["overall"]
         parts.append(f"<tr><td class='l'>{html.escape(e['method'])}</td><td class='l'>{html.escape(e['layer'])}</td>"
-                     f"<td>{o['with_truth']}</td><td>{_fmt(o['hit_rate'], True)}</td><td>{_fmt(o['energy_in'])}</td>"
+                     f"<td>{o['with_truth']}</td><td>{_fmt(o['hit_rate'], True)}</td>"
+                     f"<td>{_fmt(o.get('hit_rate_mask'), True)}</td><td>{_fmt(o.get('hit_rate_box'), True)}</td>"
+                     f"<td>{_fmt(o['energy_in'])}</td>"
                      f"<td>{_fmt(o['iou'])}</td><td>{_fmt(o['dice'])}</td></tr>")
     parts.append("</table>")
     for e in summary["by_method_layer"]:

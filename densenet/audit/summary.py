@@ -24,6 +24,9 @@ def _localisation(rows: dict[str, np.ndarray], mask: np.ndarray, seed: int) -> d
     return {
         "rows": int(mask.sum()), "with_truth": int(has.sum()),
         "hit_rate": _ci(rows["hit"][has].astype(np.float64), seed),
+        # the pointing game by each kind of truth, where the row has it (both: a mask and boxes)
+        "hit_rate_mask": _ci(rows["hit_mask"][mask & rows["has_mask"]].astype(np.float64), seed + 6),
+        "hit_rate_box": _ci(rows["hit_box"][mask & rows["has_box"]].astype(np.float64), seed + 7),
         "energy_in": _ci(rows["energy_in"][has], seed + 1),
         "iou": _ci(rows["iou"][has], seed + 2),
         "dice": _ci(rows["dice"][has], seed + 3),
@@ -41,6 +44,10 @@ def _columns(table: pa.Table) -> dict[str, np.ndarray]:
     hit = table.column("hit").to_pylist()
     out["has_truth"] = np.array([h is not None for h in hit], bool)
     out["hit"] = np.array([bool(h) for h in hit], bool)
+    for kind in ("mask", "box"):  # runs written before these columns existed have neither
+        values = table.column(f"hit_{kind}").to_pylist() if f"hit_{kind}" in table.column_names else [None] * len(hit)
+        out[f"has_{kind}"] = np.array([h is not None for h in values], bool)
+        out[f"hit_{kind}"] = np.array([bool(h) for h in values], bool)
     return out
 
 
