@@ -148,6 +148,21 @@ def test_chexpert_uncertain_labels_follow_the_policy(xrv_data, tmp_path):
         assert "Cardiomegaly" in by_policy["ignore"][r[0].split("/", 1)[1]].labels
 
 
+def test_mimic_labels_hold_for_every_image_of_the_study(tmp_path):
+    """MIMIC-CXR's chexpert.csv labels studies (subject_id, study_id): the row holds for each image in s<study_id>/."""
+    header = ("subject_id,study_id,Atelectasis,Cardiomegaly,Consolidation,Edema,Enlarged Cardiomediastinum,Fracture,"
+              "Lung Lesion,Lung Opacity,No Finding,Pleural Effusion,Pleural Other,Pneumonia,Pneumothorax,Support Devices")
+    table = tmp_path / "mimic-cxr-2.0.0-chexpert.csv"
+    table.write_text(header + "\n10000032,50414267,,1.0,,-1.0,,,,,,,,,,\n10000032,53189527,,,,,,,,,1.0,,,,,\n")
+    folder = _images(tmp_path / "files", ["p10/p10000032/s50414267/02aa804e.jpg", "p10/p10000032/s50414267/174413ec.jpg",
+                                          "p10/p10000032/s53189527/2a2277a9.jpg"])
+    ds = audit.load_dataset(folder, CHEXPERT, labels=table)
+    got = {it.image.rsplit("/", 1)[-1]: (it.labels, it.uncertain) for it in ds.items}
+    assert got == {"02aa804e.jpg": (("Cardiomegaly",), ("Edema",)), "174413ec.jpg": (("Cardiomegaly",), ("Edema",)),
+                   "2a2277a9.jpg": ((), ())}
+    assert ds.details["labels"]["uncertain"] == 2 and not ds.problems
+
+
 # --- ground truth as published ---------------------------------------------------------------------------
 
 def test_nih_boxes_infiltrate_meets_infiltration(xrv_data, tmp_path):
@@ -210,6 +225,31 @@ def test_vindr_readers_union_and_majority(xrv_data, tmp_path):
     assert np.array_equal(audit.truth_on_original(m, "Cardiomegaly", 3000, 3000), votes >= 2)
     assert np.array_equal(audit.truth_on_original(u, "Cardiomegaly", 3000, 3000), votes >= 1)
     assert not next(it for it in union.items if it.image == f"{clear}.png").boxes
+
+    # each reader on their own: one row per reader, all three sharing the image's one map
+    import torch
+
+    from densenet import DenseNet, DenseNetConfig
+    from densenet.preprocess import named
+
+    torch.manual_seed(0)
+    cfg = DenseNetConfig(growth_rate=4, block_config=(2, 2), num_init_features=8, bn_size=2, in_channels=1,
+                         num_classes=len(CHESTXRAY14), stem="small", multilabel=True)
+    model = DenseNet(cfg, class_names=CHESTXRAY14, preprocessing=named("xray").replace(size=64)).eval()
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"image,label\n{card}.png,Cardiomegaly\n")
+    each = audit.load_dataset(folder, CHESTXRAY14, labels=labels, boxes=src, readers="each", limit=None)
+    assert [it.image for it in each.items] == [f"{card}.png"]
+    result = audit.run_audit(model, each, tmp_path / "each", audit.Settings(
+        methods=("gradcam",), layers=("features.denseblock2",), resolution="input"), report=False)
+    rows = audit.read_rows(result.out).to_pylist()
+    readers = sorted({r[3] for r in by_image[card] if r[1] == "Cardiomegaly"})
+    assert sorted(r["reader"] for r in rows) == readers and len({r["map_index"] for r in rows}) == 1
+    by_reader = {r["reader"]: r for r in rows}
+    for rad in readers:
+        (x0, y0, x1, y1), = [tuple(float(v) for v in r[4:8]) for r in by_image[card]
+                              if r[1] == "Cardiomegaly" and r[3] == rad]
+        assert by_reader[rad]["lesion_fraction"] == pytest.approx((x1 - x0) * (y1 - y0) / 3000 ** 2, abs=0.01)
 
 
 def _kaggle_rle_decode(rle: str, width: int, height: int) -> np.ndarray:

@@ -104,9 +104,10 @@ def choose_dataset(limit: int | None) -> audit.Dataset | None:
                                    "ignore", horizontal=True,
                                    help="CheXpert/MIMIC-style tables mark uncertain findings -1. Ignore (default): "
                                         "never a target. Positive or negative: counted as that."),
-        "readers": session.radio(c2, "Several readers' boxes", ["union", "majority"], "audit.readers", "union",
-                                 horizontal=True, help="VinDr-CXR: every reader's boxes, or the pixels most of "
-                                                       "an image's readers boxed."),
+        "readers": session.radio(c2, "Several readers' boxes", ["union", "majority", "each"], "audit.readers",
+                                 "union", horizontal=True,
+                                 help="VinDr-CXR: every reader's boxes, the pixels most of an image's readers "
+                                      "boxed, or each reader's boxes on their own (one row per reader)."),
     }
     dataset = listing(folder, limit, options)
     if dataset is not None:

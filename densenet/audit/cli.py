@@ -32,8 +32,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels-format", choices=("nih", "columns", "single"), help="force the labels format")
     parser.add_argument("--uncertain", choices=("ignore", "positive", "negative"), default="ignore",
                         help="CheXpert's -1 (uncertain) labels: ignore (default: never a target), positive or negative")
-    parser.add_argument("--readers", choices=("union", "majority"), default="union",
-                        help="VinDr-CXR's several readers: union of their boxes (default) or pixels most of them boxed")
+    parser.add_argument("--readers", choices=("union", "majority", "each"), default="union",
+                        help="VinDr-CXR's several readers: union of their boxes (default), pixels most of them "
+                        "boxed, or each reader's boxes scored on their own (one row per reader)")
     parser.add_argument("--truth-class", help="class of a one-class truth file (RSNA default Pneumonia, SIIM Pneumothorax)")
     parser.add_argument("--classes-map", help="CSV name,class (or JSON) mapping dataset label names to model classes")
     parser.add_argument("--methods", default="gradcam", help="comma-separated registered methods (default gradcam)")

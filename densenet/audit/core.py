@@ -30,7 +30,7 @@ from .protocol import RESOLUTIONS, empty_scores, score_map
 COLUMNS = ("image", "target", "target_index", "target_source", "method", "layer", "predicted",
            "predicted_index", "correct", "score", "logit", "probabilities", "labels", "truth", "lesion_fraction",
            "hit", "energy_in", "iou", "dice", "threshold", "deletion_auc", "insertion_auc",
-           "height", "width", "chunk", "map_index", "scored_at", "hit_mask", "hit_box", "uncertain")
+           "height", "width", "chunk", "map_index", "scored_at", "hit_mask", "hit_box", "uncertain", "reader")
 
 
 @dataclass(frozen=True)
@@ -250,39 +250,51 @@ class Auditor:
         s = self.settings
         _, thresholds = metrics.binarize(maps, s.binarize)  # on the model's grid, for rows without truth
         small = _downsample(maps, s.map_size or self.size)
-        rows = out.rows
         for k, i in enumerate(active):
             p, (cls, source) = batch[i], targets[k]
             label = self.class_names[cls]
-            scores = None
-            if not truths.get((i, cls)):
-                try:
-                    scores = score_map(maps[k], p.item, label, p.height, p.width, p.view, self.model.preprocessing,
-                                       resolution=s.resolution, binarize=s.binarize, tolerance=s.pointing_tolerance)
-                except ValueError as e:
-                    truths[i, cls] = True  # reported once per image and class
-                    out.skipped.append((p.item.image, f"audited without ground truth: {e}"))
-            scores = scores or empty_scores(float(thresholds[k]))
-            labels = list(p.item.labels)
-            if self.multilabel:
-                correct = None if source != "label" else bool(probs[i, cls] >= 0.5)
-            else:
-                correct = None if not labels else bool(top[i] == cls)
-            deletion = insertion = math.nan
-            if s.deletion and scores["hit"] is not None:
-                di = explain.deletion_insertion(self.model, x, maps[k], cls, steps=s.deletion_steps, index=i)
-                deletion, insertion = di.deletion_auc, di.insertion_auc
-            values = dict(
-                image=p.item.image, target=label, target_index=cls, target_source=source,
-                method=method, layer=layer, predicted=self.class_names[top[i]], predicted_index=top[i],
-                correct=correct, score=float(probs[i, cls]), logit=float(logits[i, cls]),
-                probabilities=[float(v) for v in probs[i]], labels=labels,
-                deletion_auc=float(deletion), insertion_auc=float(insertion),
-                height=p.height, width=p.width, chunk=chunk, map_index=len(out.maps),
-                uncertain=list(p.item.uncertain), **scores)
-            for c in COLUMNS:
-                rows[c].append(values[c])
+            # One row per reader where each reader's boxes are a truth of their own (VinDr "each"); they share a map.
+            readers = p.item.readers.get(label, {})
+            variants = [(r, p.item.for_reader(label, r)) for r in readers] or [("", p.item)]
+            map_index = len(out.maps)
             out.maps.append(small[k])
+            for reader, item in variants:
+                self._row(chunk, p, item, reader, cls, source, label, i, k, method, layer, maps, probs, logits, top,
+                          truths, x, thresholds, map_index, out)
+
+    def _row(self, chunk: int, p: _Prepared, item: Item, reader: str, cls: int, source: str, label: str, i: int,
+             k: int, method: str, layer: str, maps: np.ndarray, probs: np.ndarray, logits: torch.Tensor,
+             top: list[int], truths: dict, x: torch.Tensor, thresholds: np.ndarray, map_index: int,
+             out: ChunkResult) -> None:
+        s = self.settings
+        scores = None
+        if not truths.get((i, cls)):
+            try:
+                scores = score_map(maps[k], item, label, p.height, p.width, p.view, self.model.preprocessing,
+                                   resolution=s.resolution, binarize=s.binarize, tolerance=s.pointing_tolerance)
+            except ValueError as e:
+                truths[i, cls] = True  # reported once per image and class
+                out.skipped.append((p.item.image, f"audited without ground truth: {e}"))
+        scores = scores or empty_scores(float(thresholds[k]))
+        labels = list(p.item.labels)
+        if self.multilabel:
+            correct = None if source != "label" else bool(probs[i, cls] >= 0.5)
+        else:
+            correct = None if not labels else bool(top[i] == cls)
+        deletion = insertion = math.nan
+        if s.deletion and scores["hit"] is not None:
+            di = explain.deletion_insertion(self.model, x, maps[k], cls, steps=s.deletion_steps, index=i)
+            deletion, insertion = di.deletion_auc, di.insertion_auc
+        values = dict(
+            image=p.item.image, target=label, target_index=cls, target_source=source,
+            method=method, layer=layer, predicted=self.class_names[top[i]], predicted_index=top[i],
+            correct=correct, score=float(probs[i, cls]), logit=float(logits[i, cls]),
+            probabilities=[float(v) for v in probs[i]], labels=labels,
+            deletion_auc=float(deletion), insertion_auc=float(insertion),
+            height=p.height, width=p.width, chunk=chunk, map_index=map_index,
+            uncertain=list(p.item.uncertain), reader=reader, **scores)
+        for c in COLUMNS:
+            out.rows[c].append(values[c])
 
 
 def _downsample(maps: np.ndarray, side: int) -> np.ndarray:

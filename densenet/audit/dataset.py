@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,8 @@ class Item:
         masks: class name (``""``: every target of the image) -> mask source: a PNG file or a
             mask held in a file's text (:mod:`.formats.masks`).
         uncertain: classes the labels mark uncertain and that were not made targets.
+        readers: class -> reader -> boxes, when each reader's boxes are scored on their own
+            (VinDr-CXR ``readers="each"``): one row per reader (:meth:`for_reader`).
     """
 
     image: str
@@ -53,6 +55,11 @@ class Item:
     boxes: dict[str, tuple[Box, ...]] = field(default_factory=dict)
     masks: dict[str, Any] = field(default_factory=dict)
     uncertain: tuple[str, ...] = ()
+    readers: dict[str, dict[str, tuple[Box, ...]]] = field(default_factory=dict)
+
+    def for_reader(self, label: str, reader: str) -> Item:
+        """This image with one reader's boxes as the truth of ``label``."""
+        return replace(self, boxes={**self.boxes, label: self.readers[label][reader]}, readers={})
 
     def mask_source(self, label: str) -> Any | None:
         """The mask source of ``label`` (or of every target), ``None`` when there is none."""
@@ -121,6 +128,9 @@ class Dataset:
                       {k: mask_digest(p) for k, p in sorted(item.masks.items())}]
             if item.uncertain:
                 record.append(list(item.uncertain))
+            if item.readers:
+                record.append({c: {r: [list(b) for b in bs] for r, bs in sorted(v.items())}
+                               for c, v in sorted(item.readers.items())})
             h.update(json.dumps(record, sort_keys=True).encode())
         h.update(json.dumps(sorted(self.problems)).encode())
         return h.hexdigest()
@@ -166,7 +176,7 @@ def load_dataset(data: str | os.PathLike, class_names: list[str], *, labels: str
         masks: a PNG mask folder, COCO RLE JSON, polygon JSON or SIIM run-length CSV.
         limit: keep only the first ``limit`` images (in listing order).
         uncertain: CheXpert's ``-1``: ``"ignore"`` (default), ``"positive"`` or ``"negative"``.
-        readers: VinDr-CXR's readers: ``"union"`` or ``"majority"``.
+        readers: VinDr-CXR's readers: ``"union"``, ``"majority"`` or ``"each"`` (one row per reader).
         truth_format: force the format of the ground-truth file(s) (:data:`~.formats.truth.TRUTH_FORMATS`;
             a box format applies to ``boxes``, a mask format to ``masks``).
         labels_format: force the label format (``"nih"``, ``"columns"``, ``"single"``).
@@ -220,6 +230,7 @@ def load_dataset(data: str | os.PathLike, class_names: list[str], *, labels: str
 
     box_map: dict[str, dict[str, list[Box]]] = {}
     mask_map: dict[str, dict[str, Any]] = {}
+    reader_map: dict[str, dict[str, dict[str, tuple[Box, ...]]]] = {}
     png_dir: Path | None = None
     for what, given in (("boxes", boxes), ("masks", masks)):
         if given is None:
@@ -239,6 +250,8 @@ def load_dataset(data: str | os.PathLike, class_names: list[str], *, labels: str
                 box_map.setdefault(name, {}).setdefault(cls, []).extend(bs)
         for name, per_class in truth.masks.items():
             mask_map.setdefault(name, {}).update(per_class)
+        for name, per_class in truth.readers.items():
+            reader_map.setdefault(name, {}).update(per_class)
         details[what] = {"format": truth.format, **dict(truth.counts)}
         if truth.format == "vindr":
             details[what]["readers_policy"] = readers
@@ -258,7 +271,8 @@ def load_dataset(data: str | os.PathLike, class_names: list[str], *, labels: str
         item_masks: dict[str, Any] = dict(png_masks(png_dir, name, class_names)) if png_dir is not None else {}
         item_masks.update(mask_map.get(name, {}))
         item_boxes = {k: tuple(v) for k, v in box_map.get(name, {}).items()}
-        items.append(Item(name, (root / name).resolve(), item_labels, item_boxes, item_masks, unsure.get(name, ())))
+        items.append(Item(name, (root / name).resolve(), item_labels, item_boxes, item_masks, unsure.get(name, ()),
+                          reader_map.get(name, {})))
     details["vocabulary"] = vocabulary.to_json()
     details["options"] = {"uncertain": uncertain, "readers": readers, "truth_format": truth_format,
                           "labels_format": labels_format, "truth_class": truth_class, "limit": limit,

@@ -79,6 +79,8 @@ def rescore(out: str | os.PathLike, *, binarize: str | float | None = None, poin
             for r in range(len(rows["image"])):
                 shown = maps[rows["map_index"][r]].astype(np.float32)
                 item = items.get(rows["image"][r])
+                if item is not None and rows["reader"][r]:
+                    item = item.for_reader(rows["target"][r], rows["reader"][r])
                 h, w = rows["height"][r], rows["width"][r]
                 scores = None
                 if item is not None:

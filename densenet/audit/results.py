@@ -46,7 +46,7 @@ SCHEMA = pa.schema([
     ("dice", pa.float64()), ("threshold", pa.float64()), ("deletion_auc", pa.float64()),
     ("insertion_auc", pa.float64()), ("height", pa.int32()), ("width", pa.int32()), ("chunk", pa.int32()),
     ("map_index", pa.int32()), ("scored_at", pa.string()), ("hit_mask", pa.bool_()), ("hit_box", pa.bool_()),
-    ("uncertain", pa.list_(pa.string())),
+    ("uncertain", pa.list_(pa.string())), ("reader", pa.string()),
 ])
 assert tuple(SCHEMA.names) == COLUMNS
 

@@ -5,10 +5,11 @@ Formats, recognised from the header (``fmt`` forces one):
 - ``"nih"``: a ``Finding Labels`` column, names joined by ``|`` (``Cardiomegaly|Emphysema``);
   ``No Finding`` is an image with no positive finding (NIH ChestX-ray14's ``Data_Entry_2017.csv``).
 - ``"columns"``: one column per class (CheXpert ``train.csv``/``valid.csv``, MIMIC-CXR
-  ``chexpert.csv``, a 0/1 table): ``1`` positive, ``0`` negative, ``-1`` uncertain, blank not
+  ``chexpert.csv``/``negbio.csv``, a 0/1 table): ``1`` positive, ``0`` negative, ``-1`` uncertain, blank not
   mentioned. An uncertain label follows the ``uncertain`` policy: ``"ignore"`` (the default: it
   is neither a target nor a negative), ``"positive"`` or ``"negative"``; it never becomes a
-  target unless asked.
+  target unless asked. MIMIC-CXR's tables label a study (``subject_id, study_id``, no image
+  column): the row holds for every image in the study's folder ``s<study_id>/``.
 - ``"single"``: one label column (a class name or a class index).
 
 Every label name goes through the :class:`~.vocabulary.Vocabulary`.
@@ -70,7 +71,7 @@ def detect(header: list[str], vocabulary: Vocabulary) -> str:
         return "nih"
     img = image_column(header)
     others = [i for i in range(len(header)) if i != img]
-    finding_cols = [i for i in others if lowered[i] not in _NOT_FINDINGS and vocabulary._lookup(header[i])[0]]
+    finding_cols = [i for i in others if lowered[i] not in _NOT_FINDINGS and vocabulary.lookup(header[i])[0]]
     if finding_cols and (len(finding_cols) > 1 or len(others) > 1):
         return "columns"
     return "single"
@@ -133,7 +134,7 @@ def _read_columns(header, rows, img, index, vocabulary, uncertain, out: LabelTab
     for i, h in enumerate(header):
         if i == img or lowered[i] in _NOT_FINDINGS:
             continue
-        classes = vocabulary._lookup(h)[0]
+        classes = vocabulary.lookup(h)[0]
         if classes:
             vocabulary.match(h)  # recorded once per column, as the mapping used
             cols.append((i, classes))
@@ -142,38 +143,52 @@ def _read_columns(header, rows, img, index, vocabulary, uncertain, out: LabelTab
     if not any(classes for _, classes in cols):
         raise ValueError(f"labels {str(path)!r}: no column names one of the model's classes "
                          f"({', '.join(vocabulary.class_names)}); columns are {', '.join(header)}")
+    study = lowered.index("study id") if "study id" in lowered and not _has_image_column(header) else None
     for row in rows:
-        name = index.find(row[img]) if img < len(row) else None
-        if name is None:
-            continue
-        positives: list[str] = []
-        unsure: list[str] = []
-        for i, classes in cols:
-            cell = row[i].strip() if i < len(row) else ""
-            if not cell:
-                kind = "blank"
-            else:
-                try:
-                    v = float(cell)
-                except ValueError:
-                    out.problems.append((name, f"labels: {header[i]!r} is {cell!r}, not 1, 0, -1 or blank"))
-                    continue
-                kind = {1.0: "positive", 0.0: "negative", -1.0: "uncertain"}.get(v)
-                if kind is None:
-                    out.problems.append((name, f"labels: {header[i]!r} is {cell!r}, not 1, 0, -1 or blank"))
-                    continue
-            if not classes:
-                if kind in ("positive", "uncertain"):
-                    vocabulary.unmatched[header[i]] += 1
+        if study is not None:  # MIMIC-CXR: one row per study, every image of its folder
+            sid = row[study].strip().removesuffix(".0") if study < len(row) else ""
+            targets = index.in_folder(f"s{sid}") if sid else []
+        else:
+            name = index.find(row[img]) if img < len(row) else None
+            targets = [name] if name is not None else []
+        for name in targets:
+            _one_row(row, name, header, cols, uncertain, vocabulary, out)
+
+
+def _has_image_column(header: list[str]) -> bool:
+    lowered = {norm(h) for h in header}
+    return any(norm(c) in lowered for c in IMAGE_COLUMNS)
+
+
+def _one_row(row: list[str], name: str, header: list[str], cols: list[tuple[int, tuple[str, ...]]],
+             uncertain: str, vocabulary: Vocabulary, out: LabelTable) -> None:
+    """One image's cells: positives become targets, uncertain ones follow the policy, the kinds are counted."""
+    positives: list[str] = []
+    unsure: list[str] = []
+    for i, classes in cols:
+        cell = row[i].strip() if i < len(row) else ""
+        if not cell:
+            kind = "blank"
+        else:
+            try:
+                kind = {1.0: "positive", 0.0: "negative", -1.0: "uncertain"}.get(float(cell))
+            except ValueError:
+                kind = None
+            if kind is None:
+                out.problems.append((name, f"labels: {header[i]!r} is {cell!r}, not 1, 0, -1 or blank"))
                 continue
-            out.counts[kind] += len(classes)
-            if kind == "positive" or (kind == "uncertain" and uncertain == "positive"):
-                positives += classes
-            elif kind == "uncertain" and uncertain == "ignore":
-                unsure += classes
-        out.labels[name] = tuple(dict.fromkeys(positives))
-        if unsure:
-            out.uncertain[name] = tuple(dict.fromkeys(unsure))
+        if not classes:
+            if kind in ("positive", "uncertain"):
+                vocabulary.unmatched[header[i]] += 1
+            continue
+        out.counts[kind] += len(classes)
+        if kind == "positive" or (kind == "uncertain" and uncertain == "positive"):
+            positives += classes
+        elif kind == "uncertain" and uncertain == "ignore":
+            unsure += classes
+    out.labels[name] = tuple(dict.fromkeys(positives))
+    if unsure:
+        out.uncertain[name] = tuple(dict.fromkeys(unsure))
 
 
 def _is_metadata(rows: list[list[str]], i: int) -> bool:

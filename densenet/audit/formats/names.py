@@ -13,6 +13,7 @@ Datasets name their images in several ways; every one is tried, in this order:
    without its suffix, ``/`` read as ``_``, from any folder down, when unique.
 
 An ambiguous key (two listed files fit) matches nothing rather than the wrong image.
+:meth:`NameIndex.in_folder` lists the images of one folder (MIMIC-CXR labels a study, ``s<study_id>/``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ class NameIndex:
         by_base: dict[str, list[str]] = {}
         by_stem: dict[str, list[str]] = {}
         by_flat: dict[str, list[str]] = {}
+        self._by_folder: dict[str, list[str]] = {}
         for n in names:
+            if "/" in n:
+                self._by_folder.setdefault(n.rsplit("/", 2)[-2], []).append(n)
             base = n.rsplit("/", 1)[-1]
             by_base.setdefault(base, []).append(n)
             stem_path = n.rsplit(".", 1)[0] if "." in base else n
@@ -37,6 +41,10 @@ class NameIndex:
         self._by_base = {b: v[0] for b, v in by_base.items() if len(v) == 1}
         self._by_stem = {b: v[0] for b, v in by_stem.items() if len(v) == 1}
         self._by_flat = {b: v[0] for b, v in by_flat.items() if len(v) == 1}
+
+    def in_folder(self, name: str) -> list[str]:
+        """The listed images whose own folder is called ``name``."""
+        return self._by_folder.get(name.strip(), [])
 
     def find(self, text: str) -> str | None:
         """The listed image ``text`` names, or ``None`` (not listed, or ambiguous)."""

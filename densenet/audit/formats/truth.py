@@ -7,7 +7,8 @@ Boxes (continuous ``x0, y0, x1, y1`` in original pixels):
   ``Target`` 1 rows are boxes of one class (``truth_class``, default ``Pneumonia``).
 - ``"vindr"``: VinDr-CXR ``train.csv`` (``image_id,class_name,class_id,rad_id,x_min,y_min,x_max,y_max``),
   several readers per image, ``No finding`` rows without a box; ``readers``: ``"union"`` (every
-  reader's boxes) or ``"majority"`` (pixels more than half of the image's readers boxed).
+  reader's boxes), ``"majority"`` (pixels more than half of the image's readers boxed) or
+  ``"each"`` (each reader's boxes a ground truth of its own: one row per reader).
 - ``"plain"``: ``image,label,x0,y0,x1,y1``.
 
 Masks:
@@ -39,7 +40,7 @@ from .vocabulary import Vocabulary, is_no_finding, norm
 BOX_FORMATS = ("nih", "rsna", "vindr", "plain")
 MASK_FORMATS = ("png", "coco-rle", "polygons", "siim")
 TRUTH_FORMATS = BOX_FORMATS + MASK_FORMATS
-READERS = ("union", "majority")
+READERS = ("union", "majority", "each")
 
 #: What each format needs, for the message about a file that is none of them.
 NEEDS: dict[str, str] = {
@@ -71,6 +72,7 @@ class Truth:
         masks: image -> class -> mask source (PNG folders: resolved per image by :func:`png_masks`).
         problems: ``(image, reason)`` for unusable rows.
         counts: what was read (``rows``, ``boxes``, ``masks``, ``no_finding``, ``readers``...).
+        readers: image -> class -> reader -> boxes (VinDr-CXR with ``readers="each"``).
     """
 
     format: str
@@ -78,6 +80,7 @@ class Truth:
     masks: dict[str, dict[str, MaskSource]] = field(default_factory=dict)
     problems: list[tuple[str, str]] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
+    readers: dict[str, dict[str, dict[str, tuple[Box, ...]]]] = field(default_factory=dict)
 
 
 def unknown_format(path: Path, seen: str) -> ValueError:
@@ -129,7 +132,7 @@ def read_truth(path: str | Path, index: NameIndex, vocabulary: Vocabulary, *, fm
         index: the listed images.
         vocabulary: maps finding names to the model's classes (and counts the unmatched).
         fmt: force a format (one of :data:`TRUTH_FORMATS`).
-        readers: VinDr-CXR's several readers: ``"union"`` or ``"majority"``.
+        readers: VinDr-CXR's several readers: ``"union"``, ``"majority"`` or ``"each"``.
         truth_class: the class of a one-class format (RSNA, SIIM); default :data:`DEFAULT_CLASS`.
 
     Raises:
@@ -251,6 +254,8 @@ def _read_vindr(rows, cols, index, vocabulary, readers, out: Truth) -> None:
         for cls in dict.fromkeys(c for r in by_reader.values() for c in r):
             if readers == "union":
                 out.boxes.setdefault(name, {})[cls] = [b for r in by_reader.values() for b in r.get(cls, [])]
+            elif readers == "each":
+                out.readers.setdefault(name, {})[cls] = {rad: tuple(r[cls]) for rad, r in by_reader.items() if cls in r}
             else:
                 votes = tuple(tuple(r.get(cls, ())) for r in by_reader.values())
                 out.masks.setdefault(name, {})[cls] = VoteMask(votes, len(by_reader))

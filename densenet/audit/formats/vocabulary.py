@@ -120,7 +120,7 @@ class Vocabulary:
         """The model classes ``name`` stands for (``()``: none; counted in :attr:`unmatched`)."""
         hit = self._cache.get(name)
         if hit is None:
-            hit = self._lookup(name)
+            hit = self.lookup(name)
             self._cache[name] = hit
         classes, by = hit
         if not classes:
@@ -129,7 +129,9 @@ class Vocabulary:
             self.used[name.strip()] = {"classes": list(classes), "by": by}
         return classes
 
-    def _lookup(self, name: str) -> tuple[tuple[str, ...], str]:
+    def lookup(self, name: str) -> tuple[tuple[str, ...], str]:
+        """``(classes, how)`` for ``name`` without counting it: how is ``"same"``, ``"synonym"``,
+        ``"classes-map"`` or ``""`` (none)."""
         key = norm(name)
         if key in self._given:
             return self._given[key], "classes-map"
