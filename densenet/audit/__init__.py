@@ -11,8 +11,10 @@ For a page: ``run = audit.start(model, data, audit.new_output_dir(base))``; read
 ``audit.read_summary(out)``, ``audit.gallery(out)``, ``audit.report_path(out)``,
 ``audit.parquet_path(out)``. Typed paths and uploaded zips go through :mod:`.safety` first.
 
-Modules: :mod:`.dataset` (listing, labels, boxes, masks), :mod:`.metrics` (pointing game,
-energy, IoU/Dice with CheXlocalize's binarisation, bootstrap), :mod:`.core` (one chunk's work),
+Modules: :mod:`.dataset` (listing, truth on a grid), :mod:`.formats` (the published label, box
+and mask files, names and vocabularies), :mod:`.metrics` (pointing game, energy, IoU/Dice with
+CheXlocalize's binarisation, bootstrap), :mod:`.protocol` (one map scored at the film's resolution
+or on the model's grid), :mod:`.rescore` (a finished run re-scored from its maps), :mod:`.core` (one chunk's work),
 :mod:`.results` (the output folder), :mod:`.run` (plan, resume, threads), :mod:`.engine_local`,
 :mod:`.engine_ray` (the only module that imports ray), :mod:`.summary`, :mod:`.report`,
 :mod:`.cli`, :mod:`.safety`.

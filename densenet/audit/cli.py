@@ -93,6 +93,26 @@ def _load_model(spec: str, device: str):
     return model.eval().to(device)
 
 
+def _recognised(dataset) -> list[str]:
+    """What the listing read, one line per file, then the names mapped and unmatched (before the run)."""
+    d = dataset.details
+    lines = []
+    if d.get("labels"):
+        lab = d["labels"]
+        lines.append(f"labels: {lab['format']} ({lab['positive']} positive, {lab['negative']} negative, "
+                     f"{lab['uncertain']} uncertain ({lab['uncertain_policy']}), {lab['blank']} blank)")
+    for what in ("boxes", "masks"):
+        if d.get(what):
+            counts = ", ".join(f"{k} {v}" for k, v in d[what].items() if k != "format")
+            lines.append(f"{what}: {d[what]['format']}" + (f" ({counts})" if counts else ""))
+    voc = d.get("vocabulary", {})
+    if voc.get("mapped"):
+        lines.append("mapped: " + "; ".join(f"{k} -> {', '.join(v['classes'])}" for k, v in voc["mapped"].items()))
+    if voc.get("unmatched"):
+        lines.append("matched no class (see skipped.csv): " + ", ".join(f"{k} ({n})" for k, n in voc["unmatched"].items()))
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the audit described by ``args``; returns the exit status."""
     from .. import explain
@@ -155,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
                                truth_class=args.truth_class, classes_map=args.classes_map)
     except (DatasetError, ValueError) as e:
         return _fail(str(e))
+    for line in _recognised(dataset):
+        print(line, file=sys.stderr)
     out = Path(args.out) if args.out else Path.cwd() / f"audit-{Path(args.data).resolve().name}"
     if not dataset.items:
         for image, reason in dataset.problems[:5]:

@@ -166,7 +166,7 @@ def _figures(summary: dict[str, Any], table, pair: tuple[str, str] | None) -> li
                                              text=[r["image"] for r in mine], marker=dict(size=6, opacity=0.7)),
                                   row=1, col=col)
         scatter.update_xaxes(title_text="target probability", row=1, col=1)
-        scatter.update_xaxes(title_text="lesion area (fraction of the model's view)", row=1, col=2)
+        scatter.update_xaxes(title_text="lesion area (fraction of the image where scored)", row=1, col=2)
         scatter.update_yaxes(title_text="IoU", range=[0, 1])
         scatter.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10),
                               title_text=f"{first_method} at {first_layer}")
