@@ -120,17 +120,6 @@ def owners_of(slices: list[ChannelSlice]) -> list[int]:
     return owners
 
 
-def png_bytes(rgb: np.ndarray) -> bytes:
-    """Encode a uint8 image once (``st.image`` passes encoded bytes through untouched)."""
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
-
-
 def thumbnail(pixels: np.ndarray, side: int = 360) -> np.ndarray:
     """A small uint8 copy of an image for display (shrunk so its longer side is at most ``side``)."""
     from PIL import Image

@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from densenet.explain import DeletionInsertion
-from densenet.topology import BlockInfo, ChannelSlice, Topology
+from densenet.topology import FINAL_NORM, BlockInfo, ChannelSlice, Topology
 
 if TYPE_CHECKING:  # densenet.classroom imports torchvision's model zoo: only the pages that use it pay
     from densenet.classroom import FeatureReuse
@@ -336,7 +336,7 @@ def overview_dot(topo: Topology, highlight: str | None = None) -> str:
                          f'{t.in_channels} → {t.out_channels} ch, {t.size[0]}×{t.size[1]}", fillcolor="#e0e7ff"];')
             lines.append(f'  {prev} -> trans{b} [label="{t.in_channels}"];')
             prev = f"trans{b}"
-    norm5, head = rows["features.norm5"], rows["classifier"]
+    norm5, head = rows[FINAL_NORM], rows["classifier"]
     pool = "global avg-pool" if cfg.pool == "avg" else f"per-location scores, log-mean-exp (r={cfg.lme_r:g})"
     lines.append(f'  head [label="BN, ReLU, {pool}\\nlinear {norm5.out_channels} → {head.out_channels}'
                  f'{" (+ null class)" if cfg.null_class else ""}\\n'
@@ -433,7 +433,7 @@ def paper_table(topo: Topology) -> pd.DataFrame:
             t = rows[block.transition]
             add(f"Transition Layer ({b})", t.size, "1 × 1 conv, 2 × 2 average pool, stride 2",
                 t.in_channels, t.out_channels, t.params, t.macs)
-    norm5, head = rows["features.norm5"], rows["classifier"]
+    norm5, head = rows[FINAL_NORM], rows["classifier"]
     pool = f"{norm5.size[0]} × {norm5.size[1]} global average pool" if cfg.pool == "avg" else "log-mean-exp pool"
     act = "sigmoid" if cfg.multilabel else "softmax"
     add("Classification Layer", (1, 1), f"{pool}, {head.out_channels}D fully-connected, {act}",

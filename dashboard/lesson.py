@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 
 from typing import TYPE_CHECKING
 
+from densenet import render
 from densenet.topology import Topology
 
 from . import analysis, figures, session
@@ -131,7 +132,7 @@ def _table(df: pd.DataFrame) -> str:
 
 
 def _data_uri(rgb) -> str:
-    return "data:image/png;base64," + base64.b64encode(analysis.png_bytes(rgb)).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(render.png_bytes(rgb, compress_level=1)).decode("ascii")
 
 
 def _shape(s: tuple[int, int, int] | None) -> str:

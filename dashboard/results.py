@@ -113,10 +113,10 @@ class Context:
 
 def context_for(spec: ModelSpec, read: Callable[[], bytes] | None = None) -> Context:
     """A context for ``spec``: loads the model only when its architecture is not known otherwise."""
-    from .sources import fresh_preprocessing
+    from densenet.presets import for_fresh_model
 
     if spec.source.from_config:
-        return Context(spec, spec.config, fresh_preprocessing(spec.config).size, read)
+        return Context(spec, spec.config, for_fresh_model(spec.config).size, read)
     try:
         model = load_model(spec, read)
     except ModelError as e:
@@ -291,10 +291,10 @@ def get_ood(ctx: Context, an: Analysis, threshold: float | None = None) -> objec
 
 def full_overlay(ctx: Context, an: Analysis, shown: explain.Explanation, alpha: float, colormap: str) -> np.ndarray:
     """The map over the original image at its full resolution, uint8 RGB (the model's view outlined)."""
-    from densenet import geometry
+    from densenet import render
 
     key = (an.key, shown.method, shown.target, shown.layer, alpha, colormap)
-    return session.memo("full_overlays", key, lambda: geometry.overlay_original(
+    return session.memo("full_overlays", key, lambda: render.overlay_original(
         ctx.image.pixels, shown.map, ctx.load(), alpha=alpha, colormap=colormap), max_entries=4)
 
 

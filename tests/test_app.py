@@ -20,10 +20,11 @@ from streamlit.testing.v1 import AppTest
 from tests.apptest import ok, use_tiny, widget
 
 import densenet
-from dashboard import analysis, figures, inputs, sources
+from dashboard import figures, inputs, sources
 from densenet import explain
 from densenet.classroom import feature_reuse
 from densenet.preprocess import custom
+from densenet.topology import default_cam_layer
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")
@@ -391,7 +392,7 @@ def expected(checkpoint: bytes, png: bytes) -> tuple[str, str]:
     x = densenet.preprocess(densenet.load_image(png), model)
     trace = model.trace(x, keep_graph=True)
     top = int(trace.logits.argmax())
-    layer = sources.default_cam_layer(model)
+    layer = default_cam_layer(model)
     raw = explain.cams_from_trace(trace, "gradcam", top, [layer], tuple(x.shape[-2:]))[layer].raw
     return CLASSES[top], (f"Raw map {tuple(raw.shape)}, range [{float(raw.min()):.3g}, {float(raw.max()):.3g}]; "
                           "the overlay is min–max scaled.")

@@ -28,7 +28,7 @@ from dashboard import audit_figures as af
 from dashboard import audits, navigation
 from dashboard.gate import INTERACTIVE, LONG, ComputeGate
 from densenet import audit, demo, explain
-from densenet.demo.data import write_dataset
+from densenet.synthetic import write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")

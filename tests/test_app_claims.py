@@ -161,7 +161,7 @@ def results() -> dict:
         "params": lesson.FewerParameters(published, classroom.same_depth(TINY), "tiny"),
         "gradients": classroom.gradient_experiment(TINY, steps=1, batch_size=2),
         "memory": classroom.memory_experiment((2, 4, 8), growth_rate=4, in_channels=8, batch_size=2, image_size=8),
-        "reuse": classroom.reuse_experiment(TINY, steps=1, batch_size=2, image_size=32, include_demo=False),
+        "reuse": classroom.reuse_experiment(TINY, steps=1, batch_size=2, image_size=32),
         "learn": classroom.watch_it_learn(TINY, steps=2, batch_size=2, image_size=32, every=1),
     }
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from densenet import audit, demo, explain, load_image, preprocess
 from densenet.audit import metrics
-from densenet.demo.data import DATASET_SEED, write_dataset
+from densenet.synthetic import DATASET_SEED, write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 24

@@ -7,7 +7,7 @@ import torch
 
 from densenet import audit, demo
 from densenet.__main__ import main
-from densenet.demo.data import write_dataset
+from densenet.synthetic import write_dataset
 
 pytestmark = pytest.mark.timeout(240)
 LAYER = "features.denseblock2"

@@ -9,6 +9,7 @@ import torchvision
 from torch import nn
 
 import densenet
+import densenet.demo
 from densenet.classroom import (
     Cancelled, block_plan, compare_configs, compare_with_resnet, feature_reuse, gradient_experiment, learn,
     matched_plain_cnn, matched_resnet, memory_experiment, param_count, peak_bytes, plain_cnn, published_accuracy,
@@ -243,7 +244,7 @@ def test_feature_reuse_shape_and_visibility():
 
 def test_reuse_experiment_live_and_demo():
     rec = Recorder()
-    result = reuse_experiment(TINY, steps=2, batch_size=4, image_size=32, progress=rec)
+    result = reuse_experiment(TINY, steps=2, batch_size=4, image_size=32, reference=densenet.demo.load, progress=rec)
     _assert_progress(rec)
     assert len(result.live) == len(TINY.block_config) and result.live_steps == 2
     assert np.isfinite(result.live_loss)

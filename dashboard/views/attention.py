@@ -9,8 +9,8 @@ import streamlit as st
 
 from dashboard import figures, navigation, page, results, session
 from dashboard.analysis import plural, short_name
-from dashboard.sources import default_cam_layer
-from densenet import dicom_export, explain, geometry, labels
+from densenet import dicom_export, explain, labels, render
+from densenet.topology import default_cam_layer
 
 ctx, model, an = page.with_image("Attention")
 topo = ctx.topology
@@ -52,7 +52,6 @@ probs = an.trace.probabilities[0].cpu()
 classes = list(range(len(model.class_names)))
 methods = [m.name for m in explain.methods()]
 layer_options = [t for t in model.tap_names if not t.startswith("features.conv0")]
-block_outputs = [b.name for b in topo.blocks]
 small_model = topo.total_macs < 3e8  # the demo model and CIFAR nets: a few seconds at most, so run at once
 
 # This page's controls, named once: the widgets below and a request from another page both use these.
@@ -144,17 +143,17 @@ def show_map() -> tuple[explain.Explanation | None, object]:
     full = results.full_overlay(ctx, an, cam, alpha, cmap)  # on the original image, at its resolution
     h, w = ctx.image.pixels.shape[:2]
     m1, m2, m3 = st.columns([1, 1, 1], gap="medium")
-    m1.image(geometry.for_display(geometry.outlined(ctx.image.pixels, model), 1200), width="stretch",
+    m1.image(render.for_display(render.outlined(ctx.image.pixels, model), 1200), width="stretch",
              caption=f"what the model sees: {model.preprocessing.geometry} of the {w}×{h} original (outlined)")
-    m2.image(geometry.for_display(full, 1600), caption=f"{record.label} · {where} · {model.class_names[target]}",
+    m2.image(render.for_display(full, 1600), caption=f"{record.label} · {where} · {model.class_names[target]}",
              width="stretch")
     with m3:
         st.markdown("**How far to trust this map**")
         slot = st.container()
         stem = f"{method}_{where}_{model.class_names[target]}".replace(" ", "_")
-        st.download_button(f"Overlay (PNG, {w}×{h})", lambda: geometry.png_bytes(full), file_name=f"{stem}.png",
+        st.download_button(f"Overlay (PNG, {w}×{h})", lambda: render.png_bytes(full), file_name=f"{stem}.png",
                            mime="image/png", key="dl_png", icon=":material/download:")
-        downloads = geometry.map_downloads(cam.raw, h, w, model)
+        downloads = render.map_downloads(cam.raw, h, w, model)
         st.download_button(f"Layer map (.npy, {cam.raw.shape[1]}×{cam.raw.shape[0]})", downloads["layer"],
                            file_name=f"{stem}_raw.npy", mime="application/octet-stream", key="dl_npy",
                            icon=":material/download:")
@@ -197,7 +196,7 @@ def show_methods() -> None:
 
 def show_layers() -> None:
     layer_method = method if record.uses_trace else explain.methods(kind=explain.Kind.GRADIENT_CAM)[0].name
-    chosen = session.multiselect(st, "Layers", layer_options, "cmp_layers", block_outputs + ["features.norm5"],
+    chosen = session.multiselect(st, "Layers", layer_options, "cmp_layers", topo.cam_layers,
                                  format_func=short_name)
     st.caption(f"{explain.method(layer_method).label} for “{model.class_names[target]}”: coarse maps come from "
                "deep layers, finer ones from early blocks. One backward pass serves all of them.")

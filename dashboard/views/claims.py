@@ -14,6 +14,7 @@ from typing import Any
 import streamlit as st
 
 import densenet
+import densenet.demo
 from dashboard import classroom_figures as cf
 from dashboard import figures, lesson, page, runtime, session
 from densenet import classroom
@@ -163,7 +164,8 @@ settings = SETTINGS[scale]["reuse"]
 st.caption("The paper's Fig. 5: for each layer (column), the mean absolute weight it gives the maps of each earlier "
            "layer (row). A DenseNet trained here for a few steps beside the bundled demo model (trained longer). "
            "Each column is divided by its maximum.")
-reuse = experiment("reuse", (scale, repr(settings)), lambda p: classroom.reuse_experiment(progress=p, **settings),
+reuse = experiment("reuse", (scale, repr(settings)),
+                   lambda p: classroom.reuse_experiment(progress=p, reference=densenet.demo.load, **settings),
                    label="Training and mapping feature reuse")
 if reuse is not None:
     b = session.selectbox(st, "Block", list(range(len(reuse.live))), "claims.reuse_block", 0,

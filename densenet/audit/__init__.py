@@ -49,8 +49,8 @@ __all__ = [
 
 def demo_dataset(n: int = 200) -> Path:
     """The bundled demo dataset (generated on first use into a cache folder; see
-    :func:`densenet.demo.data.dataset_dir`): pass it to :func:`load_folder`."""
-    from ..demo.data import dataset_dir
+    :func:`densenet.synthetic.dataset_dir`): pass it to :func:`load_folder`."""
+    from ..synthetic import dataset_dir
 
     return dataset_dir(n)
 

@@ -22,6 +22,7 @@ from ..explain._common import check_eval
 from ..images import load_image
 from ..geometry import view_box
 from ..preprocess import preprocess
+from ..topology import default_cam_layer, topology
 from . import metrics
 from .dataset import Item
 from .protocol import RESOLUTIONS, empty_scores, score_map
@@ -109,15 +110,11 @@ class Settings:
 
 
 def default_layers(model: torch.nn.Module) -> list[str]:
-    """The model's recommended CAM layer (``metadata["cam_layer"]``) and every dense block output, forward order."""
-    names = [n for n in explain.default_layers(model) if n != "features.norm5"]
-    recommended = getattr(model, "metadata", {}).get("cam_layer")
-    if recommended and recommended in model.tap_names and recommended not in names:
-        names.append(recommended)
-    if not recommended:
-        names.append("features.norm5")
+    """Every dense block's output and the layer to explain first (the model's ``metadata["cam_layer"]``, else
+    the last feature map), in forward order."""
+    blocks = [b.name for b in topology(model.config).blocks]
     order = {n: i for i, n in enumerate(model.tap_names)}
-    return sorted(dict.fromkeys(names), key=order.__getitem__)
+    return sorted(dict.fromkeys(blocks + [default_cam_layer(model)]), key=order.__getitem__)
 
 
 def resolve_layers(model: torch.nn.Module, settings: Settings) -> list[str]:

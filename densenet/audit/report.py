@@ -10,9 +10,7 @@ per-finding numbers from the paper or its repository, so none are shown (see the
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import math
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..render import png_data_uri
 from .dataset import Dataset, reload_dataset, truth_in_view
 from .results import RunFolder, _atomic_write
 from .summary import default_pair, gallery_cases, summarise
@@ -178,14 +177,6 @@ def _figures(summary: dict[str, Any], table, pair: tuple[str, str] | None) -> li
     return out
 
 
-def _png(rgb: np.ndarray) -> str:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
 def outline(mask: np.ndarray) -> np.ndarray:
     """The boundary pixels of a boolean mask (inside pixels with a 4-neighbour outside it)."""
     mask = np.asarray(mask, bool)
@@ -230,7 +221,7 @@ def _case_pictures(case: dict[str, Any], dataset: Dataset, model: torch.nn.Modul
     over = overlay(grey, np.clip(cam, 0, 1), alpha=0.5)
     if truth is not None:
         over[outline(truth)] = (255, 255, 255)
-    return _png(rgb), _png(over)
+    return png_data_uri(rgb), png_data_uri(over)
 
 
 def _gallery(folder: RunFolder, table, dataset: Dataset | None, model: torch.nn.Module, per_class: int,

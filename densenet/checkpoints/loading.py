@@ -11,7 +11,7 @@ from torch import Tensor
 
 from ..labels import CHESTXRAY14, XRV_PATHOLOGIES, clean_thresholds
 from ..model import DenseNet
-from ..preprocess import PRESETS, default_for
+from ..presets import PRESETS, default_for
 from .architecture import infer_config, load_state_strict
 from .errors import CheckpointError
 from .keys import normalise_keys, unwrap

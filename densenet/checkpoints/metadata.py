@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..model import DenseNet
-from ..preprocess import PRESETS, Preprocessing
+from ..presets import PRESETS, Preprocessing
 from .errors import CheckpointError
 
 METADATA_PREFIX = "densenet."

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from densenet.demo.data import CLASSES, generate, normalize
+from densenet.synthetic import CLASSES, generate, normalize
 
 if TYPE_CHECKING:
     from densenet.model import DenseNet

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from densenet.demo.data import CLASSES, generate, normalize
+from densenet.synthetic import CLASSES, generate, normalize
 from densenet.demo.train import EVAL_SEED
 
 LAYERS: tuple[str, ...] = (
@@ -196,27 +196,19 @@ def stamp_checkpoint(weights: str | os.PathLike, r: dict) -> None:
     densenet.save_checkpoint(model, weights)
 
 
-def refresh_ood_calibration(weights: str | os.PathLike) -> Path | None:
-    """Rewrite the demo's out-of-distribution calibration when ``weights`` are the shipped ones.
+def refresh_ood_calibration(weights: str | os.PathLike) -> Path:
+    """Calibrate the out-of-distribution score of the weights just evaluated and store it in their metadata.
 
-    ``assets/demo/ood_calibration.json`` is keyed by the SHA-256 of the shipped weights file, so
-    new weights, or :func:`stamp_checkpoint` rewriting their metadata, leave it stale
-    (``ood.demo_calibration`` would then recompute it each time it is asked for). Call this
-    after the weights are final.
-
-    Args:
-        weights: the checkpoint just evaluated.
+    :func:`stamp_checkpoint` writes the metadata afresh, so this comes after it; the calibration then
+    travels with the file (:func:`densenet.ood.threshold_for` reads it), whatever weights these are.
 
     Returns:
-        The calibration file written, or ``None`` when ``weights`` are another file than the
-        shipped demo weights (the demo calibration describes only those).
+        ``weights``, rewritten (same tensors).
     """
-    from densenet import demo, ood
+    from densenet.demo.calibration import write_calibration
 
-    if Path(weights).resolve() != Path(demo.WEIGHTS_PATH).resolve():
-        return None
-    ood.demo_calibration(recompute=True)
-    return ood.DEMO_CALIBRATION_PATH
+    write_calibration(weights)
+    return Path(weights)
 
 
 def format_report(r: dict) -> str:

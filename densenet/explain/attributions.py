@@ -266,16 +266,16 @@ def _run_guided(model: nn.Module, x: Tensor, target: int | None, layers: list[st
 register(Method("integrated-gradients", "Integrated Gradients",
                 "Input gradients integrated along the path from an all-zero (dataset-mean) input "
                 "(Sundararajan et al. 2017; captum).", Kind.INPUT_ATTRIBUTION, needs_layer=False, needs_graph=False,
-                slow=True, run=_input_runner(integrated_gradients), options=(("steps", 32),),
+                slow=True, run=_input_runner(integrated_gradients),
                 chunk_option="internal_batch_size"))
 register(Method("smoothgrad", "SmoothGrad",
                 "Input gradients averaged over noisy copies of the image (Smilkov et al. 2017; captum NoiseTunnel).",
                 Kind.INPUT_ATTRIBUTION, needs_layer=False, needs_graph=False, slow=True,
-                run=_input_runner(smoothgrad), options=(("samples", 16), ("stdev", 0.15)), chunk_option="batch_size"))
+                run=_input_runner(smoothgrad), chunk_option="batch_size"))
 register(Method("occlusion", "Occlusion",
                 "How much the score drops when a patch is set to zero, patch by patch (Zeiler & Fergus 2014; "
                 "captum).", Kind.PERTURBATION, needs_layer=False, needs_graph=False, slow=True,
-                run=_input_runner(occlusion), options=(("window", None), ("stride", None)), chunk_option="batch_size"))
+                run=_input_runner(occlusion), chunk_option="batch_size"))
 register(Method("guided-gradcam", "Guided Grad-CAM",
                 "Guided backpropagation times the layer's Grad-CAM (Selvaraju et al. 2017; captum).",
                 Kind.INPUT_ATTRIBUTION, needs_layer=True, needs_graph=False, slow=True, run=_run_guided))
