@@ -89,6 +89,11 @@ def test_scorecard_tables_and_lines():
     per = af.per_class(summary, FIRST_CAM, "features.denseblock2")
     assert per["class"].tolist() == ["nodule", "none"]
     assert per.iloc[0]["accuracy"] == "100.0% (100.0–100.0%)" and per.iloc[1]["hit rate"] == "–"
+    assert "hit by box" not in per.columns  # no image has both a mask and boxes
+    entry = summary["by_method_layer"][1]["per_class"]["nodule"]
+    entry.update(hit_rate_mask=_ci(0.0, 0.0, 0.0), hit_rate_box=_ci(0.9, 0.8, 1.0))  # a ring: in the box, not the mask
+    per = af.per_class(summary, FIRST_CAM, "features.denseblock2")
+    assert per.columns.tolist()[3:5] == ["hit rate", "hit by box"] and per.iloc[0]["hit by box"] == "90.0% (80.0–100.0%)"
     with pytest.raises(ValueError, match="no rows for method"):
         af.per_class(summary, SECOND_CAM, "features.denseblock1")
     assert af.classification_line(summary) == "Classification accuracy 90.0% (70.0–100.0%) over 10 labelled images."

@@ -64,6 +64,11 @@ def test_rescore_at_a_fixed_threshold_equals_a_run_at_it(runs, capsys):
 def test_rows_carry_the_hit_by_mask_and_by_box_and_a_tolerance_only_adds_hits(runs):
     rows = [r for r in _by_key(runs["fixed"]).values() if r["hit"] is not None]
     assert rows and all(r["truth"] == "mask" and r["hit_mask"] == r["hit"] and r["hit_box"] is not None for r in rows)
+    overall = audit.read_summary(runs["fixed"])["by_method_layer"][0]["overall"]
+    assert overall["hit_rate_mask"]["mean"] == pytest.approx(sum(r["hit_mask"] for r in rows) / len(rows), abs=1e-6)
+    assert overall["hit_rate_box"]["mean"] == pytest.approx(sum(r["hit_box"] for r in rows) / len(rows), abs=1e-6)
+    # a box holds its mask: every hit by mask is a hit by box (the ring's hole is the other way round)
+    assert all(r["hit_box"] for r in rows if r["hit_mask"])
     before = {k: r["hit"] for k, r in _by_key(runs["fixed"]).items()}
     assert main(["audit", "rescore", str(runs["fixed"]), "--pointing-tolerance", "15", "--no-report"]) == 0
     after = {k: r["hit"] for k, r in _by_key(runs["fixed"]).items()}

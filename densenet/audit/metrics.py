@@ -56,9 +56,9 @@ def pointing_hits(maps: np.ndarray, truth: np.ndarray, *, tolerance: float = 0.0
 def energy_inside(maps: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """(N,) share of each map's (non-negative) mass inside the truth; NaN for an all-zero map."""
     n = maps.shape[0]
-    m = np.clip(maps.reshape(n, -1).astype(np.float64), 0, None)
-    total = m.sum(axis=1)
-    inside = (m * truth.reshape(n, -1)).sum(axis=1)
+    m = np.maximum(maps.reshape(n, -1), 0)  # in the maps' dtype: a film-sized float64 copy costs more than the sums
+    total = m.sum(axis=1, dtype=np.float64)
+    inside = np.where(truth.reshape(n, -1), m, 0).sum(axis=1, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, inside / np.where(total > 0, total, 1), np.nan)
 
@@ -87,8 +87,11 @@ def otsu_thresholds(values: np.ndarray) -> np.ndarray:
     """
     n = values.shape[0]
     flat = values.reshape(n, -1)
-    offsets = (np.arange(n, dtype=np.int64) * 256)[:, None]  # one 256-bin histogram per map, one bincount
-    hist = np.bincount((flat + offsets).ravel(), minlength=256 * n).reshape(n, 256).astype(np.float64)
+    if flat.shape[1] > 65536:  # film-sized maps: one bincount each (no int64 copy of millions of pixels)
+        hist = np.stack([np.bincount(f, minlength=256) for f in flat]).astype(np.float64)
+    else:
+        offsets = (np.arange(n, dtype=np.int64) * 256)[:, None]  # one 256-bin histogram per map, one bincount
+        hist = np.bincount((flat + offsets).ravel(), minlength=256 * n).reshape(n, 256).astype(np.float64)
     p = hist / flat.shape[1]
     levels = np.arange(256, dtype=np.float64)
     q1 = np.cumsum(p, axis=1)
@@ -119,6 +122,15 @@ def fill_contours(segmentation: np.ndarray) -> np.ndarray:
         return np.stack([fill_contours(s) for s in seg]) if len(seg) else seg.copy()
     if not seg.any():
         return seg.copy()
+    rows, cols = np.flatnonzero(seg.any(axis=1)), np.flatnonzero(seg.any(axis=0))
+    r0, r1 = max(rows[0] - 1, 0), min(rows[-1] + 2, seg.shape[0])
+    c0, c1 = max(cols[0] - 1, 0), min(cols[-1] + 2, seg.shape[1])
+    if (r1 - r0, c1 - c0) != seg.shape:
+        # Only the segmentation's bounding box, with a ring of background around it: that ring joins
+        # the rest of the background, so holes and specks are the same as on the whole image.
+        out = np.zeros_like(seg)
+        out[r0:r1, c0:c1] = fill_contours(seg[r0:r1, c0:c1])
+        return out
     # Holes: background regions (4-connected) that touch no border.
     background, _ = ndimage.label(~seg)
     edge = np.unique(np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]]))
