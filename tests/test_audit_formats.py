@@ -286,6 +286,21 @@ def test_siim_run_lengths_decode_column_major(xrv_data, tmp_path):
         RunLengthMask(("95 10",)).decode(10, 10)
 
 
+def test_a_folder_of_published_files_is_sorted_by_their_headers(xrv_data, tmp_path):
+    """NIH's files under their own names (and RSNA's zip beside them) in one folder: each found by content."""
+    import shutil
+
+    rows = _rows(xrv_data / "BBox_List_2017.csv.gz")
+    _images(tmp_path / "nih" / "images", [r[0] for r in rows[1:4]])
+    for name in ("Data_Entry_2017_v2020.csv.gz", "BBox_List_2017.csv.gz"):
+        shutil.copy(xrv_data / name, tmp_path / "nih" / name)
+    parts = audit.discover(tmp_path / "nih")
+    assert parts["labels"].name == "Data_Entry_2017_v2020.csv.gz" and parts["boxes"].name == "BBox_List_2017.csv.gz"
+    ds = audit.load_folder(tmp_path / "nih", CHESTXRAY14)
+    assert len(ds.items) == 3 and all(it.boxes for it in ds.items)
+    assert (ds.details["labels"]["format"], ds.details["boxes"]["format"]) == ("nih", "nih")
+
+
 def test_an_unknown_truth_file_says_what_each_format_needs(tmp_path):
     _images(tmp_path / "images", ["a.png"])
     odd = tmp_path / "odd.csv"

@@ -109,7 +109,8 @@ def read_labels(path: str | Path, index: NameIndex, vocabulary: Vocabulary, *, u
     return out
 
 
-def _read_nih(header, rows, img, index, vocabulary, out: LabelTable, path: Path) -> None:
+def _read_nih(header: list[str], rows: list[list[str]], img: int, index: NameIndex, vocabulary: Vocabulary,
+              out: LabelTable, path: Path) -> None:
     col = [norm(h) for h in header].index("finding labels")
     for row in rows:
         name = index.find(row[img]) if img < len(row) else None
@@ -128,7 +129,8 @@ def _read_nih(header, rows, img, index, vocabulary, out: LabelTable, path: Path)
         out.labels[name] = tuple(dict.fromkeys(positives))
 
 
-def _read_columns(header, rows, img, index, vocabulary, uncertain, out: LabelTable, path: Path) -> None:
+def _read_columns(header: list[str], rows: list[list[str]], img: int, index: NameIndex, vocabulary: Vocabulary,
+                  uncertain: str, out: LabelTable, path: Path) -> None:
     lowered = [norm(h) for h in header]
     cols: list[tuple[int, tuple[str, ...]]] = []
     for i, h in enumerate(header):
@@ -200,7 +202,8 @@ def _is_metadata(rows: list[list[str]], i: int) -> bool:
     return False
 
 
-def _read_single(header, rows, img, index, vocabulary, out: LabelTable, path: Path) -> None:
+def _read_single(header: list[str], rows: list[list[str]], img: int, index: NameIndex, vocabulary: Vocabulary,
+                 out: LabelTable, path: Path) -> None:
     others = [i for i in range(len(header)) if i != img]
     if not others:
         raise ValueError(f"labels {str(path)!r} needs a label column besides the image column ({header[img]!r})")

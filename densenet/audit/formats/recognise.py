@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .labels import image_column
-from .tables import TableError, read_csv
+from .tables import TableError, read_header
 from .truth import MASK_FORMATS, detect
 from .vocabulary import norm
 
@@ -31,7 +31,7 @@ def kind_of_file(path: Path) -> tuple[str, str] | None:
     if path.name.lower().endswith(".json"):
         return None
     try:
-        header, _ = _header(path)
+        header = read_header(path)
     except TableError:
         return None
     lowered = {norm(h) for h in header}
@@ -41,19 +41,6 @@ def kind_of_file(path: Path) -> tuple[str, str] | None:
     if lowered & _LABEL_HINTS and others:
         return "labels", "columns" if len(others) > 1 else "single"
     return None
-
-
-def _header(path: Path) -> tuple[list[str], list[list[str]]]:
-    import csv
-
-    from .tables import open_text
-
-    try:
-        with open_text(path) as f:
-            header = next(csv.reader(f), [])
-    except (OSError, UnicodeDecodeError, csv.Error, EOFError) as e:
-        raise TableError(str(e)) from None
-    return [h.strip() for h in header], []
 
 
 def _output_like(name: str) -> int:

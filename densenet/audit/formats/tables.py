@@ -58,7 +58,16 @@ def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     return [h.strip() for h in rows[0]], rows[1:]
 
 
-def is_table(path: Path) -> bool:
-    """A CSV by its name (``.csv``, ``.csv.gz``, ``.csv.zip``, ``.zip``)."""
-    name = path.name.lower()
-    return name.endswith((".csv", ".csv.gz", ".zip", ".tsv"))
+def read_header(path: Path) -> list[str]:
+    """The first row of a table (stripped names), without reading the rest.
+
+    Raises:
+        TableError: a missing or unreadable file.
+    """
+    try:
+        with open_text(path) as f:
+            return [h.strip() for h in next(csv.reader(f), [])]
+    except TableError:
+        raise
+    except (OSError, UnicodeDecodeError, csv.Error, zipfile.BadZipFile, EOFError) as e:
+        raise TableError(f"cannot read CSV {str(path)!r}: {e}") from None

@@ -34,7 +34,7 @@ import numpy as np
 
 from .masks import Box, MaskSource, PolygonMask, RleMask, RunLengthMask, VoteMask
 from .names import NameIndex
-from .tables import TableError, read_csv
+from .tables import TableError, read_csv, read_header
 from .vocabulary import Vocabulary, is_no_finding, norm
 
 BOX_FORMATS = ("nih", "rsna", "vindr", "plain")
@@ -111,7 +111,7 @@ def detect(path: Path) -> str:
                 break
         raise unknown_format(path, "a JSON file whose entries are neither RLE dicts nor polygons with img_size")
     try:
-        header, _ = read_csv(path)
+        header = read_header(path)
     except TableError as e:
         raise ValueError(str(e)) from None
     lowered = [norm(h) for h in header]
@@ -198,7 +198,8 @@ def _box(values: list[str], wh: bool) -> Box | None:
     return box if box[2] > box[0] and box[3] > box[1] and all(np.isfinite(box)) else None
 
 
-def _read_box_rows(rows, cols, fmt, index, vocabulary, fixed, out: Truth) -> None:
+def _read_box_rows(rows: list[list[str]], cols: tuple[int, ...], fmt: str, index: NameIndex, vocabulary: Vocabulary,
+                   fixed: tuple[str, ...], out: Truth) -> None:
     for row in rows:
         if len(row) <= max(cols):
             continue
@@ -224,7 +225,8 @@ def _read_box_rows(rows, cols, fmt, index, vocabulary, fixed, out: Truth) -> Non
         out.counts["boxes"] += 1
 
 
-def _read_vindr(rows, cols, index, vocabulary, readers, out: Truth) -> None:
+def _read_vindr(rows: list[list[str]], cols: tuple[int, ...], index: NameIndex, vocabulary: Vocabulary, readers: str,
+                out: Truth) -> None:
     image_c, class_c, rad_c, x0, y0, x1, y1 = cols
     per_image: dict[str, dict[str, dict[str, list[Box]]]] = {}  # image -> reader -> class -> boxes
     for row in rows:
@@ -261,7 +263,8 @@ def _read_vindr(rows, cols, index, vocabulary, readers, out: Truth) -> None:
                 out.masks.setdefault(name, {})[cls] = VoteMask(votes, len(by_reader))
 
 
-def _read_siim(rows, cols, index, classes, out: Truth) -> None:
+def _read_siim(rows: list[list[str]], cols: tuple[int, ...], index: NameIndex, classes: tuple[str, ...],
+               out: Truth) -> None:
     image_c, enc_c = cols
     found: dict[str, list[str]] = {}
     for row in rows:
@@ -282,7 +285,7 @@ def _read_siim(rows, cols, index, classes, out: Truth) -> None:
         out.counts["masks"] += 1
 
 
-def _read_json_masks(path: Path, data: dict, fmt: str, index, vocabulary, out: Truth) -> None:
+def _read_json_masks(path: Path, data: dict, fmt: str, index: NameIndex, vocabulary: Vocabulary, out: Truth) -> None:
     for key, entry in data.items():
         name = index.find(str(key))
         if name is None or not isinstance(entry, dict):
@@ -301,7 +304,7 @@ def _read_json_masks(path: Path, data: dict, fmt: str, index, vocabulary, out: T
                     out.problems.append((name, f"coco-rle: {label!r} has uncompressed counts; expected a string"))
                     continue
                 source: MaskSource = RleMask((int(value["size"][0]), int(value["size"][1])), counts)
-                empty = counts in ("", ) or _rle_empty(source)
+                empty = not counts or _rle_empty(source)
             else:
                 if not (isinstance(size, list) and len(size) == 2):
                     out.problems.append((name, "polygons: the entry has no img_size [h, w]"))
