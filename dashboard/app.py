@@ -32,6 +32,7 @@ from densenet.config import STEMS  # noqa: E402
 from densenet.images import Window  # noqa: E402
 
 log = logging.getLogger("dashboard")
+runtime.use_threads()  # torch's threads for this server process, before any session's model work
 
 DEFAULT_BLOCKS = (6, 12, 24, 16, 16)
 

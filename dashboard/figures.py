@@ -1,4 +1,5 @@
-"""Figures and tables as pure functions of library objects: plotly figures, DOT text, DataFrames.
+"""Figures and tables as pure functions of library objects (one module: the architecture, block and
+attention pages share its layout, colours and arcs): plotly figures, DOT text, DataFrames.
 
 Nothing here imports Streamlit, so every figure can be built and checked in a plain test.
 """
@@ -26,17 +27,6 @@ INPUT_COLOR = "#f97316"
 OUTPUT_COLOR = "rgba(37, 99, 235, 0.55)"
 NODE_COLOR = "#334155"
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white", paper_bgcolor="white")
-
-
-def _fmt_int(n: int) -> str:
-    return f"{n:,}"
-
-
-def _fmt_big(n: float) -> str:
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.2f} {unit}"
-    return f"{n:.0f}"
 
 
 # --- dense connectivity ------------------------------------------------------------------------
@@ -195,7 +185,7 @@ def relevance_graph(block: BlockInfo, relevance: object, *, target_name: str, he
     (in :data:`RELEVANCE_BINS` steps of the block's largest), colour its sign (red: for the
     class, blue: against); node size follows the total |relevance| of that layer's new maps.
     Hover gives each link's value and its share of what layer l received. Every link is drawn,
-    so :func:`count_links` equals L(L+1)/2.
+    so the number of arcs drawn equals L(L+1)/2.
     """
     n = block.num_layers
     links = relevance.links
@@ -247,49 +237,6 @@ def relevance_caption(block: BlockInfo, relevance: object, layer: int, target_na
     if not named:
         return f"For “{target_name}”, layer {layer} received no first-order evidence (its inputs' ReLUs are off)."
     return f"For “{target_name}”, layer {layer} reads mostly " + " and ".join(named) + "."
-
-
-def count_cells(fig: go.Figure | dict) -> int:
-    """The number of links a connectivity matrix draws (its filled cells)."""
-    z = fig.data[0].z if isinstance(fig, go.Figure) else fig["data"][0]["z"]
-    if isinstance(z, dict) and "bdata" in z:  # plotly 6's JSON: base64, dtype and shape
-        import base64
-
-        shape = [int(n) for n in str(z.get("shape", "")).split(",") if n]
-        z = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape or -1)
-    return int(np.isfinite(np.asarray(z, dtype=float)).sum())
-
-
-def count_links(fig: go.Figure | dict) -> int:
-    """The number of links a connectivity figure draws (arcs in its line traces)."""
-    data = fig["data"] if isinstance(fig, dict) else fig.to_plotly_json()["data"]
-    return sum(sum(1 for v in trace["x"] if v is None)
-               for trace in data if trace.get("mode") == "lines")
-
-
-def selected_layer(event: object, block: BlockInfo) -> int | None:
-    """The node a plotly selection event on :func:`connectivity_graph` picked, if any.
-
-    Args:
-        event: what ``st.plotly_chart(..., on_select=...)`` returned or stored under its key
-            (``{"selection": {"points": [...]}}``).
-        block: the block the figure shows.
-    """
-    try:
-        points = event["selection"]["points"]  # type: ignore[index]
-    except (KeyError, TypeError):
-        return None
-    for point in points or []:
-        name = point.get("customdata")
-        if isinstance(name, list):
-            name = name[0] if name else None
-        for node in range(block.num_layers + 1):
-            if block.layer_name(node) == name:
-                return node
-        row = point.get("y")  # a matrix cell without customdata: its row is the reading layer
-        if isinstance(row, int) and 1 <= row <= block.num_layers:
-            return row
-    return None
 
 
 # --- whole network -----------------------------------------------------------------------------
@@ -608,8 +555,3 @@ def concat_vs_add(block: BlockInfo) -> go.Figure:
                       yaxis=dict(title="channels into layer l", rangemode="tozero", gridcolor="#eef2f7"),
                       title=dict(text="What layer l receives", font=dict(size=14)))
     return fig
-
-
-def big(n: float) -> str:
-    """Human form of a large count: 7.98 M."""
-    return _fmt_big(n)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from densenet import render
 from densenet.topology import Topology
 
-from . import analysis, figures, session
+from . import analysis, figures, numbers, session
 
 if TYPE_CHECKING:  # densenet.classroom loads torchvision's model zoo: only a lesson with claims pays
     from densenet.classroom import ParamsVsAccuracy, SameDepth
@@ -144,8 +144,8 @@ def _architecture(topo: Topology, fig: _Figures) -> list[str]:
     out = ["<h2>The architecture</h2>",
            '<div class="facts">'
            f"<div>Depth L<b>{cfg.depth}</b></div><div>Dense links<b>{topo.num_links:,}</b></div>"
-           f"<div>Parameters<b>{figures.big(topo.total_params)}</b></div>"
-           f"<div>MACs per image<b>{figures.big(topo.total_macs)}</b></div>"
+           f"<div>Parameters<b>{numbers.big(topo.total_params)}</b></div>"
+           f"<div>MACs per image<b>{numbers.big(topo.total_macs)}</b></div>"
            f"<div>Growth rate k<b>{cfg.growth_rate}</b></div></div>",
            f"<p>Input {cfg.in_channels}×{topo.input_size[0]}×{topo.input_size[1]}; blocks "
            f"{_e(tuple(cfg.block_config))}; {'bottleneck 1×1 conv to ' + str(cfg.bn_size) + 'k first' if cfg.bn_size else 'no bottleneck'}; "

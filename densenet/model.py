@@ -166,6 +166,11 @@ class DenseNet(nn.Module):
         return next(self.parameters()).device
 
     @property
+    def stages(self) -> list[tuple[str, nn.Module]]:
+        """``(tap name, module)`` for every stage of ``features`` (stem layers, blocks, transitions, norm5), in order."""
+        return [(f"features.{child}", module) for child, module in self.features.named_children()]
+
+    @property
     def tap_names(self) -> list[str]:
         """Every layer :meth:`trace` can return, in forward order."""
         names = []

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .topology import topology
+
 DEFAULT_THRESHOLD = 1.0
 """Score above which an image is called unlike the training data when a model has no calibration
 (a mean per-channel KL divergence of 1 nat: each channel's statistics about one standard deviation off)."""
@@ -94,20 +96,22 @@ class Assessment:
 # --- the score ------------------------------------------------------------------------------------
 
 def _probes(model: nn.Module) -> list[tuple[str, str]]:
-    """``(BatchNorm layer, the traced tensor it normalises)`` for the two early probes."""
-    names = {n for n, _ in model.named_modules()}
-    stem = "features.norm0" if "features.norm0" in names else "features.denseblock1.denselayer1.norm1"
-    block = "features.transition1.norm" if "features.transition1.norm" in names else "features.norm5"
-    return [(stem, "features.conv0"), (block, "features.denseblock1")]
+    """``(BatchNorm layer, the traced tensor it normalises)`` for the two early probes: the stem convolution's
+    output and the first dense block's output."""
+    topo = topology(model.config)
+    conv, first = topo.stem_rows[0].name, topo.blocks[0]
+    # The stem's own BatchNorm when it has one, else the first dense layer's, which reads the stem's maps first.
+    stem = next((r.name for r in topo.stem_rows if r.name.endswith("norm0")), f"{first.dense_layers[0]}.norm1")
+    block = f"{first.transition}.norm" if first.transition else first.output_name  # norm5 is itself a BatchNorm
+    return [(stem, conv), (block, first.name)]
 
 
 def _early_activations(model: nn.Module, x: Tensor, taps: set[str]) -> dict[str, Tensor]:
     """Run ``model.features`` only as far as the last tap (read-only: no hooks, no state)."""
     out: dict[str, Tensor] = {}
     with torch.no_grad():
-        for name, module in model.features.named_children():
+        for key, module in model.stages:
             x = module(x)
-            key = f"features.{name}"
             if key in taps:
                 out[key] = x
             if len(out) == len(taps):

@@ -17,7 +17,8 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from tests.apptest import ok, use_tiny, widget
+from dashboard.selection import selected_layer
+from tests.apptest import count_cells, count_links, ok, use_tiny, widget
 
 import densenet
 from dashboard import figures, inputs, sources
@@ -126,7 +127,7 @@ def test_opens_on_the_default_model_with_a_sample_and_draws_the_architecture():
     assert f"Edges drawn in the graph: {L * (L + 1) // 2}." in " ".join(captions(at))
     assert any(f"L(L+1)/2 = {L}·{L + 1}/2 = {L * (L + 1) // 2} links" in m.value for m in at.markdown)
     spec = charts(at, "conn_graph")
-    assert figures.count_links(spec) == L * (L + 1) // 2
+    assert count_links(spec) == L * (L + 1) // 2
     layer_nodes = next(t for t in spec["data"] if t["name"] == "layers")
     assert len(layer_nodes["x"]) == L + 1
 
@@ -159,7 +160,7 @@ def test_highlighting_a_layer_draws_its_inputs():
     spec = charts(at, "conn_graph")
     inputs = next(t for t in spec["data"] if t["name"] == "inputs of layer 3")
     assert sum(v is None for v in inputs["x"]) == 3  # the block input and layers 1 and 2
-    assert figures.count_links(spec) == spec["data"][-1]["x"][-1] * (spec["data"][-1]["x"][-1] + 1) // 2
+    assert count_links(spec) == spec["data"][-1]["x"][-1] * (spec["data"][-1]["x"][-1] + 1) // 2
     assert any("reads **3 inputs**" in m.value for m in at.markdown)
 
 
@@ -167,9 +168,9 @@ def test_a_graph_click_names_the_layer():
     block = densenet.topology("densenet121").blocks[0]
     event = {"selection": {"points": [{"curve_number": 4, "point_index": 3,
                                         "customdata": "features.denseblock1.denselayer3"}]}}
-    assert figures.selected_layer(event, block) == 3
-    assert figures.selected_layer({"selection": {"points": []}}, block) is None
-    assert figures.selected_layer(None, block) is None
+    assert selected_layer(event, block) == 3
+    assert selected_layer({"selection": {"points": []}}, block) is None
+    assert selected_layer(None, block) is None
 
 
 # --- classroom mode and built-in variants ----------------------------------------------------------
@@ -470,7 +471,7 @@ def test_streamlit_config_hides_tracebacks_and_limits_uploads():
 def test_connectivity_matrix_fills_one_cell_per_link(name):
     for block in densenet.topology(name).blocks:
         fig = figures.connectivity_matrix(block, selected=2)
-        assert figures.count_cells(fig) == block.num_links == block.num_layers * (block.num_layers + 1) // 2
+        assert count_cells(fig) == block.num_links == block.num_layers * (block.num_layers + 1) // 2
         z = np.asarray(fig.data[0].z, dtype=float)
         assert np.isnan(z[0, 1]) and z[1, 0] == 2.0  # layer 1 cannot read layer 1; layer 2's inputs are marked
 
@@ -481,7 +482,7 @@ def test_big_blocks_open_as_a_matrix_and_the_layer_table_shows_its_total():
     widget(at, "selectbox", "variant").set_value("densenet264").run()
     widget(ok(at), "selectbox", "block").set_value(3).run()
     assert widget(ok(at), "radio", "conn_view.True").value == "matrix"
-    assert figures.count_cells(charts(at, "conn_graph")) == 2080
+    assert count_cells(charts(at, "conn_graph")) == 2080
     assert "Cells filled in the matrix: 2,080." in " ".join(captions(at))
     assert list(at.dataframe[0].value["Layers"])[-1] == "Total"
     widget(at, "selectbox", "block").set_value(1).run()
@@ -497,7 +498,7 @@ def test_connectivity_figure_draws_one_edge_per_link(name):
     for block in densenet.topology(name).blocks:
         fig = figures.connectivity_graph(block, selected=2)
         L = block.num_layers
-        assert figures.count_links(fig) == L * (L + 1) // 2 == block.num_links
+        assert count_links(fig) == L * (L + 1) // 2 == block.num_links
         hover = next(t for t in fig.data if t.name == "link info").hovertext
         assert len(hover) == block.num_links
         start, stop = block.node_channels(1)
@@ -731,12 +732,12 @@ def test_the_relevance_overlay_draws_every_link_of_the_block():
     widget(at, "toggle", "relevance_overlay").set_value(True).run()
     spec = charts(ok(at), "conn_graph")
     block = densenet.topology(densenet.demo.load().config, 128).blocks[0]
-    assert figures.count_links(spec) == block.num_links  # every link, drawn by its relevance
+    assert count_links(spec) == block.num_links  # every link, drawn by its relevance
     assert "the evidence for “nodule”" in spec["layout"]["title"]["text"]
     caption = next(c for c in captions(at) if c.startswith("For “nodule”, layer "))
     assert "reads mostly" in caption
     at.switch_page("views/feature_maps.py").run()  # the same overlay on the feature maps' graph
-    assert figures.count_links(charts(ok(at), "fm_graph")) > 0
+    assert count_links(charts(ok(at), "fm_graph")) > 0
     assert any(c.startswith("For “nodule”, layer ") for c in captions(at))
 
 

@@ -13,6 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.apptest import ok, use_tiny, widget
+from tests.conftest import TINY_GREY as TINY
 
 import densenet
 from dashboard import classroom_figures as cf
@@ -25,8 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")
 TIMEOUT = 300  # first runs import torch and torchvision; two cores are shared
 
-TINY = densenet.DenseNetConfig(growth_rate=4, block_config=(2, 2), num_init_features=8, bn_size=4, stem="cifar",
-                               in_channels=1, num_classes=4)
 
 
 

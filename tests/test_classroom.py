@@ -17,12 +17,11 @@ from densenet.classroom import (
 )
 from densenet.classroom.memory import _resnet_stack, resnet_stack_params
 from densenet.classroom.params import count_macs
+from tests.conftest import TINY_GREY as TINY
 
 pytestmark = pytest.mark.timeout(120)
 
 # Depth 2 * 4 + 1 + 2 = 11; one-channel images and the demo's 4 classes.
-TINY = densenet.DenseNetConfig(growth_rate=4, block_config=(2, 2), num_init_features=8, bn_size=4,
-                               stem="cifar", in_channels=1, num_classes=4)
 
 
 class Recorder:

@@ -73,7 +73,7 @@ def test_the_top_square_is_seen_unless_centre_cropped(name: str):
         assert not np.isnan(full).any()
 
 
-def test_crop_box_arithmetic_for_the_film():
+def test_seen_box_arithmetic_for_the_film():
     assert seen_box(H, W, XRAY) == (0.0, 226.0, 2048.0, 2274.0)
     assert geometry.view_box(H, W, PRESETS["letterbox"]) == (-226.0, 0.0, 2274.0, 2500.0)
     assert geometry.seen_box(H, W, PRESETS["letterbox"]) == (0.0, 0.0, 2048.0, 2500.0)

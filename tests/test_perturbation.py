@@ -15,17 +15,11 @@ import torch.nn.functional as F
 
 import densenet
 import densenet.explain as E
-from densenet import DenseNetConfig
 from densenet.testing import randomise_batchnorm, zeroing_ablation_layer
+from tests.conftest import TINY, hook_count
 
-TINY = DenseNetConfig(growth_rate=8, block_config=(2, 2, 3, 2), num_init_features=16, num_classes=10)
 SIZE = 64
 METHODS = ["ablationcam", "scorecam", "sscam", "iscam"]
-
-
-def hook_count(model: torch.nn.Module) -> int:
-    return sum(len(getattr(m, d, {})) for m in model.modules()
-               for d in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"))
 
 
 @pytest.fixture(scope="module")

@@ -108,7 +108,7 @@ def test_to_display_is_the_model_input_before_normalisation(preset: Preprocessin
 
 
 @pytest.mark.parametrize("h, w", [(300, 400), (400, 300), (301, 457), (64, 64)])
-def test_crop_box_without_resize_is_the_largest_centred_square(h: int, w: int):
+def test_seen_box_without_resize_is_the_largest_centred_square(h: int, w: int):
     x0, y0, x1, y1 = seen_box(h, w, XRAY)
     side = min(h, w)
     assert (x1 - x0, y1 - y0) == (side, side)
@@ -119,14 +119,14 @@ def test_crop_box_without_resize_is_the_largest_centred_square(h: int, w: int):
     assert to_display(image, XRAY).max() == 0.0
 
 
-def test_crop_box_with_resize_maps_back_to_original_pixels():
+def test_seen_box_with_resize_maps_back_to_original_pixels():
     # 300 x 400 -> shorter side 256 -> 256 x 341 -> crop 224 at top 16, left round(58.5) = 58.
     x0, y0, x1, y1 = seen_box(300, 400, IMAGENET)
     sx, sy = 400 / 341, 300 / 256
     assert (x0, y0, x1, y1) == pytest.approx((58 * sx, 16 * sy, 282 * sx, 240 * sy))
 
 
-def test_crop_box_with_resize_sees_a_centred_marker():
+def test_seen_box_with_resize_sees_a_centred_marker():
     # A bright square at the box's centre lands at the display's centre.
     h, w = 300, 400
     x0, y0, x1, y1 = seen_box(h, w, IMAGENET)

@@ -115,6 +115,10 @@ def test_bad_traces_are_refused():
                                      keep_graph=True))
     with pytest.raises(TypeError):
         E.link_relevance(model.trace(x, keep_graph=True), 1.5)
+    handmade = model.trace(x, keep_graph=True)
+    handmade.config = None  # a trace that does not say which network made it: its names cannot be read
+    with pytest.raises(ValueError, match="which DenseNet"):
+        E.link_relevance(handmade)
     result = E.link_relevance(model.trace(x, keep_graph=True), 1, blocks=[2])
     assert [b.name for b in result.blocks] == ["features.denseblock2"]
     assert result.blocks[0].input_name == "features.transition1"

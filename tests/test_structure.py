@@ -121,3 +121,16 @@ def test_the_checker_finds_cycles_lazy_imports_included(tmp_path, source, expect
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
     assert cycles(import_graph(tmp_path, "a")) == expected
+
+
+def test_importing_the_apps_runtime_leaves_torchs_threads_alone():
+    import subprocess
+    import sys
+
+    code = ("import torch; torch.set_num_threads(1); import dashboard.runtime as r; "
+            "assert r.THREADS_PER_JOB >= 1; print(torch.get_num_threads()); r.use_threads(); "
+            "print(torch.get_num_threads(), r.THREADS_PER_JOB)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    at_import, (after, wanted) = out.stdout.split("\n")[0], out.stdout.split("\n")[1].split()
+    assert at_import == "1" and after == wanted  # set when the app asks, not when the module is imported

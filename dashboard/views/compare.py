@@ -13,6 +13,7 @@ import streamlit as st
 
 from dashboard import classroom_figures as cf
 from dashboard import figures, page, runtime, session, shared
+from dashboard.numbers import big
 from densenet import classroom
 from densenet.config import DenseNetConfig
 
@@ -28,8 +29,8 @@ ROWS = [  # (metric label, what it reads from an Architecture, how it is shown)
     ("Units H_l", lambda a: a.units, str),
     ("Links", lambda a: a.links, lambda v: f"{v:,}"),
     ("Widest input", lambda a: max(a.reads), lambda v: f"{v:,} ch"),
-    ("Parameters", lambda a: a.params, figures.big),
-    ("MACs", lambda a: a.macs, figures.big),
+    ("Parameters", lambda a: a.params, big),
+    ("MACs", lambda a: a.macs, big),
     ("Activation memory", lambda a: a.memory and a.memory.forward_bytes, lambda v: f"{v / 1e6:.1f} MB"),
     ("Training-step peak", lambda a: a.memory and a.memory.step_bytes, lambda v: f"{v / 1e6:.1f} MB"),
 ]
@@ -50,7 +51,7 @@ def aligned(left: classroom.Architecture, right: classroom.Architecture, titles:
         other = None if arch is left else left
         links.metric("Links", f"{arch.links:,}", help="Inputs read by all units together: Σ L(L+1)/2 over the blocks, or one per unit.", delta_color="off", delta_arrow="off",
                      delta=None if other is None else f"{_ratio(other.links, arch.links)} of {other.name}")
-        params.metric("Parameters", figures.big(arch.params), delta_color="off", delta_arrow="off",
+        params.metric("Parameters", big(arch.params), delta_color="off", delta_arrow="off",
                       delta=None if other is None else f"{_ratio(other.params, arch.params)} of {other.name}")
     lines = [f"| | {left.name} | {right.name} | {right.name} − {left.name} | {right.name} ÷ {left.name} |",
              "|---|---:|---:|---:|---:|"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from dashboard import analysis, figures, page, results, session, shared
+from dashboard import analysis, figures, page, results, selection, session, shared
 from dashboard.analysis import short_name
 from densenet import render
 
@@ -74,7 +74,7 @@ with right:
             node = located[1]
 
             def _on_click() -> None:
-                picked = figures.selected_layer(st.session_state.get("fm_graph"), block)
+                picked = selection.selected_layer(st.session_state.get("fm_graph"), block)
                 if picked is not None and picked > 0:
                     session.choose("fm_layer", block.layer_name(picked))
 

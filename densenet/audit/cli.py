@@ -154,8 +154,10 @@ def run(args: argparse.Namespace) -> int:
         layers = tuple(x.strip() for x in args.layers.split(",") if x.strip())
         bad = [x for x in layers if x not in model.tap_names]
         if bad:
+            from ..topology import topology
+
             return _fail(f"unknown layer(s) {', '.join(bad)}; this model's layers include "
-                         f"{', '.join(n for n in model.tap_names if '.denselayer' not in n)}")
+                         f"{', '.join(n for n in model.tap_names if topology(model.config).locate(n) is None)}")
     if args.pointing_tolerance < 0:
         return _fail(f"--pointing-tolerance must be >= 0, got {args.pointing_tolerance}")
     for flag, value, kind in (("--data", args.data, "dir"), ("--masks", args.masks, "any"),

@@ -171,7 +171,6 @@ def run_audit(model: torch.nn.Module, dataset: Dataset, out: str | os.PathLike, 
         state.rows = folder.read_rows(columns=["image"]).num_rows if done else 0
         state.skipped = len(folder.read_skipped())
         state.state = "running"
-        counted = [0]  # images of this run, batch by batch
 
         def report_progress() -> None:
             elapsed = time.monotonic() - started
@@ -185,7 +184,6 @@ def run_audit(model: torch.nn.Module, dataset: Dataset, out: str | os.PathLike, 
                 raise Cancelled("stopped")
 
         def on_images(n: int) -> None:
-            counted[0] += n
             state.images_done += n
             report_progress()
 

@@ -31,7 +31,7 @@ __all__ = [
     "xgrad_cam",
 ]
 
-# Issue 12: forward-only CAMs (resumed from the explained layer) and relevance on the dense links.
+# Forward-only CAMs (resumed from the explained layer) and relevance on the dense links.
 from .perturbation import (TimeEstimate, ablation_cam, default_batch_size, estimate_time, is_cam,
                            perturbation_cam_maps, score_cam, ss_cam)
 

@@ -1,4 +1,6 @@
-"""Forward-only CAMs: Ablation-CAM by resuming from the explained layer, Score-CAM, SS-CAM, IS-CAM.
+"""Forward-only CAMs, one family in one module (its records, scoring and time estimate share one work plan).
+
+Ablation-CAM by resuming from the explained layer, Score-CAM, SS-CAM, IS-CAM.
 
 Every method here weights the explained layer's channels ``A_k`` (1, C, h, w) by how the target's
 raw logit ``y`` responds when the network is run again with something changed, and returns
