@@ -79,3 +79,20 @@ def test_rows_carry_the_hit_by_mask_and_by_box_and_a_tolerance_only_adds_hits(ru
 def test_rescore_refuses_a_folder_without_an_audit(tmp_path, capsys):
     assert main(["audit", "rescore", str(tmp_path)]) == 2
     assert "holds no audit" in capsys.readouterr().err
+
+
+def test_auroc_counts_no_finding_images_as_negatives_and_leaves_uncertain_ones_out():
+    import pyarrow as pa
+
+    from densenet.audit.summary import classification
+
+    rows = {"image": ["a", "b", "c", "d"], "labels": [["x"], [], [], ["y"]], "target_source": ["label"] * 4,
+            "probabilities": [[0.9, 0.1], [0.2, 0.3], [0.95, 0.2], [0.1, 0.8]], "predicted": ["x", "y", "x", "y"],
+            "uncertain": [[], [], ["x"], []]}
+    table = pa.table(rows)
+    c = classification(table, ["x", "y"], True, labelled=True)
+    # x: a positive (0.9); b (0.2) and d (0.1) negative; c is uncertain for x (0.95 would have been a false alarm)
+    assert c["images"] == 4 and c["per_class"]["x"]["auroc"] == 1.0 and c["per_class"]["x"]["uncertain_left_out"] == 1
+    counted_negative = classification(table.drop_columns(["uncertain"]), ["x", "y"], True, labelled=True)
+    assert counted_negative["per_class"]["x"]["auroc"] == pytest.approx(2 / 3)
+    assert classification(table, ["x", "y"], True)["images"] == 2  # without labels, empty means unlabelled

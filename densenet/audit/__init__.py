@@ -103,6 +103,7 @@ def summary_now(out: str | os.PathLike) -> dict[str, Any] | None:
     if manifest is None:
         return None
     return summarise(folder.read_rows(), manifest["model"]["classes"], multilabel=manifest["model"]["multilabel"],
+                     labelled=bool(manifest["dataset"].get("has_labels")),
                      skipped=len(folder.read_skipped()), images_total=manifest["dataset"]["images"])
 
 

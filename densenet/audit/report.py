@@ -266,7 +266,8 @@ def write_report(folder: RunFolder | str | Path, *, model: torch.nn.Module, data
             dataset = None
     table = folder.read_rows()
     skipped = folder.read_skipped() + folder.read_unmatched()
-    summary = summarise(table, list(model.class_names), multilabel=bool(model.config.multilabel), skipped=len(skipped))
+    summary = summarise(table, list(model.class_names), multilabel=bool(model.config.multilabel), skipped=len(skipped),
+                        labelled=bool(manifest.get("dataset", {}).get("has_labels")))
     pair = default_pair(table, getattr(model, "metadata", {}).get("cam_layer"))
     figures = _figures(summary, table, pair)
     sanity_path = folder.path / "sanity.json"

@@ -99,6 +99,7 @@ def rescore(out: str | os.PathLike, *, binarize: str | float | None = None, poin
         _atomic_write(folder.manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode())
         folder.write_skipped_csv()
         summary = summarise(folder.read_rows(), classes, multilabel=bool(manifest["model"]["multilabel"]),
+                            labelled=bool(manifest["dataset"].get("has_labels")),
                             skipped=len(folder.read_skipped()), images_total=manifest["dataset"]["images"])
         if manifest["dataset"].get("recognised"):
             summary["dataset"] = manifest["dataset"]["recognised"]

@@ -261,9 +261,11 @@ def finish(folder: RunFolder, model: torch.nn.Module, *, images_total: int | Non
     """Write ``skipped.csv`` and ``summary.json`` from what the folder holds now; returns the summary."""
     folder.write_skipped_csv()
     table = folder.read_rows()
+    dataset = (folder.read_manifest() or {}).get("dataset", {})
     summary = summarise(table, list(model.class_names), multilabel=bool(model.config.multilabel),
-                        skipped=len(folder.read_skipped()), images_total=images_total)
-    recognised = (folder.read_manifest() or {}).get("dataset", {}).get("recognised", {})
+                        skipped=len(folder.read_skipped()), images_total=images_total,
+                        labelled=bool(dataset.get("has_labels")))
+    recognised = dataset.get("recognised", {})
     if recognised:
         summary["dataset"] = recognised  # formats, label counts (positive / negative / uncertain / blank), mapping
     if sanity is not None:
