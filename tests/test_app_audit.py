@@ -89,6 +89,11 @@ def test_scorecard_tables_and_lines():
     per = af.per_class(summary, FIRST_CAM, "features.denseblock2")
     assert per["class"].tolist() == ["nodule", "none"]
     assert per.iloc[0]["accuracy"] == "100.0% (100.0–100.0%)" and per.iloc[1]["hit rate"] == "–"
+    assert "hit by box" not in per.columns  # no image has both a mask and boxes
+    entry = summary["by_method_layer"][1]["per_class"]["nodule"]
+    entry.update(hit_rate_mask=_ci(0.0, 0.0, 0.0), hit_rate_box=_ci(0.9, 0.8, 1.0))  # a ring: in the box, not the mask
+    per = af.per_class(summary, FIRST_CAM, "features.denseblock2")
+    assert per.columns.tolist()[3:5] == ["hit rate", "hit by box"] and per.iloc[0]["hit by box"] == "90.0% (80.0–100.0%)"
     with pytest.raises(ValueError, match="no rows for method"):
         af.per_class(summary, SECOND_CAM, "features.denseblock1")
     assert af.classification_line(summary) == "Classification accuracy 90.0% (70.0–100.0%) over 10 labelled images."
@@ -510,3 +515,27 @@ def test_a_zip_with_parent_paths_is_refused_on_the_page(env):
     uploads = env.cache / "uploads"
     assert not uploads.exists() or not any(p.is_file() for p in uploads.rglob("*"))
     assert not (env.cache.parent / "evil.txt").exists()
+
+
+def test_published_files_are_recognised_and_counted_before_the_run(env):
+    """CheXlocalize's sample as published (CheXpert's valid.csv with its CheXpert-v1.0/ paths, the
+    radiologists' RLE JSON) in a folder holding valid/: the page says what it read before any run."""
+    import shutil
+
+    folder = env.data / "chexlocalize"
+    if not folder.exists():
+        shutil.copytree(ROOT / "tests" / "data" / "chexlocalize", folder)
+    at = audit_page()
+    widget(at, "radio", "audit.source").set_value("folder").run()
+    widget(at, "text_input", "audit.path").set_value("chexlocalize").run()
+    ok(at)
+    captions = " ".join(c.value for c in at.caption)
+    assert "2 images · labels from valid.csv" in captions
+    assert "Labels `valid.csv` read as **columns**" in captions and "(policy: ignore)" in captions
+    assert "Masks `gt_segmentations_val.json` read as **coco-rle**" in captions
+    # the demo model's classes are not CheXpert's: the synonyms that meet are shown, the rest named and counted
+    assert "Airspace Opacity → opacity (synonym)" in captions
+    assert "Matched none of the model's classes" in captions
+    assert "Cardiomegaly (2)" in captions  # one positive label and one radiologist's mask
+    widget(at, "radio", "audit.uncertain").set_value("positive").run()
+    assert "(policy: positive)" in " ".join(c.value for c in ok(at).caption)

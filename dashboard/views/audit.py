@@ -39,12 +39,12 @@ def demo_folder() -> Path | None:
         return None
 
 
-def listing(folder: Path, limit: int | None) -> audit.Dataset | None:
-    """The dataset in ``folder`` (listed once per folder state and limit), or ``None`` with the reason shown."""
+def listing(folder: Path, limit: int | None, options: dict) -> audit.Dataset | None:
+    """The dataset in ``folder`` (listed once per folder state, limit and options), or ``None`` with the reason shown."""
     try:
         stamp = folder.stat().st_mtime
-        key = (str(folder), tuple(classes), limit, stamp)
-        return session.memo("audit_listing", key, lambda: audit.load_folder(folder, classes, limit=limit),
+        key = (str(folder), tuple(classes), limit, stamp, tuple(sorted(options.items())))
+        return session.memo("audit_listing", key, lambda: audit.load_folder(folder, classes, limit=limit, **options),
                             max_entries=4)
     except (audit.DatasetError, OSError, UnicodeError, ValueError) as e:
         st.error(f"That dataset cannot be used: {e}")
@@ -70,7 +70,9 @@ def choose_dataset(limit: int | None) -> audit.Dataset | None:
         typed = session.text(st, "Dataset folder", "audit.path", "",
                          placeholder=f"relative to {roots.roots[0]}" if roots.roots else "no data folder",
                          help="Images in images/ (else the folder itself, searched recursively), labels.csv, "
-                              "boxes.csv or BBox_List_2017.csv, masks/. Only folders under: "
+                              "boxes.csv, masks/, or the published files under their own names (NIH Data_Entry and "
+                              "BBox_List, CheXpert valid.csv, RSNA, VinDr, SIIM, CheXlocalize JSON), recognised by "
+                              "their headers. Only folders under: "
                               + ", ".join(str(r) for r in roots.roots))
         if typed.strip():
             try:
@@ -96,9 +98,26 @@ def choose_dataset(limit: int | None) -> audit.Dataset | None:
                 st.error(f"{upload.name} could not be unpacked on the server: {e}")
     if folder is None:
         return None
-    dataset = listing(folder, limit)
+    c1, c2 = st.columns(2)
+    options = {
+        "uncertain": session.radio(c1, "Uncertain labels (-1)", ["ignore", "positive", "negative"], "audit.uncertain",
+                                   "ignore", horizontal=True,
+                                   help="CheXpert/MIMIC-style tables mark uncertain findings -1. Ignore (default): "
+                                        "never a target. Positive or negative: counted as that."),
+        "readers": session.radio(c2, "Several readers' boxes", ["union", "majority", "each"], "audit.readers",
+                                 "union", horizontal=True,
+                                 help="VinDr-CXR: every reader's boxes, the pixels most of an image's readers "
+                                      "boxed, or each reader's boxes on their own (one row per reader)."),
+    }
+    dataset = listing(folder, limit, options)
     if dataset is not None:
         st.caption(af.dataset_line(dataset))
+        for line in af.recognised_lines(dataset):
+            st.caption(line)
+        if dataset.problems:
+            with st.expander(f"Why {plural(len(dataset.problems), 'image')} cannot be audited as listed"):
+                st.dataframe({"image": [p[0] for p in dataset.problems[:200]],
+                              "reason": [p[1] for p in dataset.problems[:200]]}, hide_index=True)
     return dataset
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..render import png_data_uri
-from .dataset import Dataset, load_dataset, truth_in_view
+from .dataset import Dataset, reload_dataset, truth_in_view
 from .results import RunFolder, _atomic_write
 from .summary import default_pair, gallery_cases, summarise
 
@@ -42,17 +42,65 @@ def _fmt(ci: dict[str, Any] | None, pct: bool = False) -> str:
     return f"{f(ci['mean'])} <span class='ci'>[{f(ci['low'])}, {f(ci['high'])}]</span>"
 
 
+def _tolerance(manifest: dict[str, Any]) -> str:
+    tol = manifest.get("settings", {}).get("pointing_tolerance") or 0
+    return f" or within {tol:g} px (model input) of it" if tol else " (no tolerance)"
+
+
+def _binarisation(manifest: dict[str, Any]) -> str:
+    b = manifest.get("settings", {}).get("binarize", "otsu")
+    if b == "otsu":
+        return "Otsu's threshold on the 8-bit map, contours filled (CheXlocalize's cam_to_segmentation)"
+    return f"a fixed threshold, map &gt; {html.escape(str(b))} (strict, as CheXlocalize)"
+
+
+def _where(manifest: dict[str, Any]) -> str:
+    s = manifest.get("settings", {})
+    size = manifest.get("model", {}).get("preprocessing_dict", {}).get("size", "")
+    if s.get("resolution", "input") == "original":
+        return ("Scored at each film's resolution, the map carried back through the preprocessing's geometry "
+                "(CheXlocalize's protocol).")
+    return f"Scored on the model's {size} px input grid."
+
+
+def _recognised(manifest: dict[str, Any]) -> str:
+    """What the label and truth files were read as: formats, label counts, the vocabulary mapping."""
+    rec = manifest.get("dataset", {}).get("recognised", {})
+    if not rec:
+        return ""
+    parts = []
+    lab = rec.get("labels")
+    if lab:
+        parts.append(f"Labels read as <b>{html.escape(lab['format'])}</b>: {lab.get('positive', 0)} positive, "
+                     f"{lab.get('negative', 0)} negative, {lab.get('uncertain', 0)} uncertain (policy "
+                     f"<b>{html.escape(str(lab.get('uncertain_policy')))}</b>), {lab.get('blank', 0)} blank.")
+    for what in ("boxes", "masks"):
+        if rec.get(what):
+            counts = ", ".join(f"{k} {v}" for k, v in rec[what].items() if k != "format")
+            parts.append(f"{what.capitalize()} read as <b>{html.escape(rec[what]['format'])}</b> ({html.escape(counts)}).")
+    voc = rec.get("vocabulary", {})
+    if voc.get("mapped"):
+        parts.append("Names mapped: " + "; ".join(f"{html.escape(k)} &rarr; {html.escape(', '.join(v['classes']))} "
+                                                   f"({html.escape(v['by'])})" for k, v in voc["mapped"].items()) + ".")
+    if voc.get("unmatched"):
+        parts.append("Matched no class: " + ", ".join(f"{html.escape(k)} ({n})" for k, n in voc["unmatched"].items()) + ".")
+    return "<p class='muted'>" + " ".join(parts) + "</p>" if parts else ""
+
+
 def _num(v: float | None) -> str:
     return "&ndash;" if v is None or math.isnan(v) else f"{v:.3f}"
 
 
 def _scorecard(summary: dict[str, Any]) -> str:
     parts = ["<table><tr><th class='l'>method</th><th class='l'>layer</th><th>rows with truth</th>"
-             "<th>hit rate (pointing game)</th><th>energy inside</th><th>IoU</th><th>Dice</th></tr>"]
+             "<th>hit rate (pointing game)</th><th>by mask</th><th>by box</th><th>energy inside</th><th>IoU</th>"
+             "<th>Dice</th></tr>"]
     for e in summary["by_method_layer"]:
         o = e["overall"]
         parts.append(f"<tr><td class='l'>{html.escape(e['method'])}</td><td class='l'>{html.escape(e['layer'])}</td>"
-                     f"<td>{o['with_truth']}</td><td>{_fmt(o['hit_rate'], True)}</td><td>{_fmt(o['energy_in'])}</td>"
+                     f"<td>{o['with_truth']}</td><td>{_fmt(o['hit_rate'], True)}</td>"
+                     f"<td>{_fmt(o.get('hit_rate_mask'), True)}</td><td>{_fmt(o.get('hit_rate_box'), True)}</td>"
+                     f"<td>{_fmt(o['energy_in'])}</td>"
                      f"<td>{_fmt(o['iou'])}</td><td>{_fmt(o['dice'])}</td></tr>")
     parts.append("</table>")
     for e in summary["by_method_layer"]:
@@ -117,7 +165,7 @@ def _figures(summary: dict[str, Any], table, pair: tuple[str, str] | None) -> li
                                              text=[r["image"] for r in mine], marker=dict(size=6, opacity=0.7)),
                                   row=1, col=col)
         scatter.update_xaxes(title_text="target probability", row=1, col=1)
-        scatter.update_xaxes(title_text="lesion area (fraction of the model's view)", row=1, col=2)
+        scatter.update_xaxes(title_text="lesion area (fraction of the image where scored)", row=1, col=2)
         scatter.update_yaxes(title_text="IoU", range=[0, 1])
         scatter.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10),
                               title_text=f"{first_method} at {first_layer}")
@@ -212,16 +260,14 @@ def write_report(folder: RunFolder | str | Path, *, model: torch.nn.Module, data
     folder = folder if isinstance(folder, RunFolder) else RunFolder(folder)
     manifest = folder.read_manifest() or {}
     if dataset is None and manifest.get("dataset"):
-        d = manifest["dataset"]
-        src = d.get("sources", {})
         try:
-            dataset = load_dataset(d["root"], list(model.class_names), labels=src.get("labels"),
-                                   boxes=src.get("boxes"), masks=src.get("masks"))
+            dataset = reload_dataset(manifest, list(model.class_names))
         except ValueError:
             dataset = None
     table = folder.read_rows()
-    skipped = folder.read_skipped()
-    summary = summarise(table, list(model.class_names), multilabel=bool(model.config.multilabel), skipped=len(skipped))
+    skipped = folder.read_skipped() + folder.read_unmatched()
+    summary = summarise(table, list(model.class_names), multilabel=bool(model.config.multilabel), skipped=len(skipped),
+                        labelled=bool(manifest.get("dataset", {}).get("has_labels")))
     pair = default_pair(table, getattr(model, "metadata", {}).get("cam_layer"))
     figures = _figures(summary, table, pair)
     sanity_path = folder.path / "sanity.json"
@@ -243,9 +289,10 @@ def write_report(folder: RunFolder | str | Path, *, model: torch.nn.Module, data
 {summary['rows']} rows, {len(skipped)} skipped &middot; data {html.escape(str(manifest.get('dataset', {}).get('root', '')))}</p>
 <h2 id="scorecard">Scorecard</h2>
 <p class="muted">Means with 95% bootstrap intervals (1,000 resamples). Hit: the map's maximum lies inside the ground
-truth. Energy: share of the map's mass inside. IoU and Dice: the map min-max normalised, then Otsu's threshold
-(CheXlocalize's binarisation){'' if manifest.get('settings', {}).get('binarize', 'otsu') == 'otsu' else ' &mdash; here a fixed threshold of ' + str(manifest['settings']['binarize'])}.
-Computed on the model's input grid.</p>
+truth{_tolerance(manifest)} (the pointing game by CheXlocalize's definition: by mask where the image has a mask,
+else by box; rows carry both where both exist). Energy: share of the map's mass inside. IoU and Dice: the map
+min-max normalised, then {_binarisation(manifest)}. {_where(manifest)}</p>
+{_recognised(manifest)}
 {_scorecard(summary)}
 {sanity_html}
 <h2 id="heatmap">By method and layer</h2>

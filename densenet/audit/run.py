@@ -99,10 +99,13 @@ def build_manifest(model: torch.nn.Module, dataset: Dataset, settings: Settings,
         "model": {"source": model_source or str(getattr(model, "metadata", {}).get("source", "in memory")),
                   "classes": list(model.class_names), "multilabel": bool(model.config.multilabel),
                   "cam_layer": getattr(model, "metadata", {}).get("cam_layer"),
-                  "preprocessing": repr(model.preprocessing)},
+                  "preprocessing": repr(model.preprocessing),
+                  "preprocessing_dict": model.preprocessing.to_dict()},
         "dataset_hash": dataset.listing_hash(),
         "dataset": {"root": str(dataset.root), "images": len(dataset.items), "problems": len(dataset.problems),
-                    "has_labels": dataset.has_labels, "sources": dataset.sources},
+                    "has_labels": dataset.has_labels, "sources": dataset.sources,
+                    "recognised": {k: v for k, v in dataset.details.items() if k != "options"},
+                    "options": dataset.details.get("options", {})},
         "settings": settings.to_json(),
         "layers": resolve_layers(model, settings),
         "versions": _versions(),
@@ -152,6 +155,7 @@ def run_audit(model: torch.nn.Module, dataset: Dataset, out: str | os.PathLike, 
     with folder.lock():
         resumed = folder.prepare(manifest)
         folder.write_dataset_problems(dataset.problems)
+        folder.write_unmatched(dataset.unmatched_rows())
         done = folder.done_chunks()
         todo = [(k, items) for k, items in chunks if k not in done]
         state.images_resumed = sum(len(items) for k, items in chunks if k in done)  # an earlier run's work only
@@ -250,8 +254,13 @@ def finish(folder: RunFolder, model: torch.nn.Module, *, images_total: int | Non
     """Write ``skipped.csv`` and ``summary.json`` from what the folder holds now; returns the summary."""
     folder.write_skipped_csv()
     table = folder.read_rows()
+    dataset = (folder.read_manifest() or {}).get("dataset", {})
     summary = summarise(table, list(model.class_names), multilabel=bool(model.config.multilabel),
-                        skipped=len(folder.read_skipped()), images_total=images_total)
+                        skipped=len(folder.read_skipped()), images_total=images_total,
+                        labelled=bool(dataset.get("has_labels")))
+    recognised = dataset.get("recognised", {})
+    if recognised:
+        summary["dataset"] = recognised  # formats, label counts (positive / negative / uncertain / blank), mapping
     if sanity is not None:
         summary["sanity"] = sanity
     from .results import _atomic_write

@@ -31,9 +31,11 @@ def infer_config(state: Mapping[str, Tensor], **fixed: Any) -> DenseNetConfig:
         foreign = foreign_message(state)
         if foreign:
             raise CheckpointError(foreign)
+        from .wrappers import tried_message
+
         sample = ", ".join(list(state)[:3])
-        raise CheckpointError("this does not look like a DenseNet checkpoint: it has no "
-                              f"'features.conv0.weight' (its first keys are {sample})")
+        raise CheckpointError(f"this does not look like a DenseNet checkpoint: {tried_message(list(state))}; "
+                              f"its first keys are {sample}")
     if "features.conv1.weight" in state or "features.conv0.1.weight" in state:
         raise CheckpointError("this DenseNet has a deep stem (several stem convolutions, as timm's "
                               "densenet264d and densenetblur121d); only the paper's single-conv stems are supported")

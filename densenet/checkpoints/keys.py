@@ -1,8 +1,8 @@
 """Find the state dict inside whatever was saved, and rename foreign keys to ours.
 
 Wrappers (``{"state_dict": ...}``, ``{"model": ...}``, whole pickled models), prefixes (``module.``),
-torchvision's legacy ``norm.1`` keys and MONAI's ``.layers.`` keys: this is the one place that parses
-key names of foreign files.
+torchvision's legacy ``norm.1`` keys and MONAI's ``.layers.`` keys: the one place foreign key names
+are renamed to ours (:mod:`.architecture` then reads the architecture off our names).
 """
 
 from __future__ import annotations

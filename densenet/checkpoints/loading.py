@@ -9,7 +9,7 @@ from typing import Any, BinaryIO
 import torch
 from torch import Tensor
 
-from ..labels import XRV_PATHOLOGIES, clean_thresholds
+from ..labels import CHESTXRAY14, XRV_PATHOLOGIES, clean_thresholds
 from ..model import DenseNet
 from ..presets import PRESETS, default_for
 from .architecture import infer_config, load_state_strict
@@ -17,6 +17,7 @@ from .errors import CheckpointError
 from .keys import normalise_keys, unwrap
 from .metadata import Stated, read_metadata
 from .reading import is_safetensors, load_safetensors, read_bytes, torch_load
+from .wrappers import head_has_sigmoid, inner_densenet
 
 
 def _imagenet_categories() -> list[str]:
@@ -37,8 +38,10 @@ def model_from_state(state: Mapping[str, Tensor], *, stated: Stated | None = Non
         CheckpointError: not a DenseNet, or weights that do not fit.
     """
     stated = stated or Stated()
-    state = normalise_keys(dict(state))
+    state, found = inner_densenet(dict(state))
+    state = normalise_keys(state)
     metadata: dict[str, Any] = dict(stated.facts)
+    metadata.update({k: v for k, v in found.items() if k != "head"})
     if source:
         metadata["source"] = source
     thresholds = state.pop("op_threshs", None)
@@ -61,6 +64,20 @@ def model_from_state(state: Mapping[str, Tensor], *, stated: Stated | None = Non
             raise CheckpointError(f"the checkpoint's operating thresholds are unusable ({e})") from None
 
     names = stated.class_names
+    if found.get("head") == "sequential" and "multilabel" not in stated.config and not is_xray_model:
+        # torchvision's densenet121 with classifier = Sequential(Linear, Sigmoid): the CheXNet re-implementations
+        sigmoid = stated.facts.get("head_activation") == "sigmoid"
+        if sigmoid or config.num_classes == len(CHESTXRAY14):
+            config = infer_config(state, **{**fixed, "multilabel": True})
+            metadata["head"] = ("Sequential(Linear, Sigmoid)" if sigmoid else
+                                "Sequential(Linear, ...) of 14 outputs: the CheXNet layout, read as ChestX-ray14's "
+                                "independent findings")
+            metadata.setdefault("outputs_stated", True)
+            if names is None and config.num_classes == len(CHESTXRAY14):
+                names = list(CHESTXRAY14)
+    elif stated.facts.get("head_activation") == "sigmoid" and "multilabel" not in stated.config:
+        config = infer_config(state, **{**fixed, "multilabel": True})
+        metadata.setdefault("outputs_stated", True)
     if names is not None and len(names) != config.num_classes:
         names = None
     if names is None and is_xray_model and config.num_classes == len(XRV_PATHOLOGIES):
@@ -97,7 +114,10 @@ def load_checkpoint(source: str | os.PathLike | bytes | BinaryIO, *,
         state, raw_meta = load_safetensors(data)
         stated = read_metadata(raw_meta)
     else:
-        state, names = unwrap(torch_load(data))
-        stated = Stated(class_names=names)
+        obj = torch_load(data)
+        state, names = unwrap(obj)
+        sigmoid = head_has_sigmoid(obj) or any(head_has_sigmoid(v) for v in obj.values()) if isinstance(obj, dict) \
+            else head_has_sigmoid(obj)
+        stated = Stated(class_names=names, facts={"head_activation": "sigmoid"} if sigmoid else {})
     model = model_from_state(state, stated=stated, source=name)
     return model.to(device) if device is not None else model

@@ -46,7 +46,23 @@ _HARMLESS = {"builtins.set": set}
 
 
 class PickledModule:
-    """Stand-in for any allowlisted module class in a whole-model pickle: only its attributes."""
+    """Stand-in for any allowlisted module class in a whole-model pickle: only its attributes.
+
+    Each class gets its own subclass carrying ``class_path`` (the pickled class's dotted name), so
+    that a reader can tell a ``Sigmoid`` record from a ``ReLU`` one.
+    """
+
+    class_path = ""
+
+
+def _stand_in(name: str) -> type:
+    return type(name.rsplit(".", 1)[-1], (PickledModule,), {"class_path": name})
+
+
+def _is_wrapper(name: str) -> bool:
+    """A user's own wrapper class around a DenseNet (``__main__.DenseNet121``, CheXNet re-implementations):
+    read as a record like every allowed class, never constructed."""
+    return "densenet" in name.rsplit(".", 1)[-1].lower()
 
 
 def read_bytes(source: str | os.PathLike | bytes | BinaryIO) -> tuple[bytes, str]:
@@ -121,7 +137,7 @@ def _load_whole_model(data: bytes) -> Any:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(data))
     except Exception as e:
         raise CheckpointError(f"the checkpoint could not be read safely ({_first_line(e)})") from None
-    refused = sorted(n for n in names if n not in _MODULE_CLASSES and n not in _HARMLESS)
+    refused = sorted(n for n in names if n not in _MODULE_CLASSES and n not in _HARMLESS and not _is_wrapper(n))
     family = family_of_classes(refused)
     if family is not None:
         raise CheckpointError(f"this is {with_article(family[0])} checkpoint (a whole pickled model of class {family[1]}); "
@@ -130,9 +146,9 @@ def _load_whole_model(data: bytes) -> Any:
         raise CheckpointError(
             "this file holds pickled Python objects beyond weights "
             f"({', '.join(refused[:4])}{', ...' if len(refused) > 4 else ''}), which are never run here. "
-            "Export a state dict instead: torch.save(model.state_dict(), 'weights.pt'), "
-            "or save it with safetensors.")
-    stand_ins = [(_HARMLESS.get(n, PickledModule), n) for n in names]
+            "Export a state dict instead, where the model is defined: torch.save(model.state_dict(), 'weights.pt') "
+            "(the DenseNet inside any wrapper is found by its keys), or save it with safetensors.")
+    stand_ins = [(_HARMLESS.get(n) or _stand_in(n), n) for n in names]
     try:
         with torch.serialization.safe_globals(stand_ins):
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)

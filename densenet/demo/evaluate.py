@@ -315,7 +315,11 @@ used it), {r["date"]}:
 
 ### Does Grad-CAM point at the lesion?
 Pointing game on the {r["lesion_images"]} lesion images: the Grad-CAM map (`densenet.explain`,
-explaining the true class) counts as a hit when its peak falls inside the lesion's box.
+explaining the true class) counts as a hit when its peak falls inside the lesion's box: the pointing game **by box**,
+which a dataset audit reports as `hit_rate_box` (its `hit_box` column). An audit's headline `hit` is the
+pointing game **by mask** where the image has a mask (CheXlocalize's definition): for the `ring`, an annulus,
+the peak usually sits in the ring's hole, inside the box but outside the mask, so its hit rate by mask is
+far lower than its hit rate here by box; the two numbers answer different questions.
 Sanity: the mean Spearman rank correlation between the map and the map of a copy re-initialised
 from the head down through that layer (cascading randomisation, `densenet.explain.sanity_check`,
 {r["sanity"][LAYERS[0]]["images"]} correctly classified lesion images per layer); near 0 means the map
