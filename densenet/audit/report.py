@@ -77,7 +77,8 @@ def _recognised(manifest: dict[str, Any]) -> str:
     for what in ("boxes", "masks"):
         if rec.get(what):
             counts = ", ".join(f"{k} {v}" for k, v in rec[what].items() if k != "format")
-            parts.append(f"{what.capitalize()} read as <b>{html.escape(rec[what]['format'])}</b> ({html.escape(counts)}).")
+            counted = f" ({html.escape(counts)})" if counts else ""
+            parts.append(f"{what.capitalize()} read as <b>{html.escape(rec[what]['format'])}</b>{counted}.")
     voc = rec.get("vocabulary", {})
     if voc.get("mapped"):
         parts.append("Names mapped: " + "; ".join(f"{html.escape(k)} &rarr; {html.escape(', '.join(v['classes']))} "
@@ -127,7 +128,12 @@ def _scorecard(summary: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _figures(summary: dict[str, Any], table, pair: tuple[str, str] | None) -> list[str]:
+def _short(layer: str) -> str:
+    return layer.removeprefix("features.")
+
+
+def heatmap_figure(summary: dict[str, Any]):
+    """Hit rate and mean IoU by method (rows) and layer (columns), both axes labelled and titled."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -141,40 +147,56 @@ def _figures(summary: dict[str, Any], table, pair: tuple[str, str] | None) -> li
             g[methods.index(e["method"])][layers.index(e["layer"])] = e["overall"][metric]["mean"]
         return g
 
-    heat = make_subplots(rows=1, cols=2, subplot_titles=("hit rate (pointing game)", "mean IoU (Otsu)"))
+    heat = make_subplots(rows=1, cols=2, subplot_titles=("hit rate (pointing game)", "mean IoU (Otsu)"),
+                         horizontal_spacing=0.12)
     for col, metric in ((1, "hit_rate"), (2, "iou")):
         z = grid(metric)
-        heat.add_trace(go.Heatmap(z=z, x=layers, y=methods, colorscale="Viridis", zmin=0, zmax=1,
-                                  text=[[("" if v is None else f"{v:.2f}") for v in r] for r in z],
-                                  texttemplate="%{text}", showscale=col == 2), row=1, col=col)
-    heat.update_layout(height=220 + 40 * len(methods), margin=dict(l=10, r=10, t=40, b=10))
+        heat.add_trace(go.Heatmap(z=z, x=[_short(la) for la in layers], y=methods, colorscale="Viridis", zmin=0,
+                                  zmax=1, text=[[("" if v is None else f"{v:.2f}") for v in r] for r in z],
+                                  texttemplate="%{text}", showscale=col == 2, colorbar=dict(thickness=12)),
+                       row=1, col=col)
+        heat.update_xaxes(title_text="layer", type="category", automargin=True, row=1, col=col)
+        heat.update_yaxes(title_text="method" if col == 1 else None, type="category", automargin=True, row=1, col=col)
+    heat.update_layout(height=260 + 40 * len(methods), margin=dict(l=10, r=10, t=40, b=10))
+    return heat
 
-    figs = [heat]
+
+def scatter_figure(table, pair: tuple[str, str]):
+    """IoU against confidence and against lesion size for one method and layer, one colour per class."""
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
+    from plotly.subplots import make_subplots
+
+    method, layer = pair
+    rows = [r for r in table.select(["method", "layer", "target", "score", "iou", "lesion_fraction", "image"]).to_pylist()
+            if r["method"] == method and r["layer"] == layer and r["iou"] is not None and not math.isnan(r["iou"])]
+    scatter = make_subplots(rows=1, cols=2, subplot_titles=("IoU against model confidence", "IoU against lesion size"),
+                            horizontal_spacing=0.1)
+    palette = qualitative.Plotly  # fixed colours: a plain browser draws them as Streamlit's theme would
+    for k, cls in enumerate(dict.fromkeys(r["target"] for r in rows)):
+        mine = [r for r in rows if r["target"] == cls]
+        for col, key in ((1, "score"), (2, "lesion_fraction")):
+            scatter.add_trace(go.Scatter(x=[r[key] for r in mine], y=[r["iou"] for r in mine], mode="markers",
+                                         name=cls, legendgroup=cls, showlegend=col == 1,
+                                         text=[r["image"] for r in mine],
+                                         marker=dict(size=6, opacity=0.75, color=palette[k % len(palette)])),
+                              row=1, col=col)
+    scatter.update_xaxes(title_text="target probability", title_standoff=6, automargin=True, row=1, col=1)
+    scatter.update_xaxes(title_text="lesion area (fraction of the image where scored)", title_standoff=6,
+                         automargin=True, row=1, col=2)
+    scatter.update_yaxes(title_text="IoU", range=[0, 1], title_standoff=6, automargin=True)
+    scatter.update_layout(height=420, margin=dict(l=10, r=10, t=80, b=10),
+                          title=dict(text=f"{method} at {_short(layer)}", y=0.97, yanchor="top"),
+                          legend=dict(title_text="class"))
+    return scatter
+
+
+def _figures(summary: dict[str, Any], table, pair: tuple[str, str] | None) -> list[str]:
+    figs = [heatmap_figure(summary)]
     if pair is not None:
-        first_method, first_layer = pair
-        rows = [r for r in table.select(["method", "layer", "target", "score", "iou", "lesion_fraction", "image"]).to_pylist()
-                if r["method"] == first_method and r["layer"] == first_layer and r["iou"] is not None
-                and not math.isnan(r["iou"])]
-        scatter = make_subplots(rows=1, cols=2, subplot_titles=("IoU against model confidence",
-                                                                "IoU against lesion size"))
-        for cls in dict.fromkeys(r["target"] for r in rows):
-            mine = [r for r in rows if r["target"] == cls]
-            for col, key in ((1, "score"), (2, "lesion_fraction")):
-                scatter.add_trace(go.Scatter(x=[r[key] for r in mine], y=[r["iou"] for r in mine], mode="markers",
-                                             name=cls, legendgroup=cls, showlegend=col == 1,
-                                             text=[r["image"] for r in mine], marker=dict(size=6, opacity=0.7)),
-                                  row=1, col=col)
-        scatter.update_xaxes(title_text="target probability", row=1, col=1)
-        scatter.update_xaxes(title_text="lesion area (fraction of the image where scored)", row=1, col=2)
-        scatter.update_yaxes(title_text="IoU", range=[0, 1])
-        scatter.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10),
-                              title_text=f"{first_method} at {first_layer}")
-        figs.append(scatter)
-    out = []
-    for k, fig in enumerate(figs):
-        out.append(fig.to_html(full_html=False, include_plotlyjs="inline" if k == 0 else False,
-                               config={"displaylogo": False}))
-    return out
+        figs.append(scatter_figure(table, pair))
+    return [fig.to_html(full_html=False, include_plotlyjs="inline" if k == 0 else False,
+                        config={"displaylogo": False}) for k, fig in enumerate(figs)]
 
 
 def outline(mask: np.ndarray) -> np.ndarray:
