@@ -1,0 +1,380 @@
+"""Cutting dense links: the logits with chosen connections j -> l removed, and every link's causal importance.
+
+A link is ``(block, source, target)``: ``block`` 1-based, ``source`` 0 for the block input or the
+1-based dense layer whose maps are cut, ``target`` the 1-based dense layer that no longer receives
+them. Cutting means those channels are zero in the target layer's concatenated input, *before* its
+BatchNorm (so the layer sees ``relu(bn(0))``, its BatchNorm shift, where the maps were); every other
+layer, and the block's output, still reads them.
+
+:func:`cut_links` resumes from the input of the earliest block with a cut (the stem runs once, or
+not at all when a :class:`~densenet.Trace` holding the block input is given) and runs many cut
+sets as one batch. :func:`link_importance` cuts each of the L(L+1)/2 links of a block on its own
+and reports the drop of the target's logit and probability: the causal counterpart of the
+first-order :func:`~densenet.explain.link_relevance`, on the same ``.links[(source, target)]`` keys.
+
+It shares work across links: cutting ``j -> l`` leaves layers 1..l-1 unchanged, and in every later
+1x1 convolution (and the transition's) the channels that did not change contribute what they
+contributed without the cut. Convolutions are linear in their input channels, so that part is a
+prefix sum of per-source contributions computed once, and only the changed channels are convolved
+per link. BENCHMARKS.md measures the cost against plain forwards; the tests check it against
+:func:`cut_links` and both against a deep copy with a hook.
+
+The model is used read-only: no hooks, no attributes, no mode change, in the caller's thread.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..model import DenseNet, _DenseBlock, _DenseLayer, _Transition
+from ..trace import Trace
+from ._common import check_eval, prepare_input
+from .registry import Progress
+
+Link = tuple[int, int, int]
+
+__all__ = ["Link", "LinkImportance", "chain_cuts", "cut_links", "link_importance"]
+
+
+# --- checks ------------------------------------------------------------------------------------------
+
+def _blocks(model: DenseNet) -> list[tuple[str, _DenseBlock]]:
+    return [(name, m) for name, m in model.features.named_children() if isinstance(m, _DenseBlock)]
+
+
+def _as_int(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{what} must be an int, got {value!r}")
+    return int(value)
+
+
+def _check_link(model: DenseNet, link: object) -> Link:
+    if not isinstance(link, (tuple, list)) or len(link) != 3:
+        raise ValueError(f"a link is (block, source, target), got {link!r}")
+    block, source, target = (_as_int(v, f"link {tuple(link)!r}") for v in link)
+    blocks = _blocks(model)
+    if not 1 <= block <= len(blocks):
+        raise ValueError(f"link {tuple(link)}: block must be between 1 and {len(blocks)}, got {block}")
+    num = len(blocks[block - 1][1])
+    if not 1 <= target <= num:
+        raise ValueError(f"link {tuple(link)}: target must be a dense layer between 1 and {num}, got {target}")
+    if not 0 <= source < target:
+        raise ValueError(f"link {tuple(link)}: source must be between 0 (the block input) and {target - 1}, "
+                         f"got {source}")
+    return block, source, target
+
+
+def _is_link(item: object) -> bool:
+    # A link's parts are scalars; a cut set's items are links.
+    return (isinstance(item, (tuple, list)) and len(item) == 3
+            and not any(isinstance(v, (tuple, list, set, frozenset)) for v in item))
+
+
+def _cut_sets(model: DenseNet, cuts: Iterable) -> tuple[list[frozenset[Link]], bool]:
+    """Normalise ``cuts`` to a list of cut sets; the flag says whether one bare set was given."""
+    cuts = list(cuts)
+    single = not cuts or _is_link(cuts[0])
+    sets = [cuts] if single else [list(s) for s in cuts]
+    return [frozenset(_check_link(model, link) for link in s) for s in sets], single
+
+
+def _block_input(model: DenseNet, block: int, x: Tensor | Trace, index: int) -> Tensor:
+    """The input of dense block ``block`` for sample ``index``, (1, C0, h, w): read from a trace, else
+    the network run up to it once (no graph)."""
+    children = list(model.features.named_children())
+    names = [name for name, _ in children]
+    pos = names.index(f"denseblock{block}")
+    input_name = f"features.{names[pos - 1]}"
+    if isinstance(x, Trace):
+        n = x.logits.shape[0]
+        if not -n <= index < n:
+            raise ValueError(f"index {index} out of range for a batch of {n}")
+        if input_name not in x.activations:
+            raise ValueError(f"the trace lacks {input_name!r}, the input of block {block}; trace it "
+                             "(or pass the image)")
+        return x.activations[input_name][index:index + 1].detach()
+    h = prepare_input(model, x, index)
+    if h.device.type == "cpu":
+        h = h.contiguous(memory_format=torch.channels_last)  # as forward_features does
+    for _, module in children[:pos]:
+        h = module(h)
+    return h
+
+
+# --- cutting -----------------------------------------------------------------------------------------
+
+def _cut_block(block: _DenseBlock, h: Tensor, cuts: dict[tuple[int, int], Tensor]) -> Tensor:
+    """A dense block's forward where ``cuts[(j, l)]`` (B, 1, 1, 1) is 0 for samples whose link j -> l
+    is cut and 1 otherwise; the layers' own forward reads the masked list."""
+    features = [h]
+    for l, layer in enumerate(block.values(), start=1):
+        inputs = [f * cuts[(j, l)] if (j, l) in cuts else f for j, f in enumerate(features)]
+        features.append(layer(inputs))
+    return torch.cat(features, 1)  # (B, C0 + L*k, h, w)
+
+
+def cut_links(model: DenseNet, x: Tensor | Trace, cuts: Iterable, *, index: int = 0) -> Tensor:
+    """Logits with every link of a cut set removed; several cut sets run as one batch.
+
+    Args:
+        model: a DenseNet in eval mode (used read-only).
+        x: an input (C, H, W) or (N, C, H, W), or a :class:`~densenet.Trace` holding the input of
+            the earliest block with a cut (then nothing before that block runs again).
+        cuts: one cut set, an iterable of links ``(block, source, target)``, or a list of cut
+            sets (each an iterable of links; an empty one gives the uncut logits).
+        index: which sample of ``x``.
+
+    Returns:
+        Logits (B, num_classes), one row per cut set (B = 1 for a single cut set), float32, no graph.
+
+    Raises:
+        ValueError: a link outside the model (block, source or target out of range, source >= target),
+            a model in train mode, a trace without the block input, a bad index.
+        TypeError: a link with non-integer parts, a bad input.
+    """
+    check_eval(model)
+    index = operator.index(index)
+    sets, _ = _cut_sets(model, cuts)
+    blocks = _blocks(model)
+    used = sorted({link[0] for s in sets for link in s})
+    start = used[0] if used else len(blocks)  # nothing cut: the last block is the cheapest place to resume
+    with torch.no_grad():
+        h = _block_input(model, start, x, index)
+        n = len(sets)
+        h = h.expand(n, *h.shape[1:])
+        children = list(model.features.named_children())
+        names = [name for name, _ in children]
+        for name, module in children[names.index(f"denseblock{start}"):]:
+            if isinstance(module, _DenseBlock):
+                b = int(name.removeprefix("denseblock"))
+                keep: dict[tuple[int, int], Tensor] = {}
+                for i, s in enumerate(sets):
+                    for blk, j, l in s:
+                        if blk == b:
+                            mask = keep.setdefault((j, l), h.new_ones(n, 1, 1, 1))
+                            mask[i] = 0
+                h = _cut_block(module, h, keep) if keep else module(h)
+            else:
+                h = module(h)
+        return model.forward_head(h).float()
+
+
+def chain_cuts(model: DenseNet, block: int | None = None) -> list[Link]:
+    """Every link but the chain ``l - 1 -> l``: cutting them makes the block(s) a plain chain.
+
+    Args:
+        model: a DenseNet.
+        block: a block number (1-based); ``None``: every block.
+
+    Returns:
+        The links ``(block, j, l)`` with ``j < l - 1``, in block, target, source order.
+    """
+    blocks = _blocks(model)
+    wanted = range(1, len(blocks) + 1) if block is None else [_check_link(model, (block, 0, 1))[0]]
+    return [(b, j, l) for b in wanted for l in range(1, len(blocks[b - 1][1]) + 1) for j in range(l - 1)]
+
+
+# --- every link of a block ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LinkImportance:
+    """What cutting each link of one block on its own does to the target (:func:`link_importance`).
+
+    Attributes:
+        name: ``features.denseblockB``.
+        block: B, 1-based.
+        num_layers: L.
+        target: the class or label explained.
+        index: which sample.
+        logit: the target's raw logit without cuts.
+        probability: its probability (softmax, or sigmoid for a multi-label model) without cuts.
+        links: (j, l) -> drop of the logit when ``j -> l`` is cut (positive: the link helped), L(L+1)/2 links.
+        links_probability: (j, l) -> drop of the probability.
+        cut_logits: (j, l) -> the target's logit with that link cut.
+    """
+
+    name: str
+    block: int
+    num_layers: int
+    target: int
+    index: int
+    logit: float
+    probability: float
+    links: dict[tuple[int, int], float]
+    links_probability: dict[tuple[int, int], float]
+    cut_logits: dict[tuple[int, int], float]
+
+    def incoming(self, layer: int, *, probability: bool = False) -> dict[int, float]:
+        """j -> drop for every link into dense layer ``layer``."""
+        if not 1 <= layer <= self.num_layers:
+            raise ValueError(f"layer must be between 1 and {self.num_layers}, got {layer}")
+        table = self.links_probability if probability else self.links
+        return {j: table[(j, layer)] for j in range(layer)}
+
+    def matrix(self, *, probability: bool = False) -> np.ndarray:
+        """(L+1, L+1) array shaped like :meth:`BlockRelevance.matrix`: row j (source), column l - 1 for
+        target l; NaN where no link exists and in the last column (the block output is never cut)."""
+        n = self.num_layers
+        out = np.full((n + 1, n + 1), np.nan)
+        for (j, l), v in (self.links_probability if probability else self.links).items():
+            out[j, l - 1] = v
+        return out
+
+    def ranked(self, *, probability: bool = False) -> list[tuple[tuple[int, int], float]]:
+        """Links from the largest drop to the smallest."""
+        table = self.links_probability if probability else self.links
+        return sorted(table.items(), key=lambda kv: -kv[1])
+
+
+def _bn_slice(norm: nn.BatchNorm2d, x: Tensor, start: int) -> Tensor:
+    """Eval-mode BatchNorm of channels ``start .. start + C`` of the norm's input, given only those."""
+    stop = start + x.shape[1]
+    scale = norm.weight[start:stop] * torch.rsqrt(norm.running_var[start:stop] + norm.eps)
+    shift = norm.bias[start:stop] - norm.running_mean[start:stop] * scale
+    return x * scale[None, :, None, None] + shift[None, :, None, None]
+
+
+def _conv_slice(conv: nn.Conv2d, x: Tensor, start: int) -> Tensor:
+    """The conv (no bias) applied to channels ``start .. start + C`` of its input, given only those."""
+    weight = conv.weight[:, start:start + x.shape[1]]
+    return F.conv2d(x, weight, None, conv.stride, conv.padding, conv.dilation)
+
+
+def _prefix_contributions(norm: nn.BatchNorm2d, conv: nn.Conv2d, sources: list[Tensor]) -> Tensor:
+    """(S + 1, O, h', w'): row s is ``conv(relu(norm(cat(sources[:s]))))``, the part of the conv's output
+    that sources 0..s-1 produce (row 0 is zero); ``sources`` are (1, C_s, h, w)."""
+    z = F.relu(norm(torch.cat(sources, 1)))  # (1, C, h, w)
+    widths = [s.shape[1] for s in sources]
+    parts, start = [], 0
+    for w in widths:
+        parts.append(_conv_slice(conv, z[:, start:start + w], start))
+        start += w
+    per_source = torch.cat(parts, 0)  # (S, O, h', w')
+    return torch.cat([torch.zeros_like(per_source[:1]), per_source.cumsum(0)], 0)
+
+
+def _layer_rest(layer: _DenseLayer, out: Tensor) -> Tensor:
+    """A dense layer after its first convolution (``out`` is conv1's output)."""
+    if layer.has_bottleneck:
+        out = layer.conv2(layer.relu2(layer.norm2(out)))
+    return out
+
+
+def link_importance(model: DenseNet, x: Tensor | Trace, target: int | None = None, *, block: int,
+                    index: int = 0, batch_size: int = 256, progress: Progress | None = None) -> LinkImportance:
+    """The drop of the target's logit and probability when each link of ``block`` is cut on its own.
+
+    L(L+1)/2 resumed forwards from the block's input, batched, sharing the unchanged part of each
+    (see the module docstring); equal to :func:`cut_links` with one link per cut set to float rounding.
+
+    Args:
+        model: a DenseNet in eval mode (used read-only).
+        x: an input (C, H, W) or (N, C, H, W), or a :class:`~densenet.Trace` holding the block's input.
+        target: class or label index; ``None``: the top prediction without cuts.
+        block: the dense block, 1-based.
+        index: which sample of ``x``.
+        batch_size: cut copies run together after the block (memory against speed).
+        progress: called with the fraction done after each group of links; raising from it stops the work.
+
+    Returns:
+        A :class:`LinkImportance`; ``.links[(j, l)]`` is the logit's drop when ``j -> l`` is cut.
+
+    Raises:
+        ValueError: a block or target out of range, a model in train mode, a bad index or batch size.
+        TypeError: a non-integer block or target.
+    """
+    check_eval(model)
+    index = operator.index(index)
+    blocks = _blocks(model)
+    b = _as_int(block, "block")
+    if not 1 <= b <= len(blocks):
+        raise ValueError(f"block must be between 1 and {len(blocks)}, got {b}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    name, module = blocks[b - 1]
+    layers = list(module.values())
+    num = len(layers)
+    children = list(model.features.named_children())
+    names = [n for n, _ in children]
+    after = names[names.index(name) + 1]  # transitionB, or norm5 after the last block
+    transition = model.features.get_submodule(after) if isinstance(
+        model.features.get_submodule(after), _Transition) else None
+
+    with torch.no_grad():
+        f0 = _block_input(model, b, x, index)
+        feats = [f0]
+        for layer in layers:
+            feats.append(layer(feats))
+        base_logits = model.forward_from(f"features.{name}", torch.cat(feats, 1)).float()
+        if target is None:
+            t = int(base_logits[0].argmax())
+        else:
+            t = _as_int(target, "target")
+            if not 0 <= t < base_logits.shape[1]:
+                raise ValueError(f"target {t} out of range for {base_logits.shape[1]} classes")
+        # prefix[t][l] = conv1 of layer t over sources 0..l-1 (no cut); trans_prefix likewise.
+        prefix = [_prefix_contributions(layer.norm1, layer.conv1, feats[:i])
+                  for i, layer in enumerate(layers, start=1)]
+        trans_prefix = (_prefix_contributions(transition.norm, transition.conv, feats)
+                        if transition is not None else None)
+        c = np.cumsum([0] + [f.shape[1] for f in feats])  # channel offsets of the sources
+
+        pending: list[Tensor] = []  # what the rest of the network reads, one row per link
+        order: list[tuple[int, int]] = []
+        rows: list[Tensor] = []  # (b, num_classes) logits with one link cut, in ``order``
+        rest = f"features.{after}" if transition is not None else f"features.{name}"
+
+        def flush(final: bool) -> None:
+            while pending and (final or sum(p.shape[0] for p in pending) >= batch_size):
+                batch = torch.cat(pending, 0)
+                pending.clear()
+                head, tail = batch[:batch_size], batch[batch_size:]
+                if tail.shape[0]:
+                    pending.append(tail)
+                rows.append(model.forward_from(rest, head).float())
+
+        for l in range(1, num + 1):
+            # Group l: the l links into layer l, one sample per source j.
+            layer = layers[l - 1]
+            inputs = [f.expand(l, *f.shape[1:]) for f in feats[:l]]
+            keep = torch.ones(l, l, 1, 1, 1, dtype=f0.dtype, device=f0.device)  # [source j][sample]
+            keep[torch.arange(l), torch.arange(l)] = 0
+            new = [layer([f * keep[j] for j, f in enumerate(inputs)])]
+            for u in range(l + 1, num + 1):
+                # Layer u: sources 0..l-1 are as without the cut; l..u-1 changed.
+                changed = torch.cat(new, 1)
+                norm, conv = layers[u - 1].norm1, layers[u - 1].conv1
+                out = prefix[u - 1][l] + _conv_slice(conv, F.relu(_bn_slice(norm, changed, int(c[l]))), int(c[l]))
+                new.append(_layer_rest(layers[u - 1], out))
+            changed = torch.cat(new, 1)
+            if transition is not None:
+                out = trans_prefix[l] + _conv_slice(
+                    transition.conv, F.relu(_bn_slice(transition.norm, changed, int(c[l]))), int(c[l]))
+                pending.append(transition.pool(out))
+            else:
+                pending.append(torch.cat([f.expand(l, *f.shape[1:]) for f in feats[:l]] + [changed], 1))
+            order += [(j, l) for j in range(l)]
+            flush(final=False)
+            if progress is not None:
+                progress(l * (l + 1) / (num * (num + 1)) * 0.999)
+        flush(final=True)
+
+        multilabel = bool(getattr(model.config, "multilabel", False))
+        cut = torch.cat(rows, 0)  # (L(L+1)/2, num_classes)
+        probs = torch.sigmoid(cut) if multilabel else torch.softmax(cut, dim=1)
+        p_base = torch.sigmoid(base_logits) if multilabel else torch.softmax(base_logits, dim=1)
+    logit, p0 = float(base_logits[0, t]), float(p_base[0, t])
+    cut_logits = dict(zip(order, cut[:, t].tolist()))
+    cut_probs = dict(zip(order, probs[:, t].tolist()))
+    if progress is not None:
+        progress(1.0)
+    return LinkImportance(name=f"features.{name}", block=b, num_layers=num, target=t, index=index, logit=logit,
+                          probability=p0, links={k: logit - v for k, v in cut_logits.items()},
+                          links_probability={k: p0 - v for k, v in cut_probs.items()}, cut_logits=cut_logits)
