@@ -157,3 +157,16 @@ def test_chain_cuts_leave_the_chain():
     links = E.chain_cuts(model)
     assert links == [(1, 0, 2), (1, 0, 3), (1, 1, 3), (1, 0, 4), (1, 1, 4), (1, 2, 4), (2, 0, 2)]
     assert E.chain_cuts(model, 2) == [(2, 0, 2)]
+
+
+def test_cut_grad_cam_without_cuts_is_grad_cam_and_moves_with_them(demo):
+    model, x = demo
+    before = fingerprint(model)
+    plain = E.cut_grad_cam(model, x, [], 1, index=1)
+    expected = E.cam_maps(model, x, "gradcam", 1, "features.norm5", index=1)["features.norm5"]
+    assert plain.map.shape == (128, 128)
+    assert abs(plain.raw - expected.raw).max() < 1e-4 * max(1.0, abs(expected.raw).max())
+    assert abs(plain.map - expected.map).max() < 1e-3
+    cut = E.cut_grad_cam(model, x, E.chain_cuts(model), 1, index=1)
+    assert abs(cut.raw - plain.raw).max() > 1e-4
+    assert_unchanged(model, before)

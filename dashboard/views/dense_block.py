@@ -6,7 +6,7 @@ import time
 
 import streamlit as st
 
-from dashboard import analysis, figures, page, results, session, shared
+from dashboard import analysis, cut_view, figures, page, results, session, shared
 from dashboard.analysis import plural, short_name
 from densenet.classroom import feature_reuse
 
@@ -112,6 +112,8 @@ if block.transition is not None:
 else:
     st.markdown(f"**The last block** feeds BN-ReLU, global pooling and the classifier: "
                 f"{shape(steps[-1].output_shape)} → ({block.out_channels},) → {cfg.num_classes} outputs.")
+
+cut_view.render(ctx, block, an)
 
 # --- counting links; concatenation against addition ------------------------------------------------------
 left, right = st.columns(2, gap="large")

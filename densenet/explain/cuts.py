@@ -35,12 +35,13 @@ from torch import Tensor, nn
 
 from ..model import DenseNet, _DenseBlock, _DenseLayer, _Transition
 from ..trace import Trace
-from ._common import check_eval, prepare_input
+from ._common import check_eval, prepare_input, resolve_size, to_numpy
+from .cam import CamMap, shown_map
 from .registry import Progress
 
 Link = tuple[int, int, int]
 
-__all__ = ["Link", "LinkImportance", "chain_cuts", "cut_links", "link_importance"]
+__all__ = ["Link", "LinkImportance", "chain_cuts", "cut_grad_cam", "cut_links", "link_importance"]
 
 
 # --- checks ------------------------------------------------------------------------------------------
@@ -120,28 +121,8 @@ def _cut_block(block: _DenseBlock, h: Tensor, cuts: dict[tuple[int, int], Tensor
     return torch.cat(features, 1)  # (B, C0 + L*k, h, w)
 
 
-def cut_links(model: DenseNet, x: Tensor | Trace, cuts: Iterable, *, index: int = 0) -> Tensor:
-    """Logits with every link of a cut set removed; several cut sets run as one batch.
-
-    Args:
-        model: a DenseNet in eval mode (used read-only).
-        x: an input (C, H, W) or (N, C, H, W), or a :class:`~densenet.Trace` holding the input of
-            the earliest block with a cut (then nothing before that block runs again).
-        cuts: one cut set, an iterable of links ``(block, source, target)``, or a list of cut
-            sets (each an iterable of links; an empty one gives the uncut logits).
-        index: which sample of ``x``.
-
-    Returns:
-        Logits (B, num_classes), one row per cut set (B = 1 for a single cut set), float32, no graph.
-
-    Raises:
-        ValueError: a link outside the model (block, source or target out of range, source >= target),
-            a model in train mode, a trace without the block input, a bad index.
-        TypeError: a link with non-integer parts, a bad input.
-    """
-    check_eval(model)
-    index = operator.index(index)
-    sets, _ = _cut_sets(model, cuts)
+def _cut_features(model: DenseNet, x: Tensor | Trace, sets: list[frozenset[Link]], index: int) -> Tensor:
+    """``norm5``'s output (B, C, h, w) with the links of cut set i removed in row i; no graph."""
     blocks = _blocks(model)
     used = sorted({link[0] for s in sets for link in s})
     start = used[0] if used else len(blocks)  # nothing cut: the last block is the cheapest place to resume
@@ -163,7 +144,72 @@ def cut_links(model: DenseNet, x: Tensor | Trace, cuts: Iterable, *, index: int 
                 h = _cut_block(module, h, keep) if keep else module(h)
             else:
                 h = module(h)
-        return model.forward_head(h).float()
+        return h
+
+
+def cut_links(model: DenseNet, x: Tensor | Trace, cuts: Iterable, *, index: int = 0) -> Tensor:
+    """Logits with every link of a cut set removed; several cut sets run as one batch.
+
+    Args:
+        model: a DenseNet in eval mode (used read-only).
+        x: an input (C, H, W) or (N, C, H, W), or a :class:`~densenet.Trace` holding the input of
+            the earliest block with a cut (then nothing before that block runs again).
+        cuts: one cut set, an iterable of links ``(block, source, target)``, or a list of cut
+            sets (each an iterable of links; an empty one gives the uncut logits).
+        index: which sample of ``x``.
+
+    Returns:
+        Logits (B, num_classes), one row per cut set (B = 1 for a single cut set), float32, no graph.
+
+    Raises:
+        ValueError: a link outside the model (block, source or target out of range, source >= target),
+            a model in train mode, a trace without the block input, a bad index.
+        TypeError: a link with non-integer parts, a bad input.
+    """
+    check_eval(model)
+    sets, _ = _cut_sets(model, cuts)
+    features = _cut_features(model, x, sets, operator.index(index))
+    with torch.no_grad():
+        return model.forward_head(features).float()
+
+
+def cut_grad_cam(model: DenseNet, x: Tensor | Trace, cuts: Iterable, target: int, *, index: int = 0,
+                 size: tuple[int, int] | int | None = None) -> CamMap:
+    """Grad-CAM at ``features.norm5`` of the network with ``cuts`` (one cut set) removed.
+
+    The cut network runs without a graph up to ``norm5``; only the head is differentiated (one
+    ``torch.autograd.grad``, no ``.grad`` on parameters). With no cuts it equals
+    ``explain.cam(model, x, "gradcam", target, "features.norm5")``.
+
+    Args:
+        model: a DenseNet in eval mode (used read-only).
+        x: an input (C, H, W) or (N, C, H, W), or a trace holding the block input (then ``size``
+            defaults to the trace's input size).
+        cuts: one cut set (an iterable of links).
+        target: the class or label index explained.
+        index: which sample of ``x``.
+        size: (H, W) or side of the map; ``None``: the input's size.
+
+    Returns:
+        A :class:`~densenet.explain.CamMap` (raw at ``norm5``'s resolution, map in [0, 1]).
+    """
+    check_eval(model)
+    sets, single = _cut_sets(model, cuts)
+    if not single:
+        raise ValueError("cut_grad_cam takes one cut set (an iterable of links), not a list of them")
+    t = _as_int(target, "target")
+    if not 0 <= t < model.config.num_classes:
+        raise ValueError(f"target {t} out of range for {model.config.num_classes} classes")
+    inputs = x.inputs if isinstance(x, Trace) else (x if x.dim() == 4 else x.unsqueeze(0))
+    out_size = resolve_size(size, tuple(inputs.shape[-2:]))
+    a = _cut_features(model, x, sets, operator.index(index)).detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = model.forward_head(a)
+        (g,) = torch.autograd.grad(logits[0, t], a)
+    with torch.no_grad():
+        raw = (g.mean(dim=(2, 3), keepdim=True) * a.detach()).sum(1)  # (1, h, w)
+        shown = shown_map(raw, "gradcam", out_size)
+    return CamMap(raw=to_numpy(raw[0]), map=to_numpy(shown[0]), layer="features.norm5", method="gradcam", target=t)
 
 
 def chain_cuts(model: DenseNet, block: int | None = None) -> list[Link]:
@@ -247,17 +293,33 @@ def _conv_slice(conv: nn.Conv2d, x: Tensor, start: int) -> Tensor:
     return F.conv2d(x, weight, None, conv.stride, conv.padding, conv.dilation)
 
 
-def _prefix_contributions(norm: nn.BatchNorm2d, conv: nn.Conv2d, sources: list[Tensor]) -> Tensor:
-    """(S + 1, O, h', w'): row s is ``conv(relu(norm(cat(sources[:s]))))``, the part of the conv's output
-    that sources 0..s-1 produce (row 0 is zero); ``sources`` are (1, C_s, h, w)."""
+def _contributions(norm: nn.BatchNorm2d, conv: nn.Conv2d, sources: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """What each source adds to a BN-ReLU-conv's output, and the prefix sums of that.
+
+    Returns:
+        per_source (S, O, h', w'): row s is ``conv`` of source s's channels alone (the conv has no
+        bias, so the rows add up to the full output); prefix (S + 1, O, h', w'): row s sums rows 0..s-1.
+        ``sources`` are (1, C_s, h, w), in the order of the norm's input.
+    """
     z = F.relu(norm(torch.cat(sources, 1)))  # (1, C, h, w)
-    widths = [s.shape[1] for s in sources]
     parts, start = [], 0
-    for w in widths:
+    for src in sources:
+        w = src.shape[1]
         parts.append(_conv_slice(conv, z[:, start:start + w], start))
         start += w
     per_source = torch.cat(parts, 0)  # (S, O, h', w')
-    return torch.cat([torch.zeros_like(per_source[:1]), per_source.cumsum(0)], 0)
+    return per_source, torch.cat([torch.zeros_like(per_source[:1]), per_source.cumsum(0)], 0)
+
+
+def _zeroed(norm: nn.BatchNorm2d, conv: nn.Conv2d, sources: list[Tensor]) -> Tensor:
+    """(S, O, h', w'): row s is what source s adds when its channels are zero before the norm
+    (``relu(bn(0))``, the norm's shift, through the conv; not zero)."""
+    parts, start = [], 0
+    for src in sources:
+        zero = torch.zeros_like(src)
+        parts.append(_conv_slice(conv, F.relu(_bn_slice(norm, zero, start)), start))
+        start += src.shape[1]
+    return torch.cat(parts, 0)
 
 
 def _layer_rest(layer: _DenseLayer, out: Tensor) -> Tensor:
@@ -268,7 +330,7 @@ def _layer_rest(layer: _DenseLayer, out: Tensor) -> Tensor:
 
 
 def link_importance(model: DenseNet, x: Tensor | Trace, target: int | None = None, *, block: int,
-                    index: int = 0, batch_size: int = 256, progress: Progress | None = None) -> LinkImportance:
+                    index: int = 0, batch_size: int = 64, progress: Progress | None = None) -> LinkImportance:
     """The drop of the target's logit and probability when each link of ``block`` is cut on its own.
 
     L(L+1)/2 resumed forwards from the block's input, batched, sharing the unchanged part of each
@@ -319,17 +381,44 @@ def link_importance(model: DenseNet, x: Tensor | Trace, target: int | None = Non
             t = _as_int(target, "target")
             if not 0 <= t < base_logits.shape[1]:
                 raise ValueError(f"target {t} out of range for {base_logits.shape[1]} classes")
-        # prefix[t][l] = conv1 of layer t over sources 0..l-1 (no cut); trans_prefix likewise.
-        prefix = [_prefix_contributions(layer.norm1, layer.conv1, feats[:i])
-                  for i, layer in enumerate(layers, start=1)]
-        trans_prefix = (_prefix_contributions(transition.norm, transition.conv, feats)
-                        if transition is not None else None)
+        # Layer u's conv1 output without cuts, split by source: per[u][j]; prefix[u][l] sums j < l.
+        per, prefix, zeroed = [], [], []
+        for u, layer in enumerate(layers, start=1):
+            p_s, p_sum = _contributions(layer.norm1, layer.conv1, feats[:u])
+            per.append(p_s)
+            prefix.append(p_sum)
+            zeroed.append(_zeroed(layer.norm1, layer.conv1, feats[:u]))
+        trans_prefix = _contributions(transition.norm, transition.conv, feats)[1] if transition is not None else None
         c = np.cumsum([0] + [f.shape[1] for f in feats])  # channel offsets of the sources
+        k = feats[1].shape[1]
+
+        # Group l holds the l links into layer l (sample j: j -> l cut); new[l] its maps of layers l..L.
+        new = [None] + [f0.new_empty(l, (num - l + 1) * k, *f0.shape[2:]) for l in range(1, num + 1)]
+        done = 0
+        for u in range(1, num + 1):
+            outs = []
+            for l in range(1, u + 1):
+                if l == u:
+                    # The cut layer: its full conv1 output with source j's part swapped for the zeroed one.
+                    outs.append(prefix[u - 1][u] - per[u - 1] + zeroed[u - 1])  # (u, O, h, w)
+                else:
+                    # Sources 0..l-1 reach layer u as without the cut; only l..u-1 changed.
+                    changed = new[l][:, :(u - l) * k]
+                    conv, norm = layers[u - 1].conv1, layers[u - 1].norm1
+                    outs.append(prefix[u - 1][l] + _conv_slice(conv, F.relu(_bn_slice(norm, changed, int(c[l]))),
+                                                               int(c[l])))
+            maps = _layer_rest(layers[u - 1], torch.cat(outs, 0))  # every group at once: (u(u+1)/2, k, h, w)
+            for l, part in zip(range(1, u + 1), maps.split(list(range(1, u + 1)), 0)):
+                new[l][:, (u - l) * k:(u - l + 1) * k] = part
+            done += u * (num - u + 1)
+            if progress is not None:  # the block is about half the work
+                progress(0.5 * done / (num * (num + 1) * (num + 2) / 6))
 
         pending: list[Tensor] = []  # what the rest of the network reads, one row per link
         order: list[tuple[int, int]] = []
         rows: list[Tensor] = []  # (b, num_classes) logits with one link cut, in ``order``
         rest = f"features.{after}" if transition is not None else f"features.{name}"
+        cl = torch.channels_last if f0.device.type == "cpu" else torch.contiguous_format
 
         def flush(final: bool) -> None:
             while pending and (final or sum(p.shape[0] for p in pending) >= batch_size):
@@ -338,32 +427,21 @@ def link_importance(model: DenseNet, x: Tensor | Trace, target: int | None = Non
                 head, tail = batch[:batch_size], batch[batch_size:]
                 if tail.shape[0]:
                     pending.append(tail)
-                rows.append(model.forward_from(rest, head).float())
+                rows.append(model.forward_from(rest, head.contiguous(memory_format=cl)).float())
+                if progress is not None:
+                    progress(0.5 + 0.499 * sum(r.shape[0] for r in rows) / (num * (num + 1) / 2))
 
         for l in range(1, num + 1):
-            # Group l: the l links into layer l, one sample per source j.
-            layer = layers[l - 1]
-            inputs = [f.expand(l, *f.shape[1:]) for f in feats[:l]]
-            keep = torch.ones(l, l, 1, 1, 1, dtype=f0.dtype, device=f0.device)  # [source j][sample]
-            keep[torch.arange(l), torch.arange(l)] = 0
-            new = [layer([f * keep[j] for j, f in enumerate(inputs)])]
-            for u in range(l + 1, num + 1):
-                # Layer u: sources 0..l-1 are as without the cut; l..u-1 changed.
-                changed = torch.cat(new, 1)
-                norm, conv = layers[u - 1].norm1, layers[u - 1].conv1
-                out = prefix[u - 1][l] + _conv_slice(conv, F.relu(_bn_slice(norm, changed, int(c[l]))), int(c[l]))
-                new.append(_layer_rest(layers[u - 1], out))
-            changed = torch.cat(new, 1)
+            changed = new[l]
             if transition is not None:
                 out = trans_prefix[l] + _conv_slice(
                     transition.conv, F.relu(_bn_slice(transition.norm, changed, int(c[l]))), int(c[l]))
                 pending.append(transition.pool(out))
             else:
                 pending.append(torch.cat([f.expand(l, *f.shape[1:]) for f in feats[:l]] + [changed], 1))
+            new[l] = None
             order += [(j, l) for j in range(l)]
             flush(final=False)
-            if progress is not None:
-                progress(l * (l + 1) / (num * (num + 1)) * 0.999)
         flush(final=True)
 
         multilabel = bool(getattr(model.config, "multilabel", False))
