@@ -170,3 +170,16 @@ def test_cut_grad_cam_without_cuts_is_grad_cam_and_moves_with_them(demo):
     cut = E.cut_grad_cam(model, x, E.chain_cuts(model), 1, index=1)
     assert abs(cut.raw - plain.raw).max() > 1e-4
     assert_unchanged(model, before)
+
+
+def test_link_importance_without_bottleneck_and_last_block():
+    """3x3 first convolutions (no bottleneck) take the general path; the last block has no transition."""
+    cfg = DenseNetConfig(growth_rate=3, block_config=(3, 3), num_init_features=4, bn_size=None, in_channels=1,
+                         num_classes=2, stem="cifar")
+    model = randomise_batchnorm(densenet.create(cfg), seed=7).eval()
+    x = torch.randn(1, 1, 12, 12, generator=torch.Generator().manual_seed(3))
+    for block in (1, 2):
+        imp = E.link_importance(model, x, 0, block=block, batch_size=4)
+        cut = E.cut_links(model, x, [[(block, j, l)] for j, l in imp.links])[:, 0]
+        for (link, value), expected in zip(imp.cut_logits.items(), cut.tolist()):
+            assert value == pytest.approx(expected, rel=1e-4, abs=1e-5), link

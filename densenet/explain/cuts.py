@@ -293,33 +293,51 @@ def _conv_slice(conv: nn.Conv2d, x: Tensor, start: int) -> Tensor:
     return F.conv2d(x, weight, None, conv.stride, conv.padding, conv.dilation)
 
 
-def _contributions(norm: nn.BatchNorm2d, conv: nn.Conv2d, sources: list[Tensor]) -> tuple[Tensor, Tensor]:
-    """What each source adds to a BN-ReLU-conv's output, and the prefix sums of that.
+def _is_pointwise(conv: nn.Conv2d) -> bool:
+    return conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.groups == 1
+
+
+def _contributions(norm: nn.BatchNorm2d, conv: nn.Conv2d, sources: list[Tensor],
+                   pool: nn.Module | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """What each source adds to a BN-ReLU-conv's output (the conv has no bias, so the parts add up).
 
     Returns:
-        per_source (S, O, h', w'): row s is ``conv`` of source s's channels alone (the conv has no
-        bias, so the rows add up to the full output); prefix (S + 1, O, h', w'): row s sums rows 0..s-1.
-        ``sources`` are (1, C_s, h, w), in the order of the norm's input.
+        per_source (S, O, h', w'): row s is ``conv`` of source s's channels alone;
+        prefix (S + 1, O, h', w'): row s sums rows 0..s-1;
+        zeroed (S, O, h', w'): row s is what source s adds when its channels are zero before the
+        norm (``relu(bn(0))``, the norm's shift, through the conv: not zero).
+        ``sources`` are (1, C_s, h, w) in the order of the norm's input; all but the first have
+        one width k (a dense block's layers). ``pool``: applied between the ReLU and the conv
+        (a transition's average pool, which commutes with its 1x1 conv).
     """
-    z = F.relu(norm(torch.cat(sources, 1)))  # (1, C, h, w)
-    parts, start = [], 0
-    for src in sources:
-        w = src.shape[1]
-        parts.append(_conv_slice(conv, z[:, start:start + w], start))
-        start += w
-    per_source = torch.cat(parts, 0)  # (S, O, h', w')
-    return per_source, torch.cat([torch.zeros_like(per_source[:1]), per_source.cumsum(0)], 0)
-
-
-def _zeroed(norm: nn.BatchNorm2d, conv: nn.Conv2d, sources: list[Tensor]) -> Tensor:
-    """(S, O, h', w'): row s is what source s adds when its channels are zero before the norm
-    (``relu(bn(0))``, the norm's shift, through the conv; not zero)."""
-    parts, start = [], 0
-    for src in sources:
-        zero = torch.zeros_like(src)
-        parts.append(_conv_slice(conv, F.relu(_bn_slice(norm, zero, start)), start))
-        start += src.shape[1]
-    return torch.cat(parts, 0)
+    z = F.relu(norm(torch.cat(sources, 1)))
+    z = (pool(z) if pool is not None else z)[0]  # (C, h, w)
+    widths = [s.shape[1] for s in sources]
+    c0, h, w = widths[0], z.shape[1], z.shape[2]
+    shift = F.relu(norm.bias - norm.running_mean * norm.weight * torch.rsqrt(norm.running_var + norm.eps))
+    if _is_pointwise(conv) and len(set(widths[1:])) <= 1:
+        # 1x1: per-source matrix products in one einsum, no per-source convolution calls.
+        weight = conv.weight[:, :, 0, 0]  # (O, C)
+        first = (weight[:, :c0] @ z[:c0].flatten(1))[None]  # (1, O, h*w)
+        const = [weight[:, :c0] @ shift[:c0]]
+        if len(widths) > 1:
+            k, n = widths[1], len(widths) - 1
+            wk = weight[:, c0:].reshape(-1, n, k)  # (O, S-1, k)
+            rest = torch.einsum("osk,skp->sop", wk, z[c0:].reshape(n, k, h * w))
+            first = torch.cat([first, rest], 0)
+            const.append(torch.einsum("osk,sk->so", wk, shift[c0:].reshape(n, k)))
+        per_source = first.reshape(len(widths), -1, h, w)
+        zeroed = torch.cat([const[0][None]] + const[1:], 0)[:, :, None, None].expand_as(per_source)
+    else:
+        parts, zeros, start = [], [], 0
+        for src in sources:
+            c = src.shape[1]
+            parts.append(_conv_slice(conv, z[None, start:start + c], start))
+            const = shift[start:start + c, None, None].expand(1, c, h, w)
+            zeros.append(_conv_slice(conv, const, start))
+            start += c
+        per_source, zeroed = torch.cat(parts, 0), torch.cat(zeros, 0)
+    return per_source, torch.cat([torch.zeros_like(per_source[:1]), per_source.cumsum(0)], 0), zeroed
 
 
 def _layer_rest(layer: _DenseLayer, out: Tensor) -> Tensor:
@@ -384,11 +402,15 @@ def link_importance(model: DenseNet, x: Tensor | Trace, target: int | None = Non
         # Layer u's conv1 output without cuts, split by source: per[u][j]; prefix[u][l] sums j < l.
         per, prefix, zeroed = [], [], []
         for u, layer in enumerate(layers, start=1):
-            p_s, p_sum = _contributions(layer.norm1, layer.conv1, feats[:u])
+            p_s, p_sum, p_zero = _contributions(layer.norm1, layer.conv1, feats[:u])
             per.append(p_s)
             prefix.append(p_sum)
-            zeroed.append(_zeroed(layer.norm1, layer.conv1, feats[:u]))
-        trans_prefix = _contributions(transition.norm, transition.conv, feats)[1] if transition is not None else None
+            zeroed.append(p_zero)
+        trans_prefix = None
+        if transition is not None:
+            # The transition's 1x1 conv and its 2x2 average pool commute: pool first, convolve 4x fewer pixels.
+            if _is_pointwise(transition.conv):
+                trans_prefix = _contributions(transition.norm, transition.conv, feats, transition.pool)[1]
         c = np.cumsum([0] + [f.shape[1] for f in feats])  # channel offsets of the sources
         k = feats[1].shape[1]
 
@@ -433,10 +455,12 @@ def link_importance(model: DenseNet, x: Tensor | Trace, target: int | None = Non
 
         for l in range(1, num + 1):
             changed = new[l]
-            if transition is not None:
-                out = trans_prefix[l] + _conv_slice(
-                    transition.conv, F.relu(_bn_slice(transition.norm, changed, int(c[l]))), int(c[l]))
-                pending.append(transition.pool(out))
+            if trans_prefix is not None:
+                z = transition.pool(F.relu(_bn_slice(transition.norm, changed, int(c[l]))))
+                pending.append(trans_prefix[l] + _conv_slice(transition.conv, z, int(c[l])))
+            elif transition is not None:
+                full = torch.cat([f.expand(l, *f.shape[1:]) for f in feats[:l]] + [changed], 1)
+                pending.append(transition(full))
             else:
                 pending.append(torch.cat([f.expand(l, *f.shape[1:]) for f in feats[:l]] + [changed], 1))
             new[l] = None
