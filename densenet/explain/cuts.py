@@ -41,7 +41,7 @@ from .registry import Progress
 
 Link = tuple[int, int, int]
 
-__all__ = ["Link", "LinkImportance", "chain_cuts", "cut_grad_cam", "cut_links", "link_importance"]
+__all__ = ["Link", "LinkImportance", "chain_cuts", "cut_batch", "cut_grad_cam", "cut_links", "link_importance"]
 
 
 # --- checks ------------------------------------------------------------------------------------------
@@ -86,22 +86,27 @@ def _cut_sets(model: DenseNet, cuts: Iterable) -> tuple[list[frozenset[Link]], b
     return [frozenset(_check_link(model, link) for link in s) for s in sets], single
 
 
-def _block_input(model: DenseNet, block: int, x: Tensor | Trace, index: int) -> Tensor:
-    """The input of dense block ``block`` for sample ``index``, (1, C0, h, w): read from a trace, else
-    the network run up to it once (no graph)."""
+def _block_input(model: DenseNet, block: int, x: Tensor | Trace, index: int | slice) -> Tensor:
+    """The input of dense block ``block`` for sample ``index`` (1, C0, h, w), or for every sample
+    (``slice(None)``): read from a trace, else the network run up to it once (no graph)."""
     children = list(model.features.named_children())
     names = [name for name, _ in children]
     pos = names.index(f"denseblock{block}")
     input_name = f"features.{names[pos - 1]}"
     if isinstance(x, Trace):
         n = x.logits.shape[0]
-        if not -n <= index < n:
+        if isinstance(index, int) and not -n <= index < n:
             raise ValueError(f"index {index} out of range for a batch of {n}")
         if input_name not in x.activations:
             raise ValueError(f"the trace lacks {input_name!r}, the input of block {block}; trace it "
                              "(or pass the image)")
-        return x.activations[input_name][index:index + 1].detach()
-    h = prepare_input(model, x, index)
+        t = x.activations[input_name]
+        return (t[index:index + 1] if isinstance(index, int) else t).detach()
+    if isinstance(index, int):
+        h = prepare_input(model, x, index)
+    else:
+        check_eval(model)
+        h = model.check_input(x).detach()
     if h.device.type == "cpu":
         h = h.contiguous(memory_format=torch.channels_last)  # as forward_features does
     for _, module in children[:pos]:
@@ -121,13 +126,21 @@ def _cut_block(block: _DenseBlock, h: Tensor, cuts: dict[tuple[int, int], Tensor
     return torch.cat(features, 1)  # (B, C0 + L*k, h, w)
 
 
-def _cut_features(model: DenseNet, x: Tensor | Trace, sets: list[frozenset[Link]], index: int) -> Tensor:
-    """``norm5``'s output (B, C, h, w) with the links of cut set i removed in row i; no graph."""
+def _cut_features(model: DenseNet, x: Tensor | Trace, sets: list[frozenset[Link]], index: int | None) -> Tensor:
+    """``norm5``'s output (B, C, h, w) with the links of cut set i removed in row i; no graph.
+
+    ``index`` picks one sample, run once per cut set; ``None`` runs every sample of ``x`` with
+    ``sets[0]`` (then B is the batch size).
+    """
     blocks = _blocks(model)
     used = sorted({link[0] for s in sets for link in s})
     start = used[0] if used else len(blocks)  # nothing cut: the last block is the cheapest place to resume
     with torch.no_grad():
-        h = _block_input(model, start, x, index)
+        if index is None:
+            h = _block_input(model, start, x, slice(None))
+            sets = sets[:1] * h.shape[0]
+        else:
+            h = _block_input(model, start, x, index)
         n = len(sets)
         h = h.expand(n, *h.shape[1:])
         children = list(model.features.named_children())
@@ -169,6 +182,26 @@ def cut_links(model: DenseNet, x: Tensor | Trace, cuts: Iterable, *, index: int 
     check_eval(model)
     sets, _ = _cut_sets(model, cuts)
     features = _cut_features(model, x, sets, operator.index(index))
+    with torch.no_grad():
+        return model.forward_head(features).float()
+
+
+def cut_batch(model: DenseNet, x: Tensor | Trace, cuts: Iterable) -> Tensor:
+    """Logits of every sample of ``x`` with one cut set removed (the batch counterpart of :func:`cut_links`).
+
+    Args:
+        model: a DenseNet in eval mode (used read-only).
+        x: a batch (N, C, H, W), or a trace of one holding the input of the earliest block with a cut.
+        cuts: one cut set (an iterable of links ``(block, source, target)``).
+
+    Returns:
+        Logits (N, num_classes), float32, no graph.
+    """
+    check_eval(model)
+    sets, single = _cut_sets(model, cuts)
+    if not single:
+        raise ValueError("cut_batch takes one cut set (an iterable of links), not a list of them")
+    features = _cut_features(model, x, sets, None)
     with torch.no_grad():
         return model.forward_head(features).float()
 
