@@ -180,3 +180,19 @@ def disagreement(importance: object, relevance: object) -> str:
 
 __all__ = ["CUT_COLOR", "ARC_POINTS", "clicked_links", "cut_graph", "cut_matrix", "disagreement",
            "importance_vs_relevance", "link_key", "link_label", "spearman"]
+
+
+def chain_bars(result: object, *, height: int = 320) -> go.Figure:
+    """Accuracy of the demo model with every link, with each block cut to a chain, and with all of them
+    (``result``: a :class:`densenet.classroom.ChainResult`); the mean probability of the true class as text."""
+    rows = result.rows
+    colours = ["#334155"] + [CUT_COLOR] * (len(rows) - 1)
+    fig = go.Figure(go.Bar(
+        x=[r.label for r in rows], y=[r.accuracy * 100 for r in rows], marker_color=colours,
+        text=[f"{r.accuracy:.0%}" for r in rows], textposition="outside", cliponaxis=False,
+        hovertext=[f"{r.label}: {r.links_cut} links cut<br>accuracy {r.accuracy:.1%}<br>mean P(true class) "
+                   f"{r.true_probability:.1%}" for r in rows], hoverinfo="text"))
+    fig.update_layout(**{**_LAYOUT, "margin": dict(l=10, r=10, t=50, b=10)}, height=height,
+                      title=dict(text=f"Accuracy on {result.n} generated films", font=dict(size=14)),
+                      yaxis=dict(title="accuracy (%)", range=[0, 110], ticksuffix=" "), xaxis=dict(title=None))
+    return fig
