@@ -173,7 +173,7 @@ def disagreement(importance: object, relevance: object) -> str:
                  f"(rank {rc[worst]} of {n}), while relevance gives it R = {rel[worst]:+.3g} (rank {rr[worst]}).")
     flipped = [k for k in cut if cut[k] > 0.05 * max(abs(v) for v in cut.values()) and rel.get(k, 0) < 0]
     if flipped:
-        text += (f" {len(flipped)} link{'s' if len(flipped) != 1 else ''} count against the class to first order "
+        text += (f" {len(flipped)} link{'s count' if len(flipped) != 1 else ' counts'} against the class to first order "
                  "but the class loses when they are cut: relevance is a local slope, cutting a whole experiment.")
     return text
 

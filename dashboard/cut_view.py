@@ -45,11 +45,12 @@ def render(ctx: Context, block: BlockInfo, an: Analysis | None) -> None:
     b = block.index
     name = _cut_name(block)
     chain = [(j, l) for _, j, l in explain.chain_cuts(model, b)]
-    c1, c2, c3 = st.columns([3, 2, 2], vertical_alignment="bottom")
+    c1, c4 = st.columns([3, 1], vertical_alignment="bottom")
+    c2, c3, _ = st.columns([3, 2, 3], vertical_alignment="center")
     with c2:
         if st.button("Cut every link but the chain", key=f"cut_chain.{block.name}", icon=":material/link_off:",
-                     help=f"Keep only l − 1 → l: {plural(block.num_layers, 'link')} instead of "
-                          f"{block.num_links:,}, a plain chain like a network without dense connections.",
+                     help=f"Cut every link but the chain l − 1 → l: {plural(block.num_layers, 'link')} instead "
+                          f"of {block.num_links:,}, a plain chain like a network without dense connections.",
                      width="stretch", disabled=not chain):
             session.choose(name, chain)
     with c3:
@@ -59,7 +60,7 @@ def render(ctx: Context, block: BlockInfo, an: Analysis | None) -> None:
         cuts = session.multiselect(st, "Cut links", block.links, name, [], format_func=cut_figures.link_label,
                                    placeholder="Pick links, or click them in the graph",
                                    help="source → reading layer; in = the block input.")
-    target = session.selectbox(st, "Class", list(range(len(model.class_names))), "target",
+    target = session.selectbox(c4, "Class", list(range(len(model.class_names))), "target",
                                an.predictions[0].index, format_func=lambda i: model.class_names[i])
 
     left, right = st.columns([2, 3], gap="large")
@@ -101,6 +102,7 @@ def _before_after(ctx: Context, an: Analysis, block: BlockInfo, outcome: cutting
              delta=f"{(outcome.prob_after - outcome.prob_before) * 100:+.1f} points", delta_color="normal",
              help=f"logit {outcome.logit_after:+.3f} ({outcome.logit_after - outcome.logit_before:+.3f})")
     overlays = [explain.overlay(an.display, m, alpha=0.45) for m in (outcome.cam_before, outcome.cam_after)]
+    a, b = st.columns(2)  # a row of their own: the delta under one metric must not shift one image
     a.image(overlays[0], caption=f"Grad-CAM (norm5), all links: top {outcome.before[0].name} "
                                  f"{outcome.before[0].probability:.0%}", width="stretch")
     b.image(overlays[1], caption=f"Grad-CAM (norm5), {plural(n, 'link')} cut: top {outcome.after[0].name} "
