@@ -109,7 +109,7 @@ def cut_matrix(block: BlockInfo, cuts: set[tuple[int, int]], *, height: int = 42
                    y=0.98, yanchor="top"),
         xaxis=dict(title=dict(text="source (in = block input)", standoff=4), side="top", constrain="domain",
                    tickvals=list(range(0, n, ticks)), ticktext=["in"] + [str(j) for j in range(ticks, n, ticks)]),
-        yaxis=dict(title="reading layer", dtick=ticks, autorange="reversed", scaleanchor="x"))
+        yaxis=dict(title="reading layer", dtick=ticks, range=[n + 0.5, 0.5], scaleanchor="x", constrain="domain"))
     return fig
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,13 @@ def test_clicked_links_toggle_from_a_selection_event():
     assert cut_figures.clicked_links(event) == [(1, 3), (0, 2)]
     m = cut_figures.cut_matrix(block, {(0, 2)})
     assert m.data[0].z[1][0] == 2.0 and m.data[0].z[2][1] == 1.0
+
+
+def test_dense_block_page_gives_a_64_layer_matrix_room():
+    at = ok(AppTest.from_file(APP, default_timeout=180).run())
+    widget(at, "selectbox", "model_source").set_value("variant").run()
+    widget(at, "selectbox", "variant").set_value("densenet264").run()
+    at.switch_page("views/dense_block.py").run()
+    widget(ok(at), "selectbox", "block").set_value(3).run()
+    spec = json.loads(next(c for c in ok(at).get("plotly_chart") if c.key == "step_links").proto.spec)
+    assert spec["layout"]["height"] >= 450 and spec["layout"]["title"]["text"] == "denseblock3: 64 layers, 2,080 links"

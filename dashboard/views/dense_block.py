@@ -86,8 +86,10 @@ def walk() -> None:
         page.chart(figures.step_figure(block, step), key="step_fig")
     with right:
         draw = figures.connectivity_graph if L < figures.MATRIX_FROM else figures.connectivity_matrix
-        page.chart(shared.figure("step-links", f"{cfg.to_json()}|{block.name}|{layer}",
-                                 lambda: draw(block, layer, height=300)), key="step_links")
+        # A matrix is square: at 300 px a 64-layer block's cells would be 3 px; give it the column's width.
+        tall = 300 if draw is figures.connectivity_graph else 460
+        page.chart(shared.figure("step-links", f"{cfg.to_json()}|{block.name}|{layer}|{tall}",
+                                 lambda: draw(block, layer, height=tall)), key="step_links")
         lit = "the link into layer 1 is lit" if layer == 1 else f"the {layer} links into layer {layer} are lit"
         st.caption(f"Up to layer {layer}: {plural(step.links_so_far, 'link')}; {lit}.")
     if an is not None:
