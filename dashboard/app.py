@@ -135,7 +135,7 @@ def outputs_sidebar(ctx: Context) -> None:
                     classes = None
         geometries = list(geometry.GEOMETRIES)
         shape = session.selectbox(st, "Fit the image by", geometries, f"outputs.geometry.{per}",
-                                  base.preprocessing.geometry, format_func=lambda g: geometry.GEOMETRIES[g].split(":")[0],
+                                  base.preprocessing.geometry, format_func=geometry.short_label,
                                   help=" · ".join(geometry.GEOMETRIES.values()))
         explicit = multilabel != stated.multilabel or preset_kind is not None  # a preset must not override the radio
         choices = Choices(multilabel=multilabel if explicit else None,
@@ -297,8 +297,7 @@ def main() -> None:
         log.exception("page %s failed", current.title)
         st.error(f"This page hit a problem it could not handle ({type(e).__name__}: {e}). "
                  "The rest of the app still works; try another model, image or setting.")
-    with st.sidebar:
-        st.caption(f"Server time for this view: {runtime.elapsed_ms():.0f} ms")
+    page.server_time()  # a page that stops early (page.stop) writes it itself
 
 
 main()

@@ -18,7 +18,7 @@ from densenet.topology import BlockInfo, ChannelSlice, Topology
 if TYPE_CHECKING:  # densenet.classroom imports torchvision's model zoo: only the pages that use it pay
     from densenet.classroom import FeatureReuse
 
-from .analysis import Prediction, Step, plural, short_name, source_color
+from .analysis import Prediction, Step, percent, plural, short_name, source_color
 
 ARC_POINTS = 13  # points per drawn link; few enough that DenseNet-264's 2,080-link block stays light
 LINK_COLOR = "rgba(100, 116, 139, 0.45)"
@@ -486,7 +486,7 @@ def findings_bar(findings: list, *, height_per: int = 26) -> go.Figure:
     fig = go.Figure(go.Bar(
         x=[f.probability for f in ordered], y=[f.name for f in ordered], orientation="h", name="probability",
         marker_color=["#0f766e" if f.positive else "#94a3b8" for f in ordered],
-        text=[f"{f.probability:.0%}" for f in ordered], textposition="outside", cliponaxis=False,
+        text=[percent(f.probability, f.threshold) for f in ordered], textposition="outside", cliponaxis=False,
         hovertext=[f"{f.name}: p = {f.probability:.3f}, threshold {f.threshold:.2f}"
                    f"{'' if f.calibrated else ' (default)'} → {'positive' if f.positive else 'negative'}"
                    for f in ordered], hoverinfo="text"))

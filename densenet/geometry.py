@@ -28,6 +28,14 @@ GEOMETRIES: dict[str, str] = {
 }
 """Geometry mode -> what it does, for a selector's help text."""
 
+
+def short_label(mode: str) -> str:
+    """A selector's label for a geometry mode: ``centre crop``, ``squash``, ``letterbox`` (the sidebar is narrow;
+    :data:`GEOMETRIES` holds the full sentence for the help text)."""
+    if mode not in GEOMETRIES:
+        raise ValueError(f"unknown geometry {mode!r}; known: {', '.join(GEOMETRIES)}")
+    return {"crop": "centre crop", "resize": "squash", "letterbox": "letterbox"}.get(mode, mode)
+
 Box = tuple[float, float, float, float]
 """``(x0, y0, x1, y1)`` in original-image pixel coordinates; ``x1``/``y1`` exclusive."""
 

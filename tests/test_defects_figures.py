@@ -25,3 +25,45 @@ def test_matrix_title_clears_its_top_axis_and_fits_a_narrow_column():
     assert layout.title.y >= 0.98 and layout.title.yanchor == "top"
     assert len(layout.title.text) <= 36, layout.title.text  # ~300 px at 15 px font
     assert "2,080 links" in layout.title.text
+
+
+def test_percent_never_prints_the_threshold_for_the_other_side():
+    from dashboard.analysis import percent
+
+    assert percent(0.499) == "50%"  # no threshold: plain rounding
+    assert percent(0.499, 0.5) == "49.9%" and percent(0.4999, 0.5) == "49.99%"
+    assert percent(0.5004, 0.5) == "50.0%" or percent(0.5004, 0.5) == "50.04%"
+    assert percent(0.73, 0.5) == "73%" and percent(0.5, 0.5) == "50%"
+    assert percent(0.3, 0.5) == "30%"
+
+
+def test_findings_bar_text_agrees_with_the_call():
+    from densenet.labels import Finding
+
+    row = Finding(index=0, name="a", probability=0.499, threshold=0.5, calibrated=True, positive=False)
+    assert not row.positive
+    assert list(figures.findings_bar([row]).data[0].text) == ["49.9%"]
+
+
+def test_geometry_labels_fit_the_sidebar():
+    from densenet import geometry
+
+    assert geometry.short_label("crop") == "centre crop"
+    assert all(len(geometry.short_label(g)) <= 12 for g in geometry.GEOMETRIES)
+
+
+def test_sidebar_shows_server_time_after_a_refused_file():
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from tests.apptest import widget
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py"), default_timeout=180)
+    at.run()
+    widget(at, "selectbox", "model_source").set_value("checkpoint").run()
+    at.file_uploader(key="ckpt_upload").set_value(("broken.pt", b"\x80\x02not a checkpoint", "application/octet-stream"))
+    at.run()
+    assert not at.exception
+    assert any(e.value.startswith("Could not load the checkpoint broken.pt") for e in at.main.error)
+    assert any(c.value.startswith("Server time for this view:") for c in at.sidebar.caption)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import figures, page, results, session
+from dashboard import analysis, figures, page, results, session
 from dashboard.analysis import plural, short_name
 from dashboard.sources import default_cam_layer
 from densenet import dicom_export, explain, geometry, labels
@@ -210,7 +210,7 @@ def show_findings() -> None:
     for f in shown:
         m = results.get_maps(ctx, an, layer_method, f.index, [layer])[layer]
         tiles.append(explain.overlay(an.display, m.map, alpha=alpha, colormap=cmap))
-    st.image(tiles, caption=[f"{f.name} · p = {f.probability:.0%}" for f in shown], width=220)
+    st.image(tiles, caption=[f"{f.name} · p = {analysis.percent(f.probability, f.threshold)}" for f in shown], width=220)
 
 
 def show_trust(cam: explain.Explanation) -> None:
@@ -225,7 +225,7 @@ def show_trust(cam: explain.Explanation) -> None:
         rho = float(trust.sanity.rank_correlation)
         st.metric("Randomisation rank correlation", f"{rho:.2f}",
                   "passes (< 0.3)" if abs(rho) < 0.3 else "suspicious (≥ 0.3)",
-                  delta_color="normal" if abs(rho) < 0.3 else "inverse",
+                  delta_color="normal" if abs(rho) < 0.3 else "inverse", delta_arrow="off",
                   help="Spearman correlation between this map and the map of a copy re-initialised from "
                        "the head down to this layer (Adebayo et al. 2018). A map that survives the "
                        "destruction of the weights does not explain the model.")

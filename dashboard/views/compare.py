@@ -140,7 +140,7 @@ try:
                         bn_size=(cfg.bn_size or 4) if b_bottleneck else None)
 except ValueError as e:
     st.error(f"That configuration is not possible: {e}")
-    st.stop()
+    page.stop()
 
 labels = (f"A: {describe(cfg)}", f"B: {describe(cfg_b)}")
 pair_key = (cfg.to_json(), cfg_b.to_json(), size)
