@@ -595,7 +595,8 @@ def step_figure(block: BlockInfo, step: Step) -> go.Figure:
                              hovertext=f"{label}: {width} ch", hoverinfo="text", showlegend=False))
     fig.update_layout(**_LAYOUT, barmode="stack", height=230,
                       xaxis=dict(title="channels", range=[0, block.out_channels * 1.02], gridcolor="#eef2f7"),
-                      yaxis=dict(categoryorder="array", categoryarray=list(reversed(rows)), automargin=True),
+                      yaxis=dict(categoryorder="array", categoryarray=list(reversed(rows)), automargin=True,
+                                 ticklabelstandoff=8),  # labels clear of the bars' axis line
                       title=dict(text=f"layer {step.layer}: {step.input_shape[2]} channels in, {k} out",
                                  font=dict(size=14)))
     return fig

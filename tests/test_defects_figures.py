@@ -67,3 +67,18 @@ def test_sidebar_shows_server_time_after_a_refused_file():
     assert not at.exception
     assert any(e.value.startswith("Could not load the checkpoint broken.pt") for e in at.main.error)
     assert any(c.value.startswith("Server time for this view:") for c in at.sidebar.caption)
+
+
+def test_lesson_table_shows_short_counts_and_the_step_chart_labels_stand_off():
+    import re
+
+    from dashboard import analysis, lesson
+
+    topo = densenet.topology("densenet121")
+    html = lesson.build(topo, title="DenseNet-121")
+    table = html[html.index("Layer table"):]
+    table = table[:table.index("</table>")]
+    assert f"<td>{figures.big(topo.total_macs)}</td>" in table and "<td>7.98 M</td>" in table  # the totals
+    assert not re.search(r">\\s*\\d{7,}\\s*<", table)  # no raw 7+ digit integers in a cell
+    step = figures.step_figure(topo.blocks[0], analysis.block_steps(topo.blocks[0], 4)[2])
+    assert step.layout.yaxis.ticklabelstandoff >= 6
