@@ -226,6 +226,11 @@ def image_sidebar(ctx: Context) -> None:
     if ctx.image is not None:
         st.image(ctx.image.thumbnail(), caption=f"{ctx.image.name} · {ctx.image.pixels.shape[1]}×"
                  f"{ctx.image.pixels.shape[0]}", width=180)
+        if ctx.spec.kind == "demo" and upload is None and override is None:
+            from densenet.demo import KNOWN_ERRORS
+
+            if ctx.image.name in KNOWN_ERRORS:
+                st.caption(f":material/info: {KNOWN_ERRORS[ctx.image.name]}")
 
 
 def window_controls(info: object, file_hash: str) -> Window | None:

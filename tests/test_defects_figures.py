@@ -82,3 +82,36 @@ def test_lesson_table_shows_short_counts_and_the_step_chart_labels_stand_off():
     assert not re.search(r">\\s*\\d{7,}\\s*<", table)  # no raw 7+ digit integers in a cell
     step = figures.step_figure(topo.blocks[0], analysis.block_steps(topo.blocks[0], 4)[2])
     assert step.layout.yaxis.ticklabelstandoff >= 6
+
+
+def test_demo_samples_are_right_or_labelled_as_known_errors():
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    import densenet.demo as demo
+
+    model = demo.load()
+    for path in demo.sample_paths():
+        if not path.name.startswith("demo_"):
+            continue
+        truth = path.stem.split("_")[1]
+        pixels = np.asarray(Image.open(path).convert("L"), dtype=np.float32) / 255
+        with torch.no_grad():
+            predicted = model.class_names[int(model(demo.normalize(torch.from_numpy(pixels)[None, None])).argmax())]
+        assert (predicted != truth) == (path.name in demo.KNOWN_ERRORS), (path.name, predicted)
+
+
+def test_the_sidebar_says_why_a_known_error_is_wrong():
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from tests.apptest import ok, widget
+
+    at = ok(AppTest.from_file(str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py"),
+                              default_timeout=180).run())
+    assert not any("A known error" in c.value for c in at.sidebar.caption)
+    widget(at, "selectbox", "sample").set_value("demo_opacity_2.png").run()
+    assert any(c.value.endswith(__import__("densenet.demo").demo.KNOWN_ERRORS["demo_opacity_2.png"])
+               for c in ok(at).sidebar.caption)
