@@ -537,6 +537,7 @@ def open_case(case: dict[str, Any], dataset: audit.Dataset, model_key: str) -> I
     session.choose("method", case["method"])
     if case["layer"] != INPUT:
         session.choose("cam_layer", case["layer"])
+        session.keep("_cam_layer_for", model_key)  # chosen for this model: the Attention page keeps it
     session.choose("target", int(case["target_index"]))
     session.keep(IMAGE_OVERRIDE, override)
     session.keep("_target_for", f"{model_key}#{digest(override.read())}")  # the Attention page's analysis key

@@ -70,6 +70,9 @@ with right:
                                help="Layer CAMs come from the page's one trace (one backward pass for every "
                                     "layer); the others re-run the model.")
     record = explain.method(method)
+    if session.kept("_cam_layer_for") != ctx.key:  # another model: its own CAM layer, not the last model's choice
+        session.choose("cam_layer", default_cam_layer(model))
+        session.keep("_cam_layer_for", ctx.key)
     layer = session.selectbox(s3, "Layer", layer_options, "cam_layer", default_cam_layer(model),
                               format_func=short_name, disabled=not record.needs_layer,
                               help="Methods in input space do not use a layer.")
