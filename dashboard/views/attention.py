@@ -105,8 +105,12 @@ def peek_map(name: str, at: str, opts: dict | None = None) -> explain.Explanatio
     return results.peek_map(an, name, target, results.map_layers(name, [at])[0], opts)
 
 
+cancel_slots: list = []  # the Cancel buttons of work started in this run, removed by finished()
+
+
 def on_demand(label: str, button_key: str, note: str) -> bool:
-    """A note and a button in one slot; True (and the slot emptied) once clicked."""
+    """A note and a button in one slot; once clicked, True and the slot holds a Cancel button until
+    :func:`finished` (or the next run)."""
     slot = st.empty()
     with slot.container():
         st.info(note)
@@ -115,9 +119,16 @@ def on_demand(label: str, button_key: str, note: str) -> bool:
             st.caption("Cancelled: nothing was kept. Press the button to start again.")
     if clicked:
         slot.empty()
-        st.button("Cancel", key=f"{button_key}_cancel", icon=":material/stop_circle:",
-                  help="Stops after the current step; nothing is kept.")
+        slot.button("Cancel", key=f"{button_key}_cancel", icon=":material/stop_circle:",
+                    help="Stops after the current step; nothing is kept.")
+        cancel_slots.append(slot)
     return clicked
+
+
+def finished() -> None:
+    """The work started by :func:`on_demand` is done: no stale Cancel button above its result."""
+    while cancel_slots:
+        cancel_slots.pop().empty()
 
 
 def show_map() -> tuple[explain.Explanation | None, object]:
@@ -131,6 +142,7 @@ def show_map() -> tuple[explain.Explanation | None, object]:
             f" ({estimate})." if estimate else ".")
         if on_demand(f"Compute {record.label}", "run_attr", note):
             cam = map_for(method, layer, options)
+            finished()
     if cam is None:
         return None, None
     where = short_name(layer) if record.needs_layer else "input"
@@ -222,6 +234,7 @@ def show_trust(cam: explain.Explanation) -> None:
                                                    "Randomise the model from the head down and recompute; "
                                                    "delete/insert pixels by saliency.")):
         trust = results.get_trust(ctx, an, method, target, layer, cam)
+        finished()
     if trust is None:
         return
     if trust.sanity is not None:
