@@ -115,3 +115,22 @@ def test_the_sidebar_says_why_a_known_error_is_wrong():
     widget(at, "selectbox", "sample").set_value("demo_opacity_2.png").run()
     assert any(c.value.endswith(__import__("densenet.demo").demo.KNOWN_ERRORS["demo_opacity_2.png"])
                for c in ok(at).sidebar.caption)
+
+
+def test_waits_read_in_minutes():
+    from dashboard.analysis import duration
+
+    assert duration(45) == "45 s" and duration(3924) == "1 h 5 min" and duration(600) == "10 min"
+
+
+def test_captum_methods_have_measured_estimates():
+    import torch
+
+    from densenet import explain
+
+    model = densenet.create(DenseNetConfig(growth_rate=4, block_config=(2,), num_init_features=8, stem="cifar",
+                                           in_channels=1, num_classes=3)).eval()
+    x = torch.randn(1, 1, 28, 28)
+    for name, count in [("integrated-gradients", 32), ("smoothgrad", 16), ("occlusion", 13 * 13), ("guided-gradcam", 2)]:
+        est = explain.method(name).estimate(model, x, ["features.norm5"])
+        assert est.forwards == count and est.seconds > 0 and est.text.startswith("≈ "), (name, est)

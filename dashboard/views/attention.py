@@ -5,6 +5,8 @@ Every method, label, caption and help text comes from the registry (``densenet.e
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 from dashboard import analysis, figures, page, results, session
@@ -90,10 +92,22 @@ if model.config.null_class and target == 0:
             "gradient maps are empty by construction. The other classes' logits are evidence against it.")
 
 
-def runs_at_once(name: str) -> bool:
-    """Fast methods always; slow ones at once only on a small model, and never a perturbation scan."""
+# A slow method measured to finish within this runs without a Compute button (an environment variable
+# lets a test or a very slow machine choose another bound).
+AT_ONCE_S = float(os.environ.get("DENSENET_AT_ONCE_S", "2.0"))
+
+
+def runs_at_once(name: str, at: str | None = None, *, measure: bool = True) -> bool:
+    """Fast methods always; slow ones on a small model (not a perturbation scan), or when one timed batch says
+    they finish within :data:`AT_ONCE_S` here (Ablation-CAM at norm5: ≈ 0.1 s). ``measure=False``: only an
+    estimate already taken counts (the comparison tab does not time every slow method it lists)."""
     r = explain.method(name)
-    return not r.slow or (small_model and r.kind is not explain.Kind.PERTURBATION)
+    if not r.slow or (small_model and r.kind is not explain.Kind.PERTURBATION):
+        return True
+    opts = options if name == method else None
+    estimate = (results.get_time_estimate(ctx, an, name, at or layer, opts) if measure
+                else results.peek_time_estimate(an, name, at or layer, opts))
+    return estimate is not None and estimate.seconds <= AT_ONCE_S
 
 
 def map_for(name: str, at: str, opts: dict | None = None) -> explain.Explanation:
@@ -188,7 +202,7 @@ def show_methods() -> None:
     st.caption(f"All at layer {short_name(layer)}, for “{model.class_names[target]}”.")
     tiles, captions, missing = [], [], []
     for name in chosen:
-        result = peek_map(name, layer) or (map_for(name, layer) if runs_at_once(name) else None)
+        result = peek_map(name, layer) or (map_for(name, layer) if runs_at_once(name, layer, measure=False) else None)
         if result is None:
             missing.append(explain.method(name).label)
             continue
