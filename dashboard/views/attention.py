@@ -169,7 +169,12 @@ def show_map() -> tuple[explain.Explanation | None, object]:
              width="stretch")
     with m3:
         st.markdown("**How far to trust this map**")
-        slot = st.container()
+        # The checks re-run the model dozens of times (~2 s on the demo model): only while asked for, so a
+        # sample or method switch stays quick.
+        checking = session.toggle(st, "Check this map", "trust_open", False,
+                                  help="Randomise the model from the head down and recompute the map; delete and "
+                                       "insert pixels by its ranking. Stays on until you switch it off.")
+        slot = st.container() if checking else None
         stem = f"{method}_{where}_{model.class_names[target]}".replace(" ", "_")
         st.download_button(f"Overlay (PNG, {w}×{h})", lambda: geometry.png_bytes(full), file_name=f"{stem}.png",
                            mime="image/png", key="dl_png", icon=":material/download:")
