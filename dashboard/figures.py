@@ -470,7 +470,7 @@ def topk_bar(preds: list[Prediction], *, multilabel: bool) -> go.Figure:
         marker_color=["#0f766e" if i == len(preds) - 1 else "#94a3b8" for i in range(len(preds))],
         hovertext=[f"{p.name}: p = {p.probability:.4f}, logit = {p.logit:.3f}" for p in preds], hoverinfo="text",
     ))
-    fig.update_layout(**_LAYOUT, height=60 + 34 * len(preds),
+    fig.update_layout(**_LAYOUT, height=60 + 28 * len(preds),
                       title=dict(text="per-label sigmoid" if multilabel else "softmax", font=dict(size=13)),
                       xaxis=dict(range=[0, 1], tickformat=".0%", gridcolor="#eef2f7"),
                       yaxis=dict(automargin=True))

@@ -39,15 +39,6 @@ with left:
         st.metric("Prediction", top1.name, f"p = {top1.probability:.1%} ({kind})", delta_color="off",
                   delta_arrow="off")
         page.chart(figures.topk_bar(an.predictions, multilabel=an.multilabel), key="topk")
-    with st.expander("Is this image like the training data?"):
-        user_threshold = session.number(st, "Out-of-distribution threshold", f"ood.{ctx.key}", 0.0, min_value=0.0,
-                                        max_value=100.0, step=0.05,
-                                        help="0 uses the model's own (its calibration, else the default).")
-    ood = results.get_ood(ctx, an, user_threshold or None)
-    for warning in ood.warnings:
-        st.warning(warning[0].upper() + warning[1:] + ".", icon=":material/report:")
-    st.caption(f"Out-of-distribution score {ood.score:.2f} (threshold {ood.threshold:.2f}, "
-               f"{ood.threshold_source}): early-layer statistics against the BatchNorm statistics of training.")
 
 # --- settings -------------------------------------------------------------------------------------------
 probs = an.trace.probabilities[0].cpu()
@@ -86,6 +77,18 @@ with right:
     alpha = session.slider(o1, "Overlay opacity", 0.0, 1.0, "alpha", 0.5, 0.05)
     cmap = session.selectbox(o2, "Colour map", ["jet", "inferno", "viridis", "turbo"], "cam_cmap", "jet")
     st.caption(f"{record.label}: {record.description}")
+    # Here, under the settings, not under the prediction: that column then ends early enough for the map to
+    # show above the fold at 1280x720 (issue 21).
+    ood_box = st.expander("Is this image like the training data?")
+    with ood_box:
+        user_threshold = session.number(st, "Out-of-distribution threshold", f"ood.{ctx.key}", 0.0, min_value=0.0,
+                                        max_value=100.0, step=0.05,
+                                        help="0 uses the model's own (its calibration, else the default).")
+    ood = results.get_ood(ctx, an, user_threshold or None)
+    for warning in ood.warnings:
+        st.warning(warning[0].upper() + warning[1:] + ".", icon=":material/report:")
+    ood_box.caption(f"Out-of-distribution score {ood.score:.2f} (threshold {ood.threshold:.2f}, "
+                    f"{ood.threshold_source}): early-layer statistics against the BatchNorm statistics of training.")
 
 if model.config.null_class and target == 0:
     st.info(f"“{model.class_names[0]}” is this model's null class, a fixed zero logit: no pixel changes it, so its "
