@@ -134,7 +134,8 @@ def importance_vs_relevance(block: BlockInfo, importance: object, relevance: obj
         fig.update_xaxes(title_text="source (0 = in)", tickvals=list(range(0, n, ticks)), row=1, col=col)
         fig.update_yaxes(title_text="reading layer" if col == 1 else None, autorange="reversed", row=1, col=col)
     fig.update_layout(**{**_LAYOUT, "margin": dict(l=10, r=10, t=60, b=10)}, height=height,
-                      title=dict(text=f"Each link of {short_name(block.name)} for “{target_name}”", font=dict(size=14)))
+                      title=dict(text=f"Each link of {short_name(block.name)} for “{target_name}”",
+                                 font=dict(size=14)))
     return fig
 
 
@@ -173,7 +174,8 @@ def disagreement(importance: object, relevance: object) -> str:
                  f"(rank {rc[worst]} of {n}), while relevance gives it R = {rel[worst]:+.3g} (rank {rr[worst]}).")
     flipped = [k for k in cut if cut[k] > 0.05 * max(abs(v) for v in cut.values()) and rel.get(k, 0) < 0]
     if flipped:
-        text += (f" {len(flipped)} link{'s count' if len(flipped) != 1 else ' counts'} against the class to first order "
+        counts = "links count" if len(flipped) != 1 else "link counts"
+        text += (f" {len(flipped)} {counts} against the class to first order "
                  "but the class loses when they are cut: relevance is a local slope, cutting a whole experiment.")
     return text
 

@@ -108,6 +108,6 @@ def chart(fig: go.Figure, **kwargs: Any) -> Any:
         size = (fig.layout.font.size or 12) + 5
         fig.update_layout(font=dict(size=size), title_font_size=size + 3, hoverlabel_font_size=size,
                           height=int((fig.layout.height or 400) * 1.15))
-        fig.update_annotations(font_size=size - 2)
+        fig.update_annotations(font_size=size + 1)  # subplot titles: above the tick labels, below the title
     kwargs.setdefault("config", {"displayModeBar": False})
     return st.plotly_chart(fig, **kwargs)

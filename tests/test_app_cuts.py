@@ -85,3 +85,14 @@ def test_dense_block_page_gives_a_64_layer_matrix_room():
     widget(ok(at), "selectbox", "block").set_value(3).run()
     spec = json.loads(next(c for c in ok(at).get("plotly_chart") if c.key == "step_links").proto.spec)
     assert spec["layout"]["height"] >= 450 and spec["layout"]["title"]["text"] == "denseblock3: 64 layers, 2,080 links"
+
+
+def test_presenter_mode_enlarges_subplot_titles():
+    at = ok(AppTest.from_file(APP, default_timeout=180).run())
+    at.switch_page("views/dense_block.py").run()
+    widget(ok(at), "toggle", "presenter").set_value(True).run()
+    widget(ok(at), "toggle", "cut_importance").set_value(True).run()
+    ok(at)
+    spec = json.loads(next(c for c in at.get("plotly_chart") if c.key == "cut_vs_rel").proto.spec)
+    font = spec["layout"]["font"]["size"]
+    assert all(a["font"]["size"] > font for a in spec["layout"]["annotations"])  # subplot titles stand out

@@ -55,10 +55,12 @@ class ChainResult:
         for row in self.rows[1:]:
             drop = (base.accuracy - row.accuracy) * 100
             out.append(f"{row.label.capitalize()} ({row.links_cut} links cut): accuracy {row.accuracy:.0%} "
-                       f"({'−' if drop >= 0 else '+'}{abs(drop):.0f} points against {base.accuracy:.0%} with every link).")
+                       f"({'−' if drop >= 0 else '+'}{abs(drop):.0f} points against {base.accuracy:.0%} "
+                       "with every link).")
         worst = min(self.rows[1:-1] or self.rows[1:], key=lambda r: r.accuracy, default=None)
         if worst is not None:
-            out.append(f"The trained network leans most on the dense links of {worst.label.removesuffix(' as a chain')}.")
+            which = worst.label.removesuffix(" as a chain")
+            out.append(f"The trained network leans most on the dense links of {which}.")
         return out
 
 
