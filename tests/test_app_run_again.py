@@ -63,3 +63,10 @@ def test_measure_memory_says_measure_again():
     tables = [m.value for m in at.markdown if m.value.startswith("| |")]
     row = next(line for line in tables[0].splitlines() if line.startswith("| Activation memory"))
     assert row.count(" MB") >= 2
+
+
+def test_watch_it_learn_says_what_the_run_shows(claims):
+    at = claims
+    at.button(key="claims.run.learn").click().run()
+    text = " ".join(c.value for c in ok(at).caption)
+    assert "What this run shows: after 4 steps the running accuracy is" in text and "(chance: 25%)" in text
