@@ -743,7 +743,8 @@ def test_the_relevance_overlay_draws_every_link_of_the_block():
     assert any(c.startswith("For “nodule”, layer ") for c in captions(at))
 
 
-def test_ablation_cam_is_offered_with_a_measured_estimate_and_a_preview():
+def test_ablation_cam_is_offered_with_a_measured_estimate_and_a_preview(monkeypatch):
+    monkeypatch.setenv("DENSENET_AT_ONCE_S", "0")  # else its ≈ 0.1 s on the demo model runs at once (issue 21)
     at = ok(new_app().run())
     at.switch_page("views/attention.py").run()
     label = explain.method("ablationcam").label
