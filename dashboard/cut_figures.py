@@ -14,7 +14,7 @@ from plotly.subplots import make_subplots
 from densenet.topology import BlockInfo
 
 from .analysis import short_name
-from .figures import ARC_POINTS, LINK_COLOR, NODE_COLOR, _LAYOUT, _segments, link_text
+from .figures import LINK_COLOR, NODE_COLOR, _LAYOUT, _segments, link_text
 
 CUT_COLOR = "#dc2626"
 
@@ -180,7 +180,7 @@ def disagreement(importance: object, relevance: object) -> str:
     return text
 
 
-__all__ = ["CUT_COLOR", "ARC_POINTS", "clicked_links", "cut_graph", "cut_matrix", "disagreement",
+__all__ = ["CUT_COLOR", "chain_bars", "clicked_links", "cut_graph", "cut_matrix", "disagreement",
            "importance_vs_relevance", "link_key", "link_label", "spearman"]
 
 

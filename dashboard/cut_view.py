@@ -26,8 +26,10 @@ def _toggle_clicked(block: BlockInfo, chart_key: str) -> None:
         return
     now = list(session.kept(_cut_name(block), []) or [])
     for link in picked:
-        if link in block.links:
-            now.remove(link) if link in now else now.append(link)
+        if link in now:
+            now.remove(link)
+        elif link in block.links:
+            now.append(link)
     session.choose(_cut_name(block), sorted(now, key=lambda jl: (jl[1], jl[0])))
 
 

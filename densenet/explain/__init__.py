@@ -41,6 +41,7 @@ from .relevance import BlockRelevance, LinkRelevance, link_relevance, relevance_
 
 __all__ += ["BlockRelevance", "LinkRelevance", "link_relevance", "relevance_layers"]
 # Issue 21: cutting dense links (causal link importance).
-from .cuts import Link, LinkImportance, chain_cuts, cut_batch, cut_grad_cam, cut_links, link_importance
+from .cuts import Link, chain_cuts, cut_batch, cut_grad_cam, cut_links
+from .importance import LinkImportance, link_importance
 
 __all__ += ["Link", "LinkImportance", "chain_cuts", "cut_batch", "cut_grad_cam", "cut_links", "link_importance"]
