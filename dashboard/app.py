@@ -137,7 +137,7 @@ def outputs_sidebar(ctx: Context) -> None:
                     classes = None
         geometries = list(geometry.GEOMETRIES)
         shape = session.selectbox(st, "Fit the image by", geometries, f"outputs.geometry.{per}",
-                                  base.preprocessing.geometry, format_func=lambda g: geometry.GEOMETRIES[g].split(":")[0],
+                                  base.preprocessing.geometry, format_func=geometry.short_label,
                                   help=" · ".join(geometry.GEOMETRIES.values()))
         explicit = multilabel != stated.multilabel or preset_kind is not None  # a preset must not override the radio
         choices = Choices(multilabel=multilabel if explicit else None,
@@ -229,6 +229,11 @@ def image_sidebar(ctx: Context) -> None:
     if ctx.image is not None:
         st.image(ctx.image.thumbnail(), caption=f"{ctx.image.name} · {ctx.image.pixels.shape[1]}×"
                  f"{ctx.image.pixels.shape[0]}", width=180)
+        if ctx.spec.kind == "demo" and upload is None and override is None:
+            from densenet.demo import KNOWN_ERRORS
+
+            if ctx.image.name in KNOWN_ERRORS:
+                st.caption(f":material/info: {KNOWN_ERRORS[ctx.image.name]}")
 
 
 def window_controls(info: object, file_hash: str) -> Window | None:
@@ -300,8 +305,8 @@ def main() -> None:
         log.exception("page %s failed", current.title)
         st.error(f"This page hit a problem it could not handle ({type(e).__name__}: {e}). "
                  "The rest of the app still works; try another model, image or setting.")
+    page.server_time()  # a page that stops early (page.stop) writes it itself
     with st.sidebar:
-        st.caption(f"Server time for this view: {runtime.elapsed_ms():.0f} ms")
         about_server()
 
 

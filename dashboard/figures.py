@@ -19,7 +19,7 @@ from densenet.topology import FINAL_NORM, BlockInfo, ChannelSlice, Topology
 if TYPE_CHECKING:  # densenet.classroom imports torchvision's model zoo: only the pages that use it pay
     from densenet.classroom import FeatureReuse
 
-from .analysis import Prediction, Step, short_name, source_color
+from .analysis import Prediction, Step, percent, plural, short_name, source_color
 
 ARC_POINTS = 13  # points per drawn link; few enough that DenseNet-264's 2,080-link block stays light
 LINK_COLOR = "rgba(100, 116, 139, 0.45)"
@@ -125,7 +125,7 @@ def connectivity_graph(block: BlockInfo, selected: int | None = None, *, height:
     top = max(1.0, n / 2.0)
     fig.update_layout(
         **_LAYOUT, height=height, dragmode=False, clickmode="event+select", hovermode="closest",
-        title=dict(text=f"{short_name(block.name)}: {n} layers, {block.num_links} links = {n}·{n + 1}/2",
+        title=dict(text=f"{short_name(block.name)}: {plural(n, 'layer')}, {plural(block.num_links, 'link')} = {n}·{n + 1}/2",
                    font=dict(size=15)),
         legend=dict(orientation="h", yanchor="top", y=0.0, xanchor="center", x=0.5, font=dict(size=11)),
         xaxis=dict(visible=False, range=[-0.8, n + 0.8]),
@@ -136,6 +136,8 @@ def connectivity_graph(block: BlockInfo, selected: int | None = None, *, height:
 
 #: Past this many layers the arc graph turns into a grey mass: the matrix view is the default.
 MATRIX_FROM = 25
+#: Room above a connectivity matrix for its title and its top (source) axis with that axis's title.
+MATRIX_TOP_MARGIN = 96
 
 
 def connectivity_matrix(block: BlockInfo, selected: int | None = None, *, height: int = 440) -> go.Figure:
@@ -164,13 +166,18 @@ def connectivity_matrix(block: BlockInfo, selected: int | None = None, *, height
         hovertext=hover, hoverinfo="text", customdata=names, xgap=1 if n <= 64 else 0, ygap=1 if n <= 64 else 0,
         name="links", meta={"links": block.num_links}))
     ticks = max(1, math.ceil(n / 16))
+    # The source axis sits on top, under the chart title: the title goes to the very top of a taller
+    # margin so the two never overlap, and it is short enough for a narrow column (one cell per link
+    # is said by the axis titles).
     fig.update_layout(
-        **_LAYOUT, height=height, dragmode=False, clickmode="event+select",
-        title=dict(text=f"{short_name(block.name)}: {n} layers, {block.num_links:,} links = {n}·{n + 1}/2 "
-                        "(one cell each)", font=dict(size=15)),
-        xaxis=dict(title="source: block input (0) or layer j", dtick=ticks, side="top", constrain="domain",
-                   tickvals=list(range(0, n, ticks)), ticktext=["in"] + [str(j) for j in range(ticks, n, ticks)]),
-        yaxis=dict(title="layer l reads", dtick=ticks, autorange="reversed", scaleanchor="x"),
+        **{**_LAYOUT, "margin": dict(l=10, r=10, t=MATRIX_TOP_MARGIN, b=10)}, height=height, dragmode=False,
+        clickmode="event+select",
+        title=dict(text=f"{short_name(block.name)}: {plural(n, 'layer')}, {plural(block.num_links, 'link')}",
+                   font=dict(size=15), y=0.99, yanchor="top", x=0.0, xanchor="left", xref="paper"),
+        xaxis=dict(title=dict(text="source: block input (in) or layer j", standoff=6), dtick=ticks, side="top",
+                   constrain="domain", tickvals=list(range(0, n, ticks)),
+                   ticktext=["in"] + [str(j) for j in range(ticks, n, ticks)]),
+        yaxis=dict(title="layer l reads", dtick=ticks, range=[n + 0.5, 0.5], scaleanchor="x", constrain="domain"),
     )
     return fig
 
@@ -410,7 +417,7 @@ def topk_bar(preds: list[Prediction], *, multilabel: bool) -> go.Figure:
         marker_color=["#0f766e" if i == len(preds) - 1 else "#94a3b8" for i in range(len(preds))],
         hovertext=[f"{p.name}: p = {p.probability:.4f}, logit = {p.logit:.3f}" for p in preds], hoverinfo="text",
     ))
-    fig.update_layout(**_LAYOUT, height=60 + 34 * len(preds),
+    fig.update_layout(**_LAYOUT, height=60 + 28 * len(preds),
                       title=dict(text="per-label sigmoid" if multilabel else "softmax", font=dict(size=13)),
                       xaxis=dict(range=[0, 1], tickformat=".0%", gridcolor="#eef2f7"),
                       yaxis=dict(automargin=True))
@@ -426,7 +433,7 @@ def findings_bar(findings: list, *, height_per: int = 26) -> go.Figure:
     fig = go.Figure(go.Bar(
         x=[f.probability for f in ordered], y=[f.name for f in ordered], orientation="h", name="probability",
         marker_color=["#0f766e" if f.positive else "#94a3b8" for f in ordered],
-        text=[f"{f.probability:.0%}" for f in ordered], textposition="outside", cliponaxis=False,
+        text=[percent(f.probability, f.threshold) for f in ordered], textposition="outside", cliponaxis=False,
         hovertext=[f"{f.name}: p = {f.probability:.3f}, threshold {f.threshold:.2f}"
                    f"{'' if f.calibrated else ' (default)'} → {'positive' if f.positive else 'negative'}"
                    for f in ordered], hoverinfo="text"))
@@ -535,7 +542,8 @@ def step_figure(block: BlockInfo, step: Step) -> go.Figure:
                              hovertext=f"{label}: {width} ch", hoverinfo="text", showlegend=False))
     fig.update_layout(**_LAYOUT, barmode="stack", height=230,
                       xaxis=dict(title="channels", range=[0, block.out_channels * 1.02], gridcolor="#eef2f7"),
-                      yaxis=dict(categoryorder="array", categoryarray=list(reversed(rows)), automargin=True),
+                      yaxis=dict(categoryorder="array", categoryarray=list(reversed(rows)), automargin=True,
+                                 ticklabelstandoff=8),  # labels clear of the bars' axis line
                       title=dict(text=f"layer {step.layer}: {step.input_shape[2]} channels in, {k} out",
                                  font=dict(size=14)))
     return fig

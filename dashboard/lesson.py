@@ -127,8 +127,14 @@ def _e(text: object) -> str:
     return html.escape(str(text))
 
 
+#: Counts shown in short form (7.98 M, 2.87 G): raw integers of ten digits do not read in a lesson.
+_BIG_COLUMNS = ("Params", "MACs")
+
+
 def _table(df: pd.DataFrame) -> str:
-    return df.to_html(index=False, classes="data", border=0, na_rep="", float_format=lambda v: f"{v:,.3g}")
+    formatters = {c: (lambda v: "" if pd.isna(v) else figures.big(v)) for c in _BIG_COLUMNS if c in df.columns}
+    return df.to_html(index=False, classes="data", border=0, na_rep="", float_format=lambda v: f"{v:,.3g}",
+                      formatters=formatters)
 
 
 def _data_uri(rgb) -> str:

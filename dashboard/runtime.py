@@ -23,6 +23,7 @@ import torch
 import densenet
 from densenet.device import describe
 
+from .analysis import duration
 from .gate import INTERACTIVE, LONG, ComputeGate, Ticket
 
 
@@ -80,7 +81,7 @@ class Job:
         if self.bar is not None:
             left = self.ticket.seconds_left
             self.bar.progress(min(max(fraction, 0.0), 1.0),
-                              text=f"{self.label}: {fraction:.0%}" + (f", about {left:.0f} s left" if left else ""))
+                              text=f"{self.label}: {fraction:.0%}" + (f", about {duration(left)} left" if left else ""))
         self.ticket.between_chunks(fraction)
 
 

@@ -23,6 +23,14 @@ import numpy as np
 
 from .presets import GEOMETRIES, Preprocessing, check_mode, resolve_preset  # noqa: F401 - GEOMETRIES re-exported
 
+
+def short_label(mode: str) -> str:
+    """A selector's label for a geometry mode: ``centre crop``, ``squash``, ``letterbox`` (the sidebar is narrow;
+    :data:`GEOMETRIES` holds the full sentence for the help text)."""
+    if mode not in GEOMETRIES:
+        raise ValueError(f"unknown geometry {mode!r}; known: {', '.join(GEOMETRIES)}")
+    return {"crop": "centre crop", "resize": "squash", "letterbox": "letterbox"}.get(mode, mode)
+
 Box = tuple[float, float, float, float]
 """``(x0, y0, x1, y1)`` in original-image pixel coordinates; ``x1``/``y1`` exclusive."""
 

@@ -257,7 +257,9 @@ def test_attention_page_explains_with_each_method_layer_and_class():
     assert "Grad-CAM · norm5" in over[1].proto.imgs[0].caption
     assert [b.label for b in at.get("download_button")] == [  # the sample is 128 px, the model's view 32 px
         "Overlay (PNG, 128×128)", "Layer map (.npy, 16×16)", "Full-size map (.npy, 128×128)"]
-    assert metric(at, "Randomisation rank correlation")
+    assert not [m for m in at.metric if m.label == "Deletion AUC"]  # the checks wait until asked for (issue 21)
+    widget(at, "toggle", "trust_open").set_value(True).run()
+    assert metric(ok(at), "Randomisation rank correlation")
     assert metric(at, "Deletion AUC") and metric(at, "Insertion AUC")
     assert [t.label for t in at.tabs] == ["Map", "Across methods", "Across layers"]
 
@@ -590,7 +592,8 @@ def big_fast_model(at: AppTest) -> AppTest:
     return ok(at.run())
 
 
-def test_finished_slow_work_replaces_its_prompt():
+def test_finished_slow_work_replaces_its_prompt(monkeypatch):
+    monkeypatch.setenv("DENSENET_AT_ONCE_S", "0")  # a method estimated under 2 s would otherwise run at once
     at = big_fast_model(new_app().run())
     at.switch_page("views/attention.py").run()
     widget(ok(at), "selectbox", "method").set_value("smoothgrad").run()
@@ -602,7 +605,8 @@ def test_finished_slow_work_replaces_its_prompt():
     assert "Compute SmoothGrad" not in [b.label for b in at.button]
     assert not any("takes a while" in i.value for i in at.info)
     # the trust checks: the same, and their results replace the prompt
-    assert "Run the checks" in [b.label for b in at.button]
+    widget(at, "toggle", "trust_open").set_value(True).run()
+    assert "Run the checks" in [b.label for b in ok(at).button]
     at.button(key="run_trust").click().run()
     ok(at)
     assert metric(at, "Deletion AUC")
@@ -694,7 +698,7 @@ def test_a_14_output_checkpoint_becomes_14_findings_with_a_names_preset(tmp_path
     at = upload_checkpoint(ok(new_app().run()), path.read_bytes(), "chexnet_like.pth")
     upload_image(ok(at), make_png(5))
     at.switch_page("views/attention.py").run()
-    assert metric(ok(at), "Prediction").startswith("class ") and "(softmax)" in captions(at)[1]
+    assert metric(ok(at), "Prediction").startswith("class ") and any("(softmax)" in c for c in captions(at)[:2])
     key = next(w.key for w in at.selectbox if w.key.startswith("outputs.names.")).split(":")[0]
     widget(at, "selectbox", key).set_value("chexnet").run()
     ok(at)
@@ -744,7 +748,8 @@ def test_the_relevance_overlay_draws_every_link_of_the_block():
     assert any(c.startswith("For “nodule”, layer ") for c in captions(at))
 
 
-def test_ablation_cam_is_offered_with_a_measured_estimate_and_a_preview():
+def test_ablation_cam_is_offered_with_a_measured_estimate_and_a_preview(monkeypatch):
+    monkeypatch.setenv("DENSENET_AT_ONCE_S", "0")  # else its ≈ 0.1 s on the demo model runs at once (issue 21)
     at = ok(new_app().run())
     at.switch_page("views/attention.py").run()
     label = explain.method("ablationcam").label

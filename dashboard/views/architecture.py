@@ -84,6 +84,8 @@ with left:
         st.caption(figures.relevance_caption(block, rel, node or block.num_layers, model.class_names[target]) +
                    " Red links carry evidence for the class, blue against it; a node's size is the total of its "
                    "maps. Beside the weights' feature reuse (Dense block page): what it used here, not what it can.")
+        st.page_link("views/dense_block.py", label="Cut these links and watch the prediction move (Dense block)",
+                     icon=":material/content_cut:")
     else:
         draw = figures.connectivity_graph if view == "graph" else figures.connectivity_matrix
         fig = shared.figure(f"connectivity-{view}", f"{cfg_key}|{block.name}|{node}",

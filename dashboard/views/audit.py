@@ -134,6 +134,9 @@ def choose_settings() -> tuple[audit.Settings | None, int | None]:
                                  help="Layer CAMs share one trace and one backward per target: fast. Slow methods "
                                       "re-run the model many times per image.")
     layer_options = [t for t in model.tap_names if not t.startswith("features.conv0")]
+    if session.kept("_audit_layers_for") != ctx.key:  # another model: its own default layers
+        session.choose("audit.layers", audit.default_layers(model))
+        session.keep("_audit_layers_for", ctx.key)
     layers = session.multiselect(st, "Layers", layer_options, "audit.layers", audit.default_layers(model),
                                  format_func=af.layer_label,
                                  help="Default: the model's recommended CAM layer and every dense block's output.")

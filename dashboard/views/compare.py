@@ -67,12 +67,15 @@ def measure_button(name: str, key: tuple, run: object, label: str, note: str) ->
     """The measured comparison, if this session has it or the button asks for it now."""
     measured = session.peek(name, key)
     row = st.columns([1, 3], vertical_alignment="center")
-    clicked = row[0].button("Measure memory" if measured is None else "Measured", key=f"{name}.measure",
-                            icon=":material/memory:", disabled=measured is not None)
+    clicked = row[0].button("Measure memory" if measured is None else "Measure again", key=f"{name}.measure",
+                            icon=":material/memory:", type="primary" if measured is None else "secondary")
     row[1].caption(note)
-    if clicked and measured is None:
+    if clicked:
         with runtime.job(label, long=True, bar=True) as job:
-            measured = session.memo(name, key, lambda: run(job.progress), max_entries=4)
+            fresh = run(job.progress)
+        session.forget(name)  # the shown result goes only once the new one is complete
+        session.memo(name, key, lambda: fresh, max_entries=4)
+        st.rerun()  # the button now says "Measure again"
     return measured
 
 
@@ -138,7 +141,7 @@ try:
                         bn_size=(cfg.bn_size or 4) if b_bottleneck else None)
 except ValueError as e:
     st.error(f"That configuration is not possible: {e}")
-    st.stop()
+    page.stop()
 
 labels = (f"A: {describe(cfg)}", f"B: {describe(cfg_b)}")
 pair_key = (cfg.to_json(), cfg_b.to_json(), size)
