@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from densenet import classroom
+from densenet import classroom, demo
+from densenet.demo import train as demo_train
 
 from . import cut_figures, page, runtime, session
 
@@ -30,7 +31,7 @@ def render(number: int, scale: str) -> None:
     row[1].caption("a few seconds" if scale == "quick" else "≈ 15–30 s on this machine (2 cores)")
     if run:
         with runtime.job("Cutting the dense links of the demo model", long=True, bar=True) as job:
-            fresh = classroom.chain_experiment(n=n, progress=job.progress)
+            fresh = classroom.chain_experiment(demo.load(), seed=demo_train.EVAL_SEED, n=n, progress=job.progress)
         session.forget(MEMO)  # only once the new result is complete
         result = session.memo(MEMO, key, lambda: fresh, max_entries=1)
         st.rerun()  # the button's label follows ("Run again")

@@ -132,7 +132,7 @@ _BIG_COLUMNS = ("Params", "MACs")
 
 
 def _table(df: pd.DataFrame) -> str:
-    formatters = {c: (lambda v: "" if pd.isna(v) else figures.big(v)) for c in _BIG_COLUMNS if c in df.columns}
+    formatters = {c: (lambda v: "" if pd.isna(v) else numbers.big(v)) for c in _BIG_COLUMNS if c in df.columns}
     return df.to_html(index=False, classes="data", border=0, na_rep="", float_format=lambda v: f"{v:,.3g}",
                       formatters=formatters)
 

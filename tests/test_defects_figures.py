@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import densenet
-from dashboard import figures
+from dashboard import figures, numbers
 from densenet import DenseNetConfig
 
 
@@ -78,7 +78,7 @@ def test_lesson_table_shows_short_counts_and_the_step_chart_labels_stand_off():
     html = lesson.build(topo, title="DenseNet-121")
     table = html[html.index("Layer table"):]
     table = table[:table.index("</table>")]
-    assert f"<td>{figures.big(topo.total_macs)}</td>" in table and "<td>7.98 M</td>" in table  # the totals
+    assert f"<td>{numbers.big(topo.total_macs)}</td>" in table and "<td>7.98 M</td>" in table  # the totals
     assert not re.search(r">\\s*\\d{7,}\\s*<", table)  # no raw 7+ digit integers in a cell
     step = figures.step_figure(topo.blocks[0], analysis.block_steps(topo.blocks[0], 4)[2])
     assert step.layout.yaxis.ticklabelstandoff >= 6

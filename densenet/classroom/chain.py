@@ -15,6 +15,8 @@ import torch
 
 from ..explain import chain_cuts, cut_batch
 from ..model import DenseNet
+from ..synthetic import generate, normalize
+from ..topology import topology
 from ._common import Progress, Stepper
 
 __all__ = ["ChainResult", "ChainRow", "chain_experiment"]
@@ -64,14 +66,14 @@ class ChainResult:
         return out
 
 
-def chain_experiment(model: DenseNet | None = None, *, n: int = 200, seed: int | None = None,
-                     batch_size: int = 50, progress: Progress | None = None) -> ChainResult:
+def chain_experiment(model: DenseNet, *, seed: int, n: int = 200, batch_size: int = 50,
+                     progress: Progress | None = None) -> ChainResult:
     """Accuracy on ``n`` generated films with every link, with each block a chain, and with all blocks chains.
 
     Args:
-        model: a DenseNet in eval mode taking the demo's images (default: the bundled demo model).
+        model: a DenseNet in eval mode trained on the generated films (the app passes the bundled demo model).
+        seed: the films' seed: one no training step saw (the app passes the demo's evaluation seed).
         n: films drawn with ``seed``.
-        seed: default: the demo's held-out evaluation seed (no training step saw these films).
         batch_size: films traced together (the block inputs only are kept).
         progress: called with the fraction done; raising from it stops the work.
 
@@ -81,14 +83,9 @@ def chain_experiment(model: DenseNet | None = None, *, n: int = 200, seed: int |
     """
     import time
 
-    from ..demo import generate, load, normalize
-    from ..demo.train import EVAL_SEED
-
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
     start = time.perf_counter()
-    model = load() if model is None else model
-    seed = EVAL_SEED if seed is None else seed
     blocks = [i for i, _ in enumerate(model.config.block_config, start=1)]
     conditions = [("all links", ())] + [(f"block {b} as a chain", (b,)) for b in blocks]
     if len(blocks) > 1:
@@ -97,8 +94,8 @@ def chain_experiment(model: DenseNet | None = None, *, n: int = 200, seed: int |
     size = model.preprocessing.size if getattr(model.preprocessing, "size", None) else 128
     images, labels, _ = generate(n, seed, size=size)
     x = normalize(images)
-    names = model.tap_names
-    inputs = [names[names.index(f"features.denseblock{b}.denselayer1") - 1] for b in blocks]
+    topo = topology(model, size)
+    inputs = [topo.block_input(b) for b in blocks]
     stepper = Stepper(progress, n * len(conditions))
     correct = np.zeros(len(conditions))
     true_p = np.zeros(len(conditions))
