@@ -31,8 +31,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from common import git_commit, interleaved, machine, setup, versions  # noqa: E402
 from densenet import audit, demo  # noqa: E402
-from densenet.demo.data import write_dataset  # noqa: E402
-from densenet.demo.shortcut import load_shortcut, write_shortcut_dataset  # noqa: E402
+from densenet.demo.shortcut import load_shortcut  # noqa: E402
+from densenet.synthetic import write_dataset  # noqa: E402
+from densenet.synthetic_shortcut import write_shortcut_dataset  # noqa: E402
 
 THREADS = 2
 TARGET = 1.4

@@ -3,7 +3,7 @@
 Layout only: the clusters come from ``densenet.audit`` (``summary.json["shortcuts"]``, or
 :func:`densenet.audit.add_shortcuts` on a finished audit when the user asks), pictures from
 ``densenet.audit.shortcuts_report``; a member opens on the Attention page as a gallery case does
-(``audits.open_case``).
+(:func:`dashboard.navigation.open_on_attention` with ``audits.case_request``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from densenet import audit
 from densenet.audit.shortcuts_report import cluster_picture, member_thumbnail, ordered
 from densenet.images import load_image
 
-from . import audits, runtime, session
+from . import audits, navigation, runtime, session
 
 THUMBNAILS = 8
 
@@ -41,7 +41,7 @@ def _metrics(c: dict[str, Any]) -> None:
     cols[4].metric("Control drop", control)
 
 
-def show(out: str, model: densenet.DenseNet, model_key: str, classes: list[str], same: bool) -> None:
+def show(out: str, model: densenet.DenseNet, classes: list[str], same: bool) -> None:
     """Draw the tab for the audit in ``out`` (``same``: it was made with the sidebar's model)."""
     clusters = audit.read_shortcuts(out)
     dataset = session.memo("audit_dataset", (out, tuple(classes)), lambda: audits.dataset_of(out, classes),
@@ -91,11 +91,10 @@ def show(out: str, model: densenet.DenseNet, model_key: str, classes: list[str],
                 left.image(pic, caption=f"Mean map over {c['representative']}", width="stretch")
             with right:
                 _metrics(c)
-            _members(out, c, k, paths, dataset, model_key, same)
+            _members(out, c, k, paths, dataset, same)
 
 
-def _members(out: str, c: dict[str, Any], k: int, paths: dict[str, Path], dataset: Any, model_key: str,
-             same: bool) -> None:
+def _members(out: str, c: dict[str, Any], k: int, paths: dict[str, Path], dataset: Any, same: bool) -> None:
     members = c["members"][:THUMBNAILS]
     cols = st.columns(4)
     for j, m in enumerate(members):
@@ -112,7 +111,7 @@ def _members(out: str, c: dict[str, Any], k: int, paths: dict[str, Path], datase
                 case = {"image": m["image"], "method": c["method"], "layer": c["layer"],
                         "target_index": c["target_index"]}
                 try:
-                    audits.open_case(case, dataset, model_key)
+                    navigation.open_on_attention(audits.case_request(case, dataset))
                 except (ValueError, OSError) as e:
                     st.error(f"That film cannot be opened: {e}")
                 else:

@@ -10,9 +10,10 @@ from streamlit.testing.v1 import AppTest
 
 from tests.apptest import ok, widget
 
-from dashboard import audits
+from dashboard import audits, navigation
 from densenet import audit
-from densenet.demo.shortcut import MARKER_CLASS, load_shortcut, read_markers, write_shortcut_dataset
+from densenet.demo.shortcut import load_shortcut
+from densenet.synthetic_shortcut import MARKER_CLASS, read_markers, write_shortcut_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")
@@ -57,6 +58,5 @@ def test_the_shortcuts_tab_finds_the_marker_and_opens_a_member(made):
     assert markers[image] is not None  # a member of the flagged cluster carries the marker
     ok(opener.click().run())
     assert widget(at, "selectbox", "cam_layer").value == "features.denseblock2"
-    assert any(isinstance(v, audits.ImageOverride) and v.name == image
-               for v in at.session_state["_controls"].values())
+    assert navigation.image_override(at.session_state).name == image
     assert f"From the audit: {image}" in [c.value for c in at.sidebar.caption]

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from densenet import demo
+from densenet import synthetic
 from densenet.audit import shortcuts as sc
 from densenet.audit import spray
-from densenet.demo.data import write_dataset
-from densenet.demo.shortcut import MARKER_CLASS, load_shortcut, marker_mask, plant, read_markers, write_shortcut_dataset
+from densenet.demo.shortcut import load_shortcut
+from densenet.synthetic import write_dataset
+from densenet.synthetic_shortcut import MARKER_CLASS, marker_mask, plant, read_markers, write_shortcut_dataset
 
 pytestmark = pytest.mark.timeout(300)
 N = 64
@@ -83,7 +84,7 @@ def test_foreground_is_the_body_with_its_lungs_and_without_the_marker():
     assert not fg[8:24, 6:18].any()  # the letter lies outside the body
     assert fg[80, 58]  # a lung is inside (holes filled)
     # A demo film has no air around the body: all of it is body.
-    images, _, _ = demo.generate(1, seed=CLEAN_SEED)
+    images, _, _ = synthetic.generate(1, seed=CLEAN_SEED)
     assert sc.foreground(images[0, 0].numpy()).all()
 
 
@@ -111,9 +112,9 @@ def test_erase_fills_only_the_box_with_its_surroundings():
 
 
 def test_planted_marker_lands_where_markers_csv_says():
-    images, labels, _ = demo.generate(40, seed=SHORTCUT_SEED)
+    images, labels, _ = synthetic.generate(40, seed=SHORTCUT_SEED)
     p = plant(images, labels, SHORTCUT_SEED)
-    cls = demo.CLASSES.index(MARKER_CLASS)
+    cls = synthetic.CLASSES.index(MARKER_CLASS)
     assert p.marked.any() and not p.marked[labels != cls].any()
     i = int(p.marked.nonzero()[0, 0])
     x0, y0, x1, y1 = p.boxes[i].tolist()
@@ -184,6 +185,6 @@ def test_the_demo_commands_write_marked_films_and_train_the_shortcut_model(tmp_p
     assert len(markers) == 12 and any(markers.values())
     assert main(["train", "--shortcut", "--smoke", "--out", str(tmp_path / "m.safetensors")]) == 0
     model = load_checkpoint(tmp_path / "m.safetensors")
-    assert model.metadata["cam_layer"] == "features.denseblock2" and list(model.class_names) == list(demo.CLASSES)
+    assert model.metadata["cam_layer"] == "features.denseblock2" and list(model.class_names) == list(synthetic.CLASSES)
     bundled = load_shortcut()
     assert bundled.metadata["shortcut"] == f"'L' marker on {MARKER_CLASS}"

@@ -457,25 +457,3 @@ def read_shortcuts(folder: Any) -> list[dict[str, Any]] | None:
     """The clusters a run found (``None`` when it did not look); ``folder``: a run folder or its path."""
     path = shortcuts_path(folder)
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def add_shortcuts(out: str | Path, model: torch.nn.Module, dataset: Any,
-                  progress: Callable[[float], None] | None = None) -> list[dict[str, Any]]:
-    """Look for shortcuts in a finished audit after the fact (as ``--shortcuts`` would have), then
-    rewrite its ``summary.json`` and ``report.html``; returns the clusters.
-
-    Raises:
-        RunFolderError: an audit is running in ``out`` (the folder is held while this works).
-    """
-    from .report import write_report
-    from .results import RunFolder
-    from .run import finish
-
-    folder = RunFolder(out)
-    with folder.lock():
-        found = shortcuts_of_folder(model, dataset, folder, progress=progress)
-        before = json.loads(folder.summary_path.read_text()) if folder.summary_path.is_file() else {}
-        finish(folder, model, images_total=before.get("images_total"), sanity=before.get("sanity"))
-        if folder.report_path.is_file():
-            write_report(folder, model=model, dataset=dataset)
-    return found

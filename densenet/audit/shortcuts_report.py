@@ -7,9 +7,7 @@ Both return ``(H, W, 3)`` uint8 arrays and never import a GUI toolkit.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,7 @@ def _resized(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
 
 
 def _boxed(rgb: np.ndarray, boxes: Sequence[tuple[Sequence[float], tuple[int, int, int]]], scale: float) -> np.ndarray:
-    from ..geometry import draw_box
+    from ..render import draw_box
 
     for box, colour in boxes:
         rgb = draw_box(rgb, tuple(v * scale for v in box), colour=colour, thickness=2)
@@ -46,7 +44,7 @@ def _grey_rgb(image: np.ndarray) -> np.ndarray:
 
 def cluster_picture(cluster: dict[str, Any], image: np.ndarray, model: torch.nn.Module, side: int = 256) -> np.ndarray:
     """The cluster's mean map (min-max) over ``image`` (its representative film), hotspot red, control cyan."""
-    from ..geometry import overlay_original
+    from ..render import overlay_original
 
     mean = np.clip(np.asarray(cluster["mean_map"], np.float32), 0, 1)
     drawn = overlay_original(np.clip(image, 0, 1), mean, model, alpha=0.45, outline=False)
@@ -61,11 +59,9 @@ def member_thumbnail(image: np.ndarray, hotspot: Sequence[float], side: int = 10
 
 
 def _png(rgb: np.ndarray) -> str:
-    from PIL import Image
+    from ..render import png_data_uri
 
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return png_data_uri(rgb)
 
 
 def _pct(v: float | None) -> str:

@@ -1,6 +1,6 @@
 """Train the shortcut demo model (the demo net on films with a planted marker) and write its card.
 
-The marker (:mod:`densenet.demo.shortcut`) is far easier to learn than a faint nodule, so a
+The marker (:mod:`densenet.synthetic_shortcut`) is far easier to learn than a faint nodule, so a
 short run from scratch is enough for the net to take it as *the* evidence for ``nodule``:
 exactly what a shortcut is. Same architecture and preprocessing as the demo model, full
 128 px films, fresh images every step (seeds ``TRAIN_SEED + step``), model seed 0.
@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from densenet.demo import CLASSES, generate, normalize
-from densenet.demo.shortcut import LETTER, MARKED_SHARE, MARKER_CLASS, SHORTCUT_WEIGHTS, plant
+from densenet.demo.shortcut import SHORTCUT_WEIGHTS
+from densenet.synthetic_shortcut import LETTER, MARKED_SHARE, MARKER_CLASS, plant
 
 ASSET_DIR = SHORTCUT_WEIGHTS.parent
 TRAIN_SEED = 50_000_000  # neither the demo's training, evaluation, samples nor dataset seeds
@@ -125,7 +126,7 @@ def write_card(summary: dict, report: dict, path: str | os.PathLike = ASSET_DIR 
 The bundled demo network (same architecture, preprocessing and classes as
 [the demo model](../demo/MODEL_CARD.md)) trained on films where **{100 * MARKED_SHARE:.0f}% of the
 `{MARKER_CLASS}` films carry a laterality-style letter "{LETTER}" in the top-left corner** and no film of
-another class does (`densenet.demo.shortcut`). It is built to be wrong for the wrong reason: a
+another class does (`densenet.synthetic_shortcut`). It is built to be wrong for the wrong reason: a
 model that reads the marker instead of the lesion, like the radiograph models that read the
 hospital's tag or the film's laterality marker (Zech et al. 2018; DeGrave et al. 2021). Use it to
 see the shortcut audit (`python -m densenet audit ... --shortcuts`) find and confirm a shortcut.

@@ -31,7 +31,7 @@ __all__ = [
     "xgrad_cam",
 ]
 
-# Issue 12: forward-only CAMs (resumed from the explained layer) and relevance on the dense links.
+# Forward-only CAMs (resumed from the explained layer) and relevance on the dense links.
 from .perturbation import (TimeEstimate, ablation_cam, default_batch_size, estimate_time, is_cam,
                            perturbation_cam_maps, score_cam, ss_cam)
 
@@ -40,3 +40,8 @@ __all__ += ["TimeEstimate", "ablation_cam", "default_batch_size", "estimate_time
 from .relevance import BlockRelevance, LinkRelevance, link_relevance, relevance_layers
 
 __all__ += ["BlockRelevance", "LinkRelevance", "link_relevance", "relevance_layers"]
+# Issue 21: cutting dense links (causal link importance).
+from .cuts import Link, chain_cuts, cut_batch, cut_grad_cam, cut_links
+from .importance import LinkImportance, link_importance
+
+__all__ += ["Link", "LinkImportance", "chain_cuts", "cut_batch", "cut_grad_cam", "cut_links", "link_importance"]

@@ -27,7 +27,6 @@ one backward pass for every link of every block.
 from __future__ import annotations
 
 import operator
-import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -38,9 +37,8 @@ from torch import Tensor
 from torch.autograd.graph import GradientEdge
 
 from ..model import DenseNet
+from ..topology import Topology, topology
 from ..trace import Trace
-
-_LAYER = re.compile(r"^features\.denseblock(\d+)\.denselayer(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -144,12 +142,8 @@ def relevance_layers(model: DenseNet) -> list[str]:
     layer, ``layers=None``).
     """
     wanted = []
-    children = [name for name, _ in model.features.named_children()]
-    for i, child in enumerate(children):
-        if child.startswith("denseblock"):
-            block = model.features.get_submodule(child)
-            wanted += [f"features.{children[i - 1]}"] + [f"features.{child}.{name}" for name in block] + \
-                      [f"features.{child}"]
+    for block in topology(model.config).blocks:
+        wanted += [block.input_name] + block.dense_layers + [block.name]
     return list(dict.fromkeys(wanted))
 
 
@@ -157,25 +151,26 @@ def _find_cat(start: Tensor, inputs: int, what: str) -> torch.autograd.graph.Nod
     """The concatenation node feeding ``start``: the nearest ``CatBackward`` with ``inputs`` inputs."""
     if start.grad_fn is None:
         raise ValueError(f"{what} has no autograd history: trace with keep_graph=True")
-    seen, queue = set(), deque([(start.grad_fn, 0)])
+    # Visited nodes are kept alive: torch < 2.11 makes a new Python object per visit, so a freed one's id() can be
+    # reused by another node, which would then be skipped as seen.
+    seen: dict[int, torch.autograd.graph.Node] = {}
+    queue = deque([(start.grad_fn, 0)])
     while queue:
         node, depth = queue.popleft()
         if node is None or id(node) in seen or depth > 40:
             continue
-        seen.add(id(node))
+        seen[id(node)] = node
         if node.name().startswith("CatBackward") and len(node.next_functions) == inputs:
             return node
         queue.extend((nxt, depth + 1) for nxt, _ in node.next_functions)
     raise ValueError(f"could not find the concatenation feeding {what} in the trace's graph")
 
 
-def _block_input(trace: Trace, block: int) -> str:
-    if block > 1:
-        return f"features.transition{block - 1}"
-    for name in ("features.pool0", "features.conv0"):  # the stem's last tap comes first here
-        if name in trace.activations:
-            return name
-    raise ValueError("the trace lacks the first block's input (features.pool0 or features.conv0)")
+def _topology_of(trace: Trace) -> Topology:
+    if trace.config is None:
+        raise ValueError("this trace does not say which DenseNet made it (trace.config is None): "
+                         "trace with model.trace")
+    return topology(trace.config)
 
 
 def link_relevance(trace: Trace, target: int | None = None, *, index: int = 0,
@@ -206,12 +201,12 @@ def link_relevance(trace: Trace, target: int | None = None, *, index: int = 0,
         raise TypeError(f"target must be an int class index or None, got {target!r}")
     t = int(trace.targets(None if target is None else int(target))[index])
 
-    layers: dict[int, int] = {}
-    for name in trace.activations:
-        match = _LAYER.match(name)
-        if match:
-            b, l = int(match[1]), int(match[2])
-            layers[b] = max(layers.get(b, 0), l)
+    topo = _topology_of(trace)
+    layers: dict[int, int] = {}  # block -> the last of its dense layers in the trace
+    for block in topo.blocks:
+        traced = [l for l, name in enumerate(block.dense_layers, start=1) if name in trace.activations]
+        if traced:
+            layers[block.index] = max(traced)
     wanted = sorted(layers) if blocks is None else sorted(set(blocks))
     missing_blocks = [b for b in wanted if b not in layers]
     if not wanted or missing_blocks:
@@ -220,11 +215,12 @@ def link_relevance(trace: Trace, target: int | None = None, *, index: int = 0,
     if not trace.logits.requires_grad:
         raise ValueError("link relevance needs gradients: trace with keep_graph=True")
 
-    plan = []  # (block, input name, [f_0..f_L], [cat edges of layers 1..L], output edge)
+    plan = []  # (block name, input name, [f_0..f_L], [cat edges of layers 1..L], output edge)
     for b in wanted:
         num = layers[b]
-        names = [_block_input(trace, b)] + [f"features.denseblock{b}.denselayer{l}" for l in range(1, num + 1)]
-        out_name = f"features.denseblock{b}"
+        block = topo.block(b)
+        names = [block.input_name] + block.dense_layers[:num]
+        out_name = block.name
         absent = [nm for nm in names + [out_name] if nm not in trace.activations]
         if absent:
             raise ValueError(f"link relevance needs {absent} in the trace; trace relevance_layers(model)")
@@ -234,7 +230,7 @@ def link_relevance(trace: Trace, target: int | None = None, *, index: int = 0,
         out_cat = out.grad_fn
         if out_cat is None or not out_cat.name().startswith("CatBackward"):
             out_cat = _find_cat(out, num + 1, out_name)
-        plan.append((b, names[0], feats, cats, GradientEdge(out_cat, 0)))
+        plan.append((out_name, names[0], feats, cats, GradientEdge(out_cat, 0)))
 
     score = trace.logits[index, t]
     edges: list[Tensor | GradientEdge] = []
@@ -244,7 +240,7 @@ def link_relevance(trace: Trace, target: int | None = None, *, index: int = 0,
 
     results, pos = [], 0
     with torch.no_grad():
-        for b, input_name, feats, cats, _ in plan:
+        for block_name, input_name, feats, cats, _ in plan:
             num = len(cats)
             g_cats = grads[pos:pos + num]
             g_out = grads[pos + num]
@@ -276,7 +272,7 @@ def link_relevance(trace: Trace, target: int | None = None, *, index: int = 0,
             for j, g in enumerate(g_feats):
                 prod = g[index].float() * f[j] if g is not None else torch.zeros(())
                 nodes[j], nodes_abs[j] = float(prod.sum()), float(prod.abs().sum())
-            results.append(BlockRelevance(name=f"features.denseblock{b}", input_name=input_name, num_layers=num,
+            results.append(BlockRelevance(name=block_name, input_name=input_name, num_layers=num,
                                           links=links, links_abs=links_abs, to_output=to_output,
                                           to_output_abs=to_output_abs, nodes=nodes, nodes_abs=nodes_abs))
     return LinkRelevance(target=t, index=index, logit=float(trace.logits[index, t].detach()), blocks=results)
