@@ -6,7 +6,7 @@ only), ``page.py`` (how a page starts), ``runtime.py`` (device, threads, jobs on
 value), ``navigation.py`` (typed requests one page hands another), ``sources.py`` (model sources
 and loading), ``inputs.py`` (samples and uploads), ``results.py`` (typed results: the trace, maps,
 trust checks), ``shared.py`` (figures and topologies shared by all sessions), ``audits/`` (background
-audit runs, by job), ``analysis.py`` and ``figures.py`` (pure computations and figures, testable
-without Streamlit), ``selection.py`` (what a click on a figure picked), ``numbers.py`` (counts and
-sizes for people).
+audit runs, by job), ``shortcuts_tab.py`` (the Audit page's Shortcuts tab), ``analysis.py`` and
+``figures.py`` (pure computations and figures, testable without Streamlit), ``selection.py`` (what a
+click on a figure picked), ``numbers.py`` (counts and sizes for people).
 """

@@ -166,6 +166,11 @@ def test_the_planted_marker_is_found_and_confirmed_on_the_shortcut_model(tmp_pat
                                        "the top-left corner; erasing it drops the probability by")
     report = (tmp_path / "out" / "report.html").read_text()
     assert 'id="shortcuts"' in report and best["sentence"].replace("'", "&#x27;") in report
+    from densenet.audit.rescore import rescore
+
+    rescored = rescore(tmp_path / "out", binarize=0.5)  # another threshold leaves the clusters as they were
+    assert rescored["shortcuts"] == clusters
+    assert 'id="shortcuts"' in (tmp_path / "out" / "report.html").read_text()
 
 
 def test_the_clean_model_on_clean_films_has_no_shortcut(tmp_path, capsys):

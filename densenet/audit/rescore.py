@@ -49,6 +49,7 @@ def rescore(out: str | os.PathLike, *, binarize: str | float | None = None, poin
     from ..preprocess import Preprocessing
     from .metrics import binarize as binarize_maps
     from .run import _finite
+    from .shortcuts import read_shortcuts
     from .summary import summarise
 
     folder = RunFolder(out)
@@ -106,6 +107,9 @@ def rescore(out: str | os.PathLike, *, binarize: str | float | None = None, poin
         sanity = folder.path / "sanity.json"
         if sanity.is_file():
             summary["sanity"] = json.loads(sanity.read_text())
+        found = read_shortcuts(folder)  # clusters of maps and probabilities: no setting here changes them
+        if found is not None:
+            summary["shortcuts"] = found
         _atomic_write(folder.summary_path, json.dumps(_finite(summary), indent=2).encode())
         if report:
             from .report import write_report
