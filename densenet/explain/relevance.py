@@ -179,8 +179,13 @@ def _block_input(trace: Trace, block: int) -> str:
 
 
 def link_relevance(trace: Trace, target: int | None = None, *, index: int = 0,
-                   blocks: Iterable[int] | None = None) -> LinkRelevance:
+                   blocks: Iterable[int] | None = None, method: str = "gradient",
+                   model: DenseNet | None = None, rule: str | None = None) -> LinkRelevance:
     """First-order relevance of every dense link of every traced block, from one backward pass.
+
+    With ``method="lrp"`` the links carry layer-wise relevance instead (:mod:`.lrp_links`): pass
+    the ``model`` (its canonized copy re-runs ``trace.inputs``; the trace needs no graph) and
+    optionally an LRP ``rule``.
 
     Args:
         trace: from ``model.trace(x, relevance_layers(model), keep_graph=True)`` (or all layers);
@@ -194,9 +199,19 @@ def link_relevance(trace: Trace, target: int | None = None, *, index: int = 0,
         A :class:`LinkRelevance`; ``.blocks[b].links[(j, l)]`` is ``R(j -> l)``.
 
     Raises:
-        ValueError: a trace without a graph or without a block's taps, a bad target or index.
+        ValueError: a trace without a graph or without a block's taps, a bad target or index, an
+            unknown method, ``method="lrp"`` without a model.
         TypeError: a non-integer target.
     """
+    if method == "lrp":
+        if model is None:
+            raise ValueError("link_relevance(method='lrp') needs the model: link_relevance(trace, model=model, ...)")
+        from .lrp_core import DEFAULT_RULE
+        from .lrp_links import lrp_link_relevance
+
+        return lrp_link_relevance(model, trace, target, index=index, blocks=blocks, rule=rule or DEFAULT_RULE)
+    if method != "gradient":
+        raise ValueError(f"unknown link relevance method {method!r}; choose 'gradient' or 'lrp'")
     n = trace.logits.shape[0]
     index = operator.index(index)
     if not -n <= index < n:
