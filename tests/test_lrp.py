@@ -281,3 +281,43 @@ def test_trust_panel_runs_on_lrp() -> None:
     assert "classifier" in sanity.reinitialised
     curves = E.deletion_insertion(model, x, shown.map, 1, steps=4)
     assert 0 <= curves.deletion_auc <= 1 and 0 <= curves.insertion_auc <= 1
+
+
+# --- the dashboard ------------------------------------------------------------------------------------
+
+def _app():
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py"), default_timeout=180)
+
+
+def test_attention_page_offers_lrp_and_draws_it_with_the_trust_checks() -> None:
+    from tests.apptest import ok, widget
+
+    at = ok(_app().run())  # the demo model and its nodule sample
+    at.switch_page("views/attention.py").run()
+    method = widget(ok(at), "selectbox", "method")
+    assert "LRP" in method.options and "LRP at a layer" in method.options
+    method.set_value("lrp").run()
+    shown = ok(at).main.get("image")[1].proto.imgs[0].caption
+    assert shown == "LRP · input · nodule"
+    assert any("Layer-wise relevance propagation" in c.value for c in at.caption)
+    labels = [m.label for m in at.metric]
+    assert "Randomisation rank correlation" in labels and "Deletion AUC" in labels and "Insertion AUC" in labels
+    maps = [m for m in at.session_state["_cache_maps"].values() if getattr(m, "method", None) == "lrp"]
+    assert maps and maps[0].map.shape == (128, 128) and maps[0].map.max() == 1.0
+    widget(at, "selectbox", "method").set_value("lrp-layer").run()
+    assert ok(at).main.get("image")[1].proto.imgs[0].caption.startswith("LRP at a layer · ")
+
+
+def test_architecture_overlay_shows_lrp_with_the_blocks_conservation() -> None:
+    from tests.apptest import ok, widget
+
+    at = ok(_app().run())
+    widget(at, "toggle", "relevance_overlay").set_value(True).run()
+    widget(ok(at), "radio", "relevance_method").set_value("lrp").run()
+    caption = next(c.value for c in ok(at).caption if c.value.startswith("For “nodule”, layer "))
+    assert "LRP: of the relevance entering this block at its output" in caption
+    assert any(c.key == "conn_graph" or (c.key or "").startswith("conn_graph") for c in at.get("plotly_chart"))
