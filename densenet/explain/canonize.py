@@ -253,7 +253,10 @@ def _block_forward(self: _DenseBlock, x: Tensor, record: Callable[[str, Tensor],
         joined = torch.cat(features, 1)  # (N, c0 + (l-1)k, H, W): what layer l reads
         if record is not None:
             joined = record(f"{prefix}.{name}.input", joined)
-        new = layer([joined])
+        # The layer's forward without its own concatenation (a copy of one tensor); eval: no dropout.
+        new = layer.conv1(layer.relu1(layer.norm1(joined)))
+        if layer.has_bottleneck:
+            new = layer.conv2(layer.relu2(layer.norm2(new)))
         if record is not None:
             new = record(f"{prefix}.{name}", new)
         features.append(new)
