@@ -99,6 +99,9 @@ def test_epsilon_rule_conserves_the_logit_without_biases(name: str, size: int) -
         assert logit == pytest.approx(float(model(image(2, size=size))[0, 3]), rel=1e-4)
     assert abs(total - logit) <= 0.01 * abs(logit), (total, logit)
     assert result.relevance.shape == (1, 3, size, size)
+    private, _ = canonical(model)
+    with torch.no_grad():  # the canonized copy computes the model's logits
+        torch.testing.assert_close(private(image(2, size=size)), model(image(2, size=size)), rtol=1e-5, atol=1e-5)
 
 
 def test_with_biases_the_absorbed_relevance_is_reported() -> None:

@@ -7,7 +7,8 @@ relevance reaching any traced layer (an "LRP map at a layer", comparable to a CA
 The rules are Zennit's composites (Montavon et al. 2019, "Layer-wise relevance propagation: an overview"):
 
 - ``"epsilon"``: LRP-ε everywhere (ε = 1e-6, a stabiliser only). With no biases it conserves
-  relevance exactly, and for a ReLU network it equals gradient × input.
+  relevance exactly, and for a ReLU network it equals gradient × input. Where a threshold ReLU is
+  off, its constant output takes no relevance (see :func:`composite` for why).
 - ``"epsilon-plus-flat"`` (default): ε for the classifier, z⁺ for every convolution, the flat rule
   for the first convolution (Zennit's ``EpsilonPlusFlat``).
 - ``"alpha1-beta0"``: α1β0 for every convolution, ε for the classifier.
@@ -20,8 +21,8 @@ conserves it exactly.
 The shared model is never touched: the first call canonizes a ``copy.deepcopy``
 (:class:`~densenet.explain.canonize.DenseNetCanonizer`) and caches it, weakly keyed by the model and
 keyed by its parameters' identities and versions (so an in-place change, a ``load_state_dict`` or a
-move to another device canonizes again). Zennit's rules are hooks that keep per-call tensors, so
-calls on one copy take turns (a lock); the hooks are registered on the copy for the call only.
+move to another device canonizes again). The rules are hooks registered on the copy for one call
+and removed after it; two calls' hooks would both fire, so calls on one copy take turns (a lock).
 """
 
 from __future__ import annotations
