@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from zennit.canonizers import Canonizer
 
-from ..model import DenseNet, _DenseBlock, _DenseLayer, _Transition
+from ..model import DenseNet, _DenseBlock, _Transition
 
 
 class ThreshReLU(nn.Module):
