@@ -133,35 +133,42 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="40 images, 2 rounds")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS_lrp.md"))
+    parser.add_argument("--n", type=int, default=None, help="images to draw (default 200; --quick 40)")
+    parser.add_argument("--sanity", type=int, default=None, help="images for the randomisation check (25; 10)")
+    parser.add_argument("--skip-cost", action="store_true", help="only the faithfulness table")
     args = parser.parse_args()
     setup(THREADS)
     rounds = 2 if args.quick else 7
-    n = 40 if args.quick else 200
+    n = args.n or (40 if args.quick else 200)
     load_start = os.getloadavg()
 
     timings = {}
-    for label, (model, x) in {"DenseNet-121, 224 px": (make_model(), make_image(0)),
-                              "demo model, 128 px": (load(), normalize(generate(1, seed=HELD_OUT_SEED)[0]))}.items():
+    models = {} if args.skip_cost else {"DenseNet-121, 224 px": (make_model(), make_image(0)),
+                                        "demo model, 128 px": (load(), normalize(generate(1, seed=HELD_OUT_SEED)[0]))}
+    for label, (model, x) in models.items():
         timings[label] = cost(model, x, rounds)
         print(label, timings[label], flush=True)
-    rows, facts = faithfulness(n, 10 if args.quick else 25)
+    rows, facts = faithfulness(n, args.sanity or (10 if args.quick else 25))
 
-    lines = [f"`python benchmarks/bench_lrp.py{' --quick' if args.quick else ''}` — "
+    lines = [f"`python {' '.join(sys.argv)}` — "
              f"{datetime.date.today()}, commit {git_commit()}, {rounds} interleaved round(s)", "",
              f"Machine: {machine()}. Load average at start: {' / '.join(f'{v:.2f}' for v in load_start)}; "
              f"at the end: {' / '.join(f'{v:.2f}' for v in os.getloadavg())}.", "",
              f"Versions: {versions('torch', 'zennit', 'captum', 'numpy')}", "",
-             "### Cost", "",
-             "| model | contender | median wall | / forward + backward | median CPU | / forward + backward |",
-             "|---|---|---:|---:|---:|---:|"]
+             ]
+    if timings:
+        lines += ["### Cost", "",
+                  "| model | contender | median wall | / forward + backward | median CPU | / forward + backward |",
+                  "|---|---|---:|---:|---:|---:|"]
     for label, (times, canonize) in timings.items():
         wall, cpu = times["forward + backward"]
         for name, (w, c) in times.items():
             lines.append(f"| {label} | {name} | {w * 1000:.0f} ms | {w / wall:.2f}× | {c * 1000:.0f} ms | "
                          f"{c / cpu:.2f}× |")
         lines.append(f"| {label} | canonizing the copy (once per model) | {canonize * 1000:.0f} ms | | | |")
-    lines += ["", f"Target: LRP ≤ {TARGET_RATIO}× one forward + backward.", "",
-              "### Faithfulness on the demo set", "",
+    if timings:
+        lines += ["", f"Target: LRP ≤ {TARGET_RATIO}× one forward + backward.", ""]
+    lines += ["### Faithfulness on the demo set", "",
               f"{facts['images']} lesion images of {facts['drawn']} drawn with seed {HELD_OUT_SEED}, each explained "
               f"for its true class; the lesion box covers {facts['box_share']:.1%} of the image on average. "
               "Pointing: the map's maximum inside the box. Inside: the share of the map's positive mass inside "
