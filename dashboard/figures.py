@@ -251,7 +251,8 @@ def lrp_block_caption(relevance: object) -> str:
     at_output, at_input = block_conservation(relevance)
     share = f" ({at_input / at_output:.0%})" if at_output else ""
     return (f" LRP: of the relevance entering this block at its output (R = {at_output:.3g}), {at_input:.3g}"
-            f"{share} reaches the block's input; the difference is what its biases (BatchNorm shifts) absorbed.")
+            f"{share} reaches the block's input; the difference went into (or, if negative, came from) its biases "
+            "(the BatchNorm shifts).")
 
 
 def relevance_caption(block: BlockInfo, relevance: object, layer: int, target_name: str) -> str:
