@@ -136,6 +136,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=None, help="images to draw (default 200; --quick 40)")
     parser.add_argument("--sanity", type=int, default=None, help="images for the randomisation check (25; 10)")
     parser.add_argument("--skip-cost", action="store_true", help="only the faithfulness table")
+    parser.add_argument("--skip-faithfulness", action="store_true", help="only the cost table")
     args = parser.parse_args()
     setup(THREADS)
     rounds = 2 if args.quick else 7
@@ -148,7 +149,7 @@ def main() -> None:
     for label, (model, x) in models.items():
         timings[label] = cost(model, x, rounds)
         print(label, timings[label], flush=True)
-    rows, facts = faithfulness(n, args.sanity or (10 if args.quick else 25))
+    rows, facts = ([], {}) if args.skip_faithfulness else faithfulness(n, args.sanity or (10 if args.quick else 25))
 
     lines = [f"`python {' '.join(sys.argv)}` — "
              f"{datetime.date.today()}, commit {git_commit()}, {rounds} interleaved round(s)", "",
@@ -168,18 +169,19 @@ def main() -> None:
         lines.append(f"| {label} | canonizing the copy (once per model) | {canonize * 1000:.0f} ms | | | |")
     if timings:
         lines += ["", f"Target: LRP ≤ {TARGET_RATIO}× one forward + backward.", ""]
-    lines += ["### Faithfulness on the demo set", "",
-              f"{facts['images']} lesion images of {facts['drawn']} drawn with seed {HELD_OUT_SEED}, each explained "
-              f"for its true class; the lesion box covers {facts['box_share']:.1%} of the image on average. "
-              "Pointing: the map's maximum inside the box. Inside: the share of the map's positive mass inside "
-              "the box. Deletion AUC: probability as pixels are set to zero most-relevant first (lower is "
-              "better). Randomisation: mean |Spearman ρ| between the map and the map of a copy re-initialised "
-              f"from the head down to {facts['layer'].split('.')[-1]} (low is good).", "",
-              "| method | pointing | inside box | deletion AUC | randomisation ρ | median time |",
-              "|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['method']} | {r['pointing']:.1%} | {r['inside']:.1%} | {r['deletion']:.3f} | "
-                     f"{r['sanity']:.2f} | {r['seconds'] * 1000:.0f} ms |")
+    if rows:
+        lines += ["### Faithfulness on the demo set", "",
+                  f"{facts['images']} lesion images of {facts['drawn']} drawn with seed {HELD_OUT_SEED}, each explained "
+                  f"for its true class; the lesion box covers {facts['box_share']:.1%} of the image on average. "
+                  "Pointing: the map's maximum inside the box. Inside: the share of the map's positive mass inside "
+                  "the box. Deletion AUC: probability as pixels are set to zero most-relevant first (lower is "
+                  "better). Randomisation: mean |Spearman ρ| between the map and the map of a copy re-initialised "
+                  f"from the head down to {facts['layer'].split('.')[-1]} (low is good).", "",
+                  "| method | pointing | inside box | deletion AUC | randomisation ρ | median time |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            lines.append(f"| {r['method']} | {r['pointing']:.1%} | {r['inside']:.1%} | {r['deletion']:.3f} | "
+                         f"{r['sanity']:.2f} | {r['seconds'] * 1000:.0f} ms |")
     text = "\n".join(lines) + "\n"
     Path(args.out).write_text(text)
     print(text)
