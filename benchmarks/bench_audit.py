@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import densenet  # noqa: E402
 from common import git_commit, interleaved, machine, setup, versions  # noqa: E402
 from densenet import audit, load_image, preprocess  # noqa: E402
-from densenet.demo.data import CLASSES, write_dataset  # noqa: E402
+from densenet.synthetic import CLASSES, write_dataset  # noqa: E402
 from densenet.testing import randomise_batchnorm  # noqa: E402
 
 THREADS = 2

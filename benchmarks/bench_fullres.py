@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import densenet  # noqa: E402
 import densenet.demo  # noqa: E402
 from common import git_commit, interleaved, machine, setup, versions  # noqa: E402
-from densenet import geometry, ood  # noqa: E402
+from densenet import geometry, ood, render  # noqa: E402
 from densenet.dicom_export import secondary_capture  # noqa: E402
 from densenet.explain import overlay  # noqa: E402
 from densenet.preprocess import IMAGENET, XRAY, to_display  # noqa: E402
@@ -53,7 +53,7 @@ def overlays(repeats: int) -> dict[str, float]:
     heat = np.random.default_rng(2).random((7, 7)).astype(np.float32)
     view = to_display(image, XRAY)
     return interleaved({"224x224 overlay": lambda: overlay(view, heat),
-                        "full-resolution overlay": lambda: geometry.overlay_original(image, heat, XRAY)}, repeats)
+                        "full-resolution overlay": lambda: render.overlay_original(image, heat, XRAY)}, repeats)
 
 
 def ood_cost(repeats: int, quick: bool) -> list[tuple[str, dict[str, float]]]:
@@ -75,7 +75,7 @@ def ood_cost(repeats: int, quick: bool) -> list[tuple[str, dict[str, float]]]:
 
 def export_cost(repeats: int) -> dict[str, float]:
     rgb = np.random.default_rng(3).integers(0, 256, (H, W, 3), dtype=np.uint8)
-    return interleaved({"PNG": lambda: geometry.png_bytes(rgb), "DICOM Secondary Capture": lambda: secondary_capture(rgb)},
+    return interleaved({"PNG": lambda: render.png_bytes(rgb), "DICOM Secondary Capture": lambda: secondary_capture(rgb)},
                        repeats)
 
 

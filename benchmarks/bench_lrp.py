@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import densenet.explain as E  # noqa: E402
 from densenet.audit.metrics import energy_inside, pointing_hits  # noqa: E402
 from densenet.demo import load  # noqa: E402
-from densenet.demo.data import generate, normalize  # noqa: E402
+from densenet.synthetic import generate, normalize  # noqa: E402
 from densenet.explain import lrp_core  # noqa: E402
 from bench_cam import make_image, make_model  # noqa: E402
 from common import git_commit, machine, setup, versions  # noqa: E402

@@ -31,6 +31,30 @@ def plural(n: int, noun: str, nouns: str | None = None) -> str:
     return f"{n:,} {noun if n == 1 else (nouns or noun + 's')}"
 
 
+def duration(seconds: float) -> str:
+    """A wait in words a reader takes in: ``45 s``, ``4 min``, ``1 h 5 min`` (never ``3924 s``)."""
+    s = max(0.0, float(seconds))
+    if s < 90:
+        return f"{s:.0f} s"
+    minutes = round(s / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h" + (f" {minutes % 60} min" if minutes % 60 else "")
+
+
+def percent(p: float, threshold: float | None = None) -> str:
+    """``p`` as a percentage with no decimals, or with as many (up to 3) as it takes not to print the
+    threshold's own value for a probability on one side of it (49.94% against 50% reads "49.9%", not "50%")."""
+    for digits in range(4):
+        text = f"{p:.{digits}%}"
+        if threshold is None or p == threshold:
+            return text
+        shown = float(text.rstrip("%")) / 100
+        if (shown >= threshold) == (p >= threshold) and text != f"{threshold:.{digits}%}":
+            return text
+    return text
+
+
 def short_name(layer: str) -> str:
     """``features.denseblock2.denselayer5`` -> ``denseblock2.denselayer5``."""
     return layer.removeprefix("features.")
@@ -118,17 +142,6 @@ def owners_of(slices: list[ChannelSlice]) -> list[int]:
     for i, piece in enumerate(slices):
         owners += [i] * piece.channels
     return owners
-
-
-def png_bytes(rgb: np.ndarray) -> bytes:
-    """Encode a uint8 image once (``st.image`` passes encoded bytes through untouched)."""
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
 
 
 def thumbnail(pixels: np.ndarray, side: int = 360) -> np.ndarray:

@@ -25,13 +25,15 @@ st.set_page_config(page_title="DenseNet Explorer", page_icon=":material/hub:", l
                    initial_sidebar_state="expanded")
 
 import densenet  # noqa: E402
-from dashboard import audits, inputs, page, runtime, session, sources  # noqa: E402
+from dashboard import inputs, navigation, page, runtime, session, sources  # noqa: E402
 from dashboard.results import Choices, Context, context_for  # noqa: E402
 from densenet import geometry, labels  # noqa: E402
 from densenet.config import STEMS  # noqa: E402
 from densenet.images import Window  # noqa: E402
+from densenet.versions import versions  # noqa: E402
 
 log = logging.getLogger("dashboard")
+runtime.use_threads()  # torch's threads for this server process, before any session's model work
 
 DEFAULT_BLOCKS = (6, 12, 24, 16, 16)
 
@@ -135,7 +137,7 @@ def outputs_sidebar(ctx: Context) -> None:
                     classes = None
         geometries = list(geometry.GEOMETRIES)
         shape = session.selectbox(st, "Fit the image by", geometries, f"outputs.geometry.{per}",
-                                  base.preprocessing.geometry, format_func=lambda g: geometry.GEOMETRIES[g].split(":")[0],
+                                  base.preprocessing.geometry, format_func=geometry.short_label,
                                   help=" · ".join(geometry.GEOMETRIES.values()))
         explicit = multilabel != stated.multilabel or preset_kind is not None  # a preset must not override the radio
         choices = Choices(multilabel=multilabel if explicit else None,
@@ -191,26 +193,27 @@ def image_sidebar(ctx: Context) -> None:
     samples = inputs.samples()
     names = [s.name for s in samples]
     uploaded = st.session_state.get("image_upload")
-    override = audits.image_override()  # a case opened from the Audit page
+    override = navigation.image_override()  # a case opened from the Audit page
     sample_name = session.selectbox(st, "Sample", names, "sample", names[0] if names else None,
                                     disabled=uploaded is not None or override is not None,
-                                    on_change=audits.clear_image_override,
+                                    on_change=navigation.clear_image_override,
                                     help="Built-in images; an upload below takes their place.")
     upload = st.file_uploader(
         "…or upload your own", type=list(inputs.SUPPORTED_EXTENSIONS), key="image_upload",
+        on_change=navigation.clear_image_override,  # a new upload takes over from an opened case
         max_upload_size=max(1, inputs.MAX_BYTES // (1 << 20)),
         help=(f"PNG, JPEG, TIFF, BMP, WebP or DICOM (.dcm), up to {inputs.MAX_BYTES // (1 << 20)} MB and "
               f"{inputs.MAX_PIXELS / 1e6:.0f} megapixels. Colour images feed grey models as luminance, "
               "grey images feed colour models replicated."))
-    if upload is None and override is not None:
+    if override is not None:  # an opened case stays until "Back to the samples", even over an earlier upload
         st.caption(f"From the audit: {override.name}")
-        st.button("Back to the samples", key="clear_override", on_click=audits.clear_image_override)
+        st.button("Back to the samples", key="clear_override", on_click=navigation.clear_image_override)
     try:
-        if upload is not None:
-            name, read, file_hash = upload.name, upload.getvalue, inputs.file_digest(upload.file_id, upload.getvalue)
-        elif override is not None:
+        if override is not None:
             name, read = override.name, override.path.read_bytes
             file_hash = inputs.file_digest(str(override.path), read)
+        elif upload is not None:
+            name, read, file_hash = upload.name, upload.getvalue, inputs.file_digest(upload.file_id, upload.getvalue)
         elif sample_name is not None:
             sample = samples[names.index(sample_name)]
             name, read, file_hash = sample.name, sample.read, inputs.file_digest(str(sample.path), sample.read)
@@ -221,11 +224,16 @@ def image_sidebar(ctx: Context) -> None:
             window = window_controls(info, file_hash) if info is not None and info.monochrome else None
             ctx.image = inputs.read_image(name, file_hash, read, window)
     except inputs.ImageError as e:
-        ctx.image_error = f"Could not read {upload.name if upload is not None else sample_name}: {e}"
+        ctx.image_error = f"Could not read {name}: {e}"
         st.error(ctx.image_error)
     if ctx.image is not None:
         st.image(ctx.image.thumbnail(), caption=f"{ctx.image.name} · {ctx.image.pixels.shape[1]}×"
                  f"{ctx.image.pixels.shape[0]}", width=180)
+        if ctx.spec.kind == "demo" and upload is None and override is None:
+            from densenet.demo import KNOWN_ERRORS
+
+            if ctx.image.name in KNOWN_ERRORS:
+                st.caption(f":material/info: {KNOWN_ERRORS[ctx.image.name]}")
 
 
 def window_controls(info: object, file_hash: str) -> Window | None:
@@ -297,8 +305,16 @@ def main() -> None:
         log.exception("page %s failed", current.title)
         st.error(f"This page hit a problem it could not handle ({type(e).__name__}: {e}). "
                  "The rest of the app still works; try another model, image or setting.")
+    page.server_time()  # a page that stops early (page.stop) writes it itself
     with st.sidebar:
-        st.caption(f"Server time for this view: {runtime.elapsed_ms():.0f} ms")
+        about_server()
+
+
+def about_server() -> None:
+    """What this server runs on, for a bug report: the versions that change maps, and the device."""
+    with st.expander("About this server"):
+        listed = " · ".join(f"{name} {v}" for name, v in versions().items())
+        st.caption(f"{listed} · device: {runtime.device_label()}")
 
 
 main()

@@ -17,26 +17,13 @@ from plotly.subplots import make_subplots
 from densenet.classroom import Comparison, GradientResult, LearnSnapshot, MemoryResult, ParamsVsAccuracy, SameDepth
 
 from .analysis import source_color
+from .numbers import big, byte_size
 
 #: One colour per network, the same on every page and in the lesson.
 COLORS = {"DenseNet": "#0f766e", "ResNet": "#9333ea", "plain CNN": "#dc2626"}
 MEMORY_COLORS = ("#dc2626", "#0f766e", "#9333ea")  # naive, memory-efficient, ResNet
 _LAYOUT = dict(margin=dict(l=10, r=10, t=50, b=10), plot_bgcolor="white", paper_bgcolor="white")
 _GRID = "#eef2f7"
-
-
-def _big(n: float) -> str:
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.2f} {unit}"
-    return f"{n:.0f}"
-
-
-def _bytes(n: float) -> str:
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.2f} {unit}"
-    return f"{n:.0f} B"
 
 
 def _tick(units: tuple[str, str, str, str]) -> Callable[[float], str]:
@@ -82,7 +69,7 @@ def params_vs_accuracy(result: ParamsVsAccuracy, *, height: int = 400) -> go.Fig
             text=[m.name.removeprefix("densenet").removeprefix("resnet") for m in models],
             textposition="top center" if family == "DenseNet" else "bottom right", cliponaxis=False,
             line=dict(color=color_of(family), width=2), marker=dict(size=9),
-            hovertext=[f"{m.name}: {_big(m.params)} parameters, {_big(m.macs)} MACs, top-1 {m.top1:.2f} %, "
+            hovertext=[f"{m.name}: {big(m.params)} parameters, {big(m.macs)} MACs, top-1 {m.top1:.2f} %, "
                        f"top-5 {m.top5:.2f} % ({m.weights})" for m in models], hoverinfo="text"))
     fig.update_layout(**_LAYOUT, height=height,
                       title=dict(text="ImageNet top-1 against parameters (torchvision's published figures)",
@@ -101,10 +88,10 @@ def same_depth_bars(result: SameDepth, *, height: int = 400) -> go.Figure:
     values = [result.densenet_params, result.resnet_params]
     fig = go.Figure(go.Bar(
         x=labels, y=values, marker_color=[COLORS["DenseNet"], COLORS["ResNet"]],
-        text=[_big(v) for v in values], textposition="outside", cliponaxis=False,
-        hovertext=[f"DenseNet: {values[0]:,} parameters, {_big(result.densenet_macs)} MACs",
+        text=[big(v) for v in values], textposition="outside", cliponaxis=False,
+        hovertext=[f"DenseNet: {values[0]:,} parameters, {big(result.densenet_macs)} MACs",
                    f"ResNet, {result.resnet_layout} {result.resnet_block} blocks per stage, width "
-                   f"{result.resnet_width}: {values[1]:,} parameters, {_big(result.resnet_macs)} MACs"],
+                   f"{result.resnet_width}: {values[1]:,} parameters, {big(result.resnet_macs)} MACs"],
         hoverinfo="text"))
     fig.update_layout(**_LAYOUT, height=height, showlegend=False,
                       title=dict(text=f"Depth {result.depth}: ResNet has {result.ratio:.1f}× the parameters",
@@ -147,7 +134,7 @@ def memory_curves(result: MemoryResult, *, height: int = 420) -> go.Figure:
         fig.add_trace(go.Scatter(
             x=curve.depths, y=curve.peak_bytes, mode="lines+markers", meta={"label": curve.label},
             name=f"{name}: ∝ L<sup>{curve.exponent:.2f}</sup>", line=dict(color=color, width=2, dash=dash),
-            hovertext=[f"{curve.label}, L = {d}: {_bytes(b)} peak, {_big(p)} parameters" for d, b, p in
+            hovertext=[f"{curve.label}, L = {d}: {byte_size(b)} peak, {big(p)} parameters" for d, b, p in
                        zip(curve.depths, curve.peak_bytes, curve.params)], hoverinfo="text"))
     fig.update_layout(**{**_LAYOUT, "margin": dict(l=10, r=10, t=50, b=10)}, height=height,
                       title=dict(text=f"Peak memory of one training step, dense block of L layers "
@@ -187,7 +174,7 @@ def learning_curves(snap: LearnSnapshot, *, height: int = 330) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
                         subplot_titles=("training loss", "training accuracy"))
     for net in (snap.densenet, snap.resnet):
-        name = f"{net.name} ({_big(net.params)} params)"
+        name = f"{net.name} ({big(net.params)} params)"
         for col, values in ((1, net.loss), (2, net.accuracy)):
             fig.add_trace(go.Scatter(x=net.steps, y=_smooth(values), mode="lines", name=name,
                                      legendgroup=net.name, showlegend=col == 1,

@@ -1,4 +1,5 @@
-"""Figures and tables as pure functions of library objects: plotly figures, DOT text, DataFrames.
+"""Figures and tables as pure functions of library objects (one module: the architecture, block and
+attention pages share its layout, colours and arcs): plotly figures, DOT text, DataFrames.
 
 Nothing here imports Streamlit, so every figure can be built and checked in a plain test.
 """
@@ -13,12 +14,12 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from densenet.explain import DeletionInsertion
-from densenet.topology import BlockInfo, ChannelSlice, Topology
+from densenet.topology import FINAL_NORM, BlockInfo, ChannelSlice, Topology
 
 if TYPE_CHECKING:  # densenet.classroom imports torchvision's model zoo: only the pages that use it pay
     from densenet.classroom import FeatureReuse
 
-from .analysis import Prediction, Step, short_name, source_color
+from .analysis import Prediction, Step, percent, plural, short_name, source_color
 
 ARC_POINTS = 13  # points per drawn link; few enough that DenseNet-264's 2,080-link block stays light
 LINK_COLOR = "rgba(100, 116, 139, 0.45)"
@@ -26,17 +27,6 @@ INPUT_COLOR = "#f97316"
 OUTPUT_COLOR = "rgba(37, 99, 235, 0.55)"
 NODE_COLOR = "#334155"
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white", paper_bgcolor="white")
-
-
-def _fmt_int(n: int) -> str:
-    return f"{n:,}"
-
-
-def _fmt_big(n: float) -> str:
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.2f} {unit}"
-    return f"{n:.0f}"
 
 
 # --- dense connectivity ------------------------------------------------------------------------
@@ -135,7 +125,7 @@ def connectivity_graph(block: BlockInfo, selected: int | None = None, *, height:
     top = max(1.0, n / 2.0)
     fig.update_layout(
         **_LAYOUT, height=height, dragmode=False, clickmode="event+select", hovermode="closest",
-        title=dict(text=f"{short_name(block.name)}: {n} layers, {block.num_links} links = {n}·{n + 1}/2",
+        title=dict(text=f"{short_name(block.name)}: {plural(n, 'layer')}, {plural(block.num_links, 'link')} = {n}·{n + 1}/2",
                    font=dict(size=15)),
         legend=dict(orientation="h", yanchor="top", y=0.0, xanchor="center", x=0.5, font=dict(size=11)),
         xaxis=dict(visible=False, range=[-0.8, n + 0.8]),
@@ -146,6 +136,8 @@ def connectivity_graph(block: BlockInfo, selected: int | None = None, *, height:
 
 #: Past this many layers the arc graph turns into a grey mass: the matrix view is the default.
 MATRIX_FROM = 25
+#: Room above a connectivity matrix for its title and its top (source) axis with that axis's title.
+MATRIX_TOP_MARGIN = 96
 
 
 def connectivity_matrix(block: BlockInfo, selected: int | None = None, *, height: int = 440) -> go.Figure:
@@ -174,13 +166,18 @@ def connectivity_matrix(block: BlockInfo, selected: int | None = None, *, height
         hovertext=hover, hoverinfo="text", customdata=names, xgap=1 if n <= 64 else 0, ygap=1 if n <= 64 else 0,
         name="links", meta={"links": block.num_links}))
     ticks = max(1, math.ceil(n / 16))
+    # The source axis sits on top, under the chart title: the title goes to the very top of a taller
+    # margin so the two never overlap, and it is short enough for a narrow column (one cell per link
+    # is said by the axis titles).
     fig.update_layout(
-        **_LAYOUT, height=height, dragmode=False, clickmode="event+select",
-        title=dict(text=f"{short_name(block.name)}: {n} layers, {block.num_links:,} links = {n}·{n + 1}/2 "
-                        "(one cell each)", font=dict(size=15)),
-        xaxis=dict(title="source: block input (0) or layer j", dtick=ticks, side="top", constrain="domain",
-                   tickvals=list(range(0, n, ticks)), ticktext=["in"] + [str(j) for j in range(ticks, n, ticks)]),
-        yaxis=dict(title="layer l reads", dtick=ticks, autorange="reversed", scaleanchor="x"),
+        **{**_LAYOUT, "margin": dict(l=10, r=10, t=MATRIX_TOP_MARGIN, b=10)}, height=height, dragmode=False,
+        clickmode="event+select",
+        title=dict(text=f"{short_name(block.name)}: {plural(n, 'layer')}, {plural(block.num_links, 'link')}",
+                   font=dict(size=15), y=0.99, yanchor="top", x=0.0, xanchor="left", xref="paper"),
+        xaxis=dict(title=dict(text="source: block input (in) or layer j", standoff=6), dtick=ticks, side="top",
+                   constrain="domain", tickvals=list(range(0, n, ticks)),
+                   ticktext=["in"] + [str(j) for j in range(ticks, n, ticks)]),
+        yaxis=dict(title="layer l reads", dtick=ticks, range=[n + 0.5, 0.5], scaleanchor="x", constrain="domain"),
     )
     return fig
 
@@ -195,7 +192,7 @@ def relevance_graph(block: BlockInfo, relevance: object, *, target_name: str, he
     (in :data:`RELEVANCE_BINS` steps of the block's largest), colour its sign (red: for the
     class, blue: against); node size follows the total |relevance| of that layer's new maps.
     Hover gives each link's value and its share of what layer l received. Every link is drawn,
-    so :func:`count_links` equals L(L+1)/2.
+    so the number of arcs drawn equals L(L+1)/2.
     """
     n = block.num_layers
     links = relevance.links
@@ -264,49 +261,6 @@ def relevance_caption(block: BlockInfo, relevance: object, layer: int, target_na
     return f"For “{target_name}”, layer {layer} reads mostly " + " and ".join(named) + "."
 
 
-def count_cells(fig: go.Figure | dict) -> int:
-    """The number of links a connectivity matrix draws (its filled cells)."""
-    z = fig.data[0].z if isinstance(fig, go.Figure) else fig["data"][0]["z"]
-    if isinstance(z, dict) and "bdata" in z:  # plotly 6's JSON: base64, dtype and shape
-        import base64
-
-        shape = [int(n) for n in str(z.get("shape", "")).split(",") if n]
-        z = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape or -1)
-    return int(np.isfinite(np.asarray(z, dtype=float)).sum())
-
-
-def count_links(fig: go.Figure | dict) -> int:
-    """The number of links a connectivity figure draws (arcs in its line traces)."""
-    data = fig["data"] if isinstance(fig, dict) else fig.to_plotly_json()["data"]
-    return sum(sum(1 for v in trace["x"] if v is None)
-               for trace in data if trace.get("mode") == "lines")
-
-
-def selected_layer(event: object, block: BlockInfo) -> int | None:
-    """The node a plotly selection event on :func:`connectivity_graph` picked, if any.
-
-    Args:
-        event: what ``st.plotly_chart(..., on_select=...)`` returned or stored under its key
-            (``{"selection": {"points": [...]}}``).
-        block: the block the figure shows.
-    """
-    try:
-        points = event["selection"]["points"]  # type: ignore[index]
-    except (KeyError, TypeError):
-        return None
-    for point in points or []:
-        name = point.get("customdata")
-        if isinstance(name, list):
-            name = name[0] if name else None
-        for node in range(block.num_layers + 1):
-            if block.layer_name(node) == name:
-                return node
-        row = point.get("y")  # a matrix cell without customdata: its row is the reading layer
-        if isinstance(row, int) and 1 <= row <= block.num_layers:
-            return row
-    return None
-
-
 # --- whole network -----------------------------------------------------------------------------
 
 def _dot_escape(text: str) -> str:
@@ -351,7 +305,7 @@ def overview_dot(topo: Topology, highlight: str | None = None) -> str:
                          f'{t.in_channels} → {t.out_channels} ch, {t.size[0]}×{t.size[1]}", fillcolor="#e0e7ff"];')
             lines.append(f'  {prev} -> trans{b} [label="{t.in_channels}"];')
             prev = f"trans{b}"
-    norm5, head = rows["features.norm5"], rows["classifier"]
+    norm5, head = rows[FINAL_NORM], rows["classifier"]
     pool = "global avg-pool" if cfg.pool == "avg" else f"per-location scores, log-mean-exp (r={cfg.lme_r:g})"
     lines.append(f'  head [label="BN, ReLU, {pool}\\nlinear {norm5.out_channels} → {head.out_channels}'
                  f'{" (+ null class)" if cfg.null_class else ""}\\n'
@@ -448,7 +402,7 @@ def paper_table(topo: Topology) -> pd.DataFrame:
             t = rows[block.transition]
             add(f"Transition Layer ({b})", t.size, "1 × 1 conv, 2 × 2 average pool, stride 2",
                 t.in_channels, t.out_channels, t.params, t.macs)
-    norm5, head = rows["features.norm5"], rows["classifier"]
+    norm5, head = rows[FINAL_NORM], rows["classifier"]
     pool = f"{norm5.size[0]} × {norm5.size[1]} global average pool" if cfg.pool == "avg" else "log-mean-exp pool"
     act = "sigmoid" if cfg.multilabel else "softmax"
     add("Classification Layer", (1, 1), f"{pool}, {head.out_channels}D fully-connected, {act}",
@@ -478,7 +432,7 @@ def topk_bar(preds: list[Prediction], *, multilabel: bool) -> go.Figure:
         marker_color=["#0f766e" if i == len(preds) - 1 else "#94a3b8" for i in range(len(preds))],
         hovertext=[f"{p.name}: p = {p.probability:.4f}, logit = {p.logit:.3f}" for p in preds], hoverinfo="text",
     ))
-    fig.update_layout(**_LAYOUT, height=60 + 34 * len(preds),
+    fig.update_layout(**_LAYOUT, height=60 + 28 * len(preds),
                       title=dict(text="per-label sigmoid" if multilabel else "softmax", font=dict(size=13)),
                       xaxis=dict(range=[0, 1], tickformat=".0%", gridcolor="#eef2f7"),
                       yaxis=dict(automargin=True))
@@ -494,7 +448,7 @@ def findings_bar(findings: list, *, height_per: int = 26) -> go.Figure:
     fig = go.Figure(go.Bar(
         x=[f.probability for f in ordered], y=[f.name for f in ordered], orientation="h", name="probability",
         marker_color=["#0f766e" if f.positive else "#94a3b8" for f in ordered],
-        text=[f"{f.probability:.0%}" for f in ordered], textposition="outside", cliponaxis=False,
+        text=[percent(f.probability, f.threshold) for f in ordered], textposition="outside", cliponaxis=False,
         hovertext=[f"{f.name}: p = {f.probability:.3f}, threshold {f.threshold:.2f}"
                    f"{'' if f.calibrated else ' (default)'} → {'positive' if f.positive else 'negative'}"
                    for f in ordered], hoverinfo="text"))
@@ -603,7 +557,8 @@ def step_figure(block: BlockInfo, step: Step) -> go.Figure:
                              hovertext=f"{label}: {width} ch", hoverinfo="text", showlegend=False))
     fig.update_layout(**_LAYOUT, barmode="stack", height=230,
                       xaxis=dict(title="channels", range=[0, block.out_channels * 1.02], gridcolor="#eef2f7"),
-                      yaxis=dict(categoryorder="array", categoryarray=list(reversed(rows)), automargin=True),
+                      yaxis=dict(categoryorder="array", categoryarray=list(reversed(rows)), automargin=True,
+                                 ticklabelstandoff=8),  # labels clear of the bars' axis line
                       title=dict(text=f"layer {step.layer}: {step.input_shape[2]} channels in, {k} out",
                                  font=dict(size=14)))
     return fig
@@ -623,8 +578,3 @@ def concat_vs_add(block: BlockInfo) -> go.Figure:
                       yaxis=dict(title="channels into layer l", rangemode="tozero", gridcolor="#eef2f7"),
                       title=dict(text="What layer l receives", font=dict(size=14)))
     return fig
-
-
-def big(n: float) -> str:
-    """Human form of a large count: 7.98 M."""
-    return _fmt_big(n)

@@ -25,9 +25,13 @@ INTERACTIVE = 0
 LONG = 1
 
 
-@dataclass
+@dataclass(eq=False)
 class Ticket:
     """One job's hold on the gate (or its place in the queue).
+
+    Tickets compare by identity: two sessions may ask for the same job at the same moment, and the gate
+    finds and removes tickets with ``in`` and ``list.remove``, so value equality would let one session's
+    release take the other's place.
 
     Attributes:
         label: what the job does, for the people waiting ("Occlusion", "Running the model").

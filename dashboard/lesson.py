@@ -20,9 +20,10 @@ import plotly.graph_objects as go
 
 from typing import TYPE_CHECKING
 
+from densenet import render
 from densenet.topology import Topology
 
-from . import analysis, figures, session
+from . import analysis, figures, numbers, session
 
 if TYPE_CHECKING:  # densenet.classroom loads torchvision's model zoo: only a lesson with claims pays
     from densenet.classroom import ParamsVsAccuracy, SameDepth
@@ -126,12 +127,18 @@ def _e(text: object) -> str:
     return html.escape(str(text))
 
 
+#: Counts shown in short form (7.98 M, 2.87 G): raw integers of ten digits do not read in a lesson.
+_BIG_COLUMNS = ("Params", "MACs")
+
+
 def _table(df: pd.DataFrame) -> str:
-    return df.to_html(index=False, classes="data", border=0, na_rep="", float_format=lambda v: f"{v:,.3g}")
+    formatters = {c: (lambda v: "" if pd.isna(v) else numbers.big(v)) for c in _BIG_COLUMNS if c in df.columns}
+    return df.to_html(index=False, classes="data", border=0, na_rep="", float_format=lambda v: f"{v:,.3g}",
+                      formatters=formatters)
 
 
 def _data_uri(rgb) -> str:
-    return "data:image/png;base64," + base64.b64encode(analysis.png_bytes(rgb)).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(render.png_bytes(rgb, compress_level=1)).decode("ascii")
 
 
 def _shape(s: tuple[int, int, int] | None) -> str:
@@ -143,8 +150,8 @@ def _architecture(topo: Topology, fig: _Figures) -> list[str]:
     out = ["<h2>The architecture</h2>",
            '<div class="facts">'
            f"<div>Depth L<b>{cfg.depth}</b></div><div>Dense links<b>{topo.num_links:,}</b></div>"
-           f"<div>Parameters<b>{figures.big(topo.total_params)}</b></div>"
-           f"<div>MACs per image<b>{figures.big(topo.total_macs)}</b></div>"
+           f"<div>Parameters<b>{numbers.big(topo.total_params)}</b></div>"
+           f"<div>MACs per image<b>{numbers.big(topo.total_macs)}</b></div>"
            f"<div>Growth rate k<b>{cfg.growth_rate}</b></div></div>",
            f"<p>Input {cfg.in_channels}×{topo.input_size[0]}×{topo.input_size[1]}; blocks "
            f"{_e(tuple(cfg.block_config))}; {'bottleneck 1×1 conv to ' + str(cfg.bn_size) + 'k first' if cfg.bn_size else 'no bottleneck'}; "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -34,10 +34,24 @@ def start(title: str) -> Context:
     return ctx
 
 
+def server_time() -> None:
+    """The sidebar's last line: how long the server worked on this view."""
+    from . import runtime
+
+    st.sidebar.caption(f"Server time for this view: {runtime.elapsed_ms():.0f} ms")
+
+
+def stop() -> NoReturn:
+    """``st.stop()`` after the sidebar's server time (nothing can be drawn once a stop is requested)."""
+    server_time()
+    st.stop()
+    raise AssertionError("not reached: st.stop() raises")
+
+
 def model_failed(ctx: Context, reason: str) -> None:
     st.error(f"Could not load the {ctx.spec.label}: {reason}", icon=":material/error:")
     st.caption("Nothing below is shown until a model loads: choose another file or source in the sidebar.")
-    st.stop()
+    stop()
 
 
 def load(ctx: Context) -> densenet.DenseNet:
@@ -54,7 +68,7 @@ def with_image(title: str, *, graph: bool = False) -> tuple[Context, densenet.De
     ctx = start(title)
     if ctx.image is None:
         st.info(ctx.image_error or "Choose a sample or upload an image in the sidebar.")
-        st.stop()
+        stop()
     model = load(ctx)
     return ctx, model, get_analysis(ctx, graph=graph)
 
@@ -94,6 +108,6 @@ def chart(fig: go.Figure, **kwargs: Any) -> Any:
         size = (fig.layout.font.size or 12) + 5
         fig.update_layout(font=dict(size=size), title_font_size=size + 3, hoverlabel_font_size=size,
                           height=int((fig.layout.height or 400) * 1.15))
-        fig.update_annotations(font_size=size - 2)
+        fig.update_annotations(font_size=size + 1)  # subplot titles: above the tick labels, below the title
     kwargs.setdefault("config", {"displayModeBar": False})
     return st.plotly_chart(fig, **kwargs)

@@ -23,6 +23,7 @@ import torch
 import densenet
 from densenet.device import describe
 
+from .analysis import duration
 from .gate import INTERACTIVE, LONG, ComputeGate, Ticket
 
 
@@ -36,7 +37,6 @@ def _cores() -> int:
 CORES = _cores()
 THREADS_PER_JOB = min(CORES, 4)  # beyond ~4 threads a DenseNet forward on CPU gains little
 COMPUTE_SLOTS = max(1, CORES // THREADS_PER_JOB)
-torch.set_num_threads(THREADS_PER_JOB)
 DEVICE = densenet.pick_device()
 #: One gate per server process: this module is imported once, and every session's thread shares it.
 GATE = ComputeGate(COMPUTE_SLOTS)
@@ -44,6 +44,21 @@ GATE = ComputeGate(COMPUTE_SLOTS)
 CHUNK = 4 if DEVICE.type == "cpu" else 32
 
 _local = threading.local()
+_threads_set = threading.Lock()
+_threads_done = False
+
+
+def use_threads() -> None:
+    """Give torch :data:`THREADS_PER_JOB` threads, once per process.
+
+    Not at import: importing this module (a test, a benchmark, a notebook) leaves torch as it was;
+    the app's entrypoint calls this, and :func:`job` makes sure before any model work.
+    """
+    global _threads_done
+    with _threads_set:
+        if not _threads_done:
+            torch.set_num_threads(THREADS_PER_JOB)
+            _threads_done = True
 
 
 def device_label() -> str:
@@ -66,7 +81,7 @@ class Job:
         if self.bar is not None:
             left = self.ticket.seconds_left
             self.bar.progress(min(max(fraction, 0.0), 1.0),
-                              text=f"{self.label}: {fraction:.0%}" + (f", about {left:.0f} s left" if left else ""))
+                              text=f"{self.label}: {fraction:.0%}" + (f", about {duration(left)} left" if left else ""))
         self.ticket.between_chunks(fraction)
 
 
@@ -80,6 +95,7 @@ def job(label: str, *, long: bool = False, bar: bool = False) -> Iterator[Job]:
     if outer is not None:
         yield outer
         return
+    use_threads()
     ticket = GATE.ticket(label, LONG if long else INTERACTIVE)
     acquired = False
     try:

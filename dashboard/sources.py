@@ -16,17 +16,13 @@ import streamlit as st
 
 import densenet
 import densenet.demo
-from densenet.config import STEMS
-from densenet.preprocess import Preprocessing, custom, default_for
+from densenet.presets import for_fresh_model
 
 from . import runtime, session
 
 CHECKPOINT_EXTENSIONS = ("pt", "pth", "safetensors", "bin")
 MAX_CHECKPOINT_MB = 200  # DenseNet-264 is about 130 MB in float32
 FALLBACK_VARIANT = "densenet-bc-100-12"
-
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 
 @dataclass(frozen=True)
@@ -99,17 +95,6 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def fresh_preprocessing(config: densenet.DenseNetConfig) -> Preprocessing:
-    """The input a freshly built model of this architecture gets, at its stem's input size."""
-    size = STEMS[config.stem].input_size
-    if config.stem == "imagenet":
-        return default_for(config.in_channels)
-    if config.in_channels == 3 and size == 32:
-        return custom(size=size, channels=3, mean=CIFAR_MEAN, std=CIFAR_STD)
-    channels = config.in_channels
-    return custom(size=size, channels=channels, mean=(0.5,) * channels, std=(0.25,) * channels)
-
-
 def demo_available() -> bool:
     """Cheap check (no loading) that the demo model can be offered."""
     return Path(densenet.demo.WEIGHTS_PATH).is_file()
@@ -126,12 +111,6 @@ def fallback_spec() -> ModelSpec:
     return ModelSpec("variant", FALLBACK_VARIANT, densenet.VARIANTS[FALLBACK_VARIANT])
 
 
-def default_cam_layer(model: densenet.DenseNet) -> str:
-    """The layer to explain first: the checkpoint's recommendation, else the last feature map."""
-    layer = model.metadata.get("cam_layer")
-    return layer if layer in model.tap_names else "features.norm5"
-
-
 def _build(spec: ModelSpec, read: Callable[[], bytes] | None) -> densenet.DenseNet:
     if spec.kind == "demo":
         try:
@@ -139,7 +118,7 @@ def _build(spec: ModelSpec, read: Callable[[], bytes] | None) -> densenet.DenseN
         except (FileNotFoundError, OSError) as e:
             raise ModelError(f"the bundled demo model cannot be read ({e})") from None
     if spec.source.from_config:
-        return densenet.DenseNet(spec.config, preprocessing=fresh_preprocessing(spec.config))
+        return densenet.DenseNet(spec.config, preprocessing=for_fresh_model(spec.config))
     if spec.kind == "imagenet":
         return densenet.create(spec.name, weights="imagenet")
     if spec.kind == "checkpoint":

@@ -77,10 +77,10 @@ def create(name_or_config: str | DenseNetConfig, *, weights: str | os.PathLike |
     return model
 
 # --- the practitioner's own checkpoint: what outputs mean, the whole film, DICOM windows and export, OOD ---
-from . import dicom_export, geometry, labels, ood  # noqa: E402
+from . import dicom_export, geometry, labels, ood, render  # noqa: E402
 from .checkpoints import checkpoint_bytes  # noqa: E402
-from .images import WINDOW_PRESETS, DicomInfo, Window, dicom_info  # noqa: E402
+from .dicom import WINDOW_PRESETS, DicomInfo, Window, dicom_info  # noqa: E402
 from .labels import Outputs, outputs, with_outputs  # noqa: E402
 
 __all__ += ["DicomInfo", "Outputs", "WINDOW_PRESETS", "Window", "checkpoint_bytes", "dicom_export", "dicom_info",
-            "geometry", "labels", "ood", "outputs", "with_outputs"]
+            "geometry", "labels", "ood", "outputs", "render", "with_outputs"]

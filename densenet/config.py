@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from typing import Any
 
 POOLS = ("avg", "lme")
@@ -172,3 +173,8 @@ VARIANTS: dict[str, DenseNetConfig] = {
     "densenet-40-12": cifar_plain(40, 12),
     "densenet-100-12": cifar_plain(100, 12),
 }
+
+
+def transition_channels(channels: int, compression: float) -> int:
+    """Channels out of a transition: ``floor(theta * c)`` (at least one)."""
+    return max(1, math.floor(compression * channels))

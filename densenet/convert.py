@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .checkpoints import CheckpointError, checkpoint_bytes, load_checkpoint, save_checkpoint
-from .geometry import GEOMETRIES
+from .presets import GEOMETRIES
 from .labels import PRESETS as CLASS_PRESETS
 from .labels import outputs, with_outputs
 from .model import DenseNet

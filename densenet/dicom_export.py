@@ -57,9 +57,9 @@ def _read_source(source: Dataset | str | os.PathLike | bytes | BinaryIO | None) 
         data = bytes(source)
     else:
         data = source.read()
-    from .images import _may_be_raw_dicom
+    from .dicom import has_dicom_magic, may_be_raw_dicom
 
-    force = data[128:132] != b"DICM" and _may_be_raw_dicom(data)  # a data set without its preamble
+    force = not has_dicom_magic(data) and may_be_raw_dicom(data)  # a data set without its preamble
     try:
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=force)
     except Exception as e:  # noqa: BLE001 - pydicom raises many types on bad bytes
@@ -76,7 +76,7 @@ def secondary_capture(overlay: np.ndarray, source: Dataset | str | os.PathLike |
     """Encode an RGB overlay as a DICOM Secondary Capture file.
 
     Args:
-        overlay: ``(H, W, 3)`` uint8 RGB (e.g. :func:`densenet.geometry.overlay_original`), or
+        overlay: ``(H, W, 3)`` uint8 RGB (e.g. :func:`densenet.render.overlay_original`), or
             ``(H, W)`` uint8 grey; ideally at the source's full resolution.
         source: the DICOM the overlay explains (a path, its bytes, a file or a pydicom
             ``Dataset``); its patient, study and frame of reference are carried over. ``None``

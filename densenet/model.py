@@ -16,7 +16,9 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from torch import Tensor, nn
 
-from .config import STEMS, DenseNetConfig
+from .config import STEMS, DenseNetConfig, transition_channels
+from .presets import default_for
+from .topology import topology
 from .trace import Trace
 
 # Called with every tap's name and tensor during a forward pass; returns the tensor the network
@@ -109,11 +111,6 @@ def _stem(cfg: DenseNetConfig) -> list[tuple[str, nn.Module]]:
             ("pool0", nn.MaxPool2d(kernel_size=3, stride=2, padding=1))]
 
 
-def transition_channels(channels: int, compression: float) -> int:
-    """Channels out of a transition: ``floor(theta * c)`` (at least one)."""
-    return max(1, math.floor(compression * channels))
-
-
 class DenseNet(nn.Module):
     """A DenseNet built from a :class:`DenseNetConfig`.
 
@@ -127,8 +124,6 @@ class DenseNet(nn.Module):
     def __init__(self, config: DenseNetConfig, *, class_names: list[str] | None = None,
                  preprocessing: Any = None, metadata: dict[str, Any] | None = None) -> None:
         super().__init__()
-        from .preprocess import default_for
-
         self.config = config
         cfg = config
         self.features = nn.Sequential()
@@ -169,6 +164,11 @@ class DenseNet(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    @property
+    def stages(self) -> list[tuple[str, nn.Module]]:
+        """``(tap name, module)`` for every stage of ``features`` (stem layers, blocks, transitions, norm5), in order."""
+        return [(f"features.{child}", module) for child, module in self.features.named_children()]
 
     @property
     def tap_names(self) -> list[str]:
@@ -289,21 +289,9 @@ class DenseNet(nn.Module):
             logits = self.forward_head(self.forward_features(x, record))
         activations = dict(sorted(activations.items(), key=lambda kv: order[kv[0]]))
         return Trace(logits=logits.float(), activations=activations, inputs=x,
-                     multilabel=self.config.multilabel)
+                     multilabel=self.config.multilabel, config=self.config)
 
     # --- resuming from a layer -------------------------------------------------------------
-
-    def _split_tap(self, layer: str) -> tuple[str, int | None]:
-        """``features.denseblock2.denselayer3`` -> (``denseblock2``, 3); ``features.norm5`` -> (``norm5``, None)."""
-        self.resolve_layers(layer)
-        parts = layer.split(".")
-        if len(parts) == 3:
-            return parts[1], int(parts[2].removeprefix("denselayer"))
-        return parts[1], None
-
-    def _block_input_name(self, block: str) -> str:
-        children = [name for name, _ in self.features.named_children()]
-        return f"features.{children[children.index(block) - 1]}"
 
     def resume_inputs(self, layer: str) -> list[str]:
         """The traced tensors, besides ``layer`` itself, that :meth:`forward_from` needs.
@@ -317,10 +305,12 @@ class DenseNet(nn.Module):
         Returns:
             Tap names in forward order (empty outside dense blocks).
         """
-        block, index = self._split_tap(layer)
-        if index is None:
+        self.resolve_layers(layer)
+        found = topology(self.config).locate(layer)
+        if found is None:
             return []
-        return [self._block_input_name(block)] + [f"features.{block}.denselayer{i}" for i in range(1, index)]
+        block, node = found
+        return [block.input_name] + block.dense_layers[:node - 1]
 
     def forward_from(self, layer: str, activation: Tensor,
                      trace: Trace | Mapping[str, Tensor] | None = None) -> Tensor:
@@ -347,7 +337,8 @@ class DenseNet(nn.Module):
         if not isinstance(activation, Tensor) or activation.dim() != 4:
             raise TypeError(f"activation must be a (B, C, h, w) tensor, got "
                             f"{tuple(activation.shape) if isinstance(activation, Tensor) else type(activation).__name__}")
-        block, index = self._split_tap(layer)
+        self.resolve_layers(layer)
+        found = topology(self.config).locate(layer)  # (block, node) inside a dense block, else None
         saved = trace.activations if isinstance(trace, Trace) else (trace or {})
         known = saved.get(layer)
         if known is not None and tuple(known.shape[1:]) != tuple(activation.shape[1:]):
@@ -366,15 +357,15 @@ class DenseNet(nn.Module):
                 return t.expand(n, *t.shape[1:])
             raise ValueError(f"traced {name!r} has batch size {t.shape[0]}; the activation has {n}")
 
-        x = activation
-        if index is not None:
-            module = self.features.get_submodule(block)
+        x, resumed = activation, layer
+        if found is not None:
+            block, node = found
             features = [stored(name) for name in self.resume_inputs(layer)] + [activation]
-            for dense_layer in list(module.values())[index:]:
+            for dense_layer in list(self.get_submodule(block.name).values())[node:]:
                 features.append(dense_layer(features))
-            x = torch.cat(features, 1)  # (B, C0 + L*k, h, w)
+            x, resumed = torch.cat(features, 1), block.name  # (B, C0 + L*k, h, w)
         children = list(self.features.named_children())
-        start = [name for name, _ in children].index(block) + 1
+        start = [f"features.{name}" for name, _ in children].index(resumed) + 1
         for _, module in children[start:]:
             x = module(x)
         return self.forward_head(x)

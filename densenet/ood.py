@@ -9,24 +9,22 @@ the checkpoint is needed; a forward pass through the first block suffices.
 
 A threshold turns the score into a warning. It is calibrated per model on reference images
 (:func:`calibrate`: a high quantile of their scores, placed between them and known outliers when
-some are given) and travels in ``model.metadata["ood"]`` (saved by ``save_checkpoint``). The demo
-model's calibration (generated images vs the bundled photos) ships in
-``assets/demo/ood_calibration.json``; other models get :data:`DEFAULT_THRESHOLD`, which a user can
-change. Images far smaller than the model's input are flagged separately (:func:`size_warning`).
+some are given) and travels in ``model.metadata["ood"]`` (saved by ``save_checkpoint``); the bundled
+demo model's (generated images vs the bundled photos, :mod:`densenet.demo.calibration`) is in its
+checkpoint. Models without one get :data:`DEFAULT_THRESHOLD`, which a user can change. Images far smaller than the model's input are flagged separately (:func:`size_warning`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from .topology import topology
 
 DEFAULT_THRESHOLD = 1.0
 """Score above which an image is called unlike the training data when a model has no calibration
@@ -34,10 +32,6 @@ DEFAULT_THRESHOLD = 1.0
 
 SMALL_IMAGE_FACTOR = 4.0
 """An image is "far smaller" than the input when the model's view upsamples it more than this."""
-
-DEMO_CALIBRATION_PATH = Path(__file__).resolve().parents[1] / "assets" / "demo" / "ood_calibration.json"
-DEMO_CALIBRATION_SEED = 30_000_000  # neither a training, evaluation nor sample seed of the demo
-DEMO_CALIBRATION_IMAGES = 256
 
 
 @dataclass(frozen=True)
@@ -81,7 +75,7 @@ class Assessment:
     Attributes:
         score: the OOD score (see the module docstring); higher is stranger.
         threshold: the threshold used.
-        threshold_source: ``"checkpoint"``, ``"demo calibration"``, ``"default"`` or ``"user"``.
+        threshold_source: ``"checkpoint"``, ``"default"`` or ``"user"``.
         unlike_training_data: ``score > threshold``.
         too_small: the image is far smaller than the model's input.
         warnings: sentences to show beside the prediction (empty when all is well).
@@ -102,20 +96,22 @@ class Assessment:
 # --- the score ------------------------------------------------------------------------------------
 
 def _probes(model: nn.Module) -> list[tuple[str, str]]:
-    """``(BatchNorm layer, the traced tensor it normalises)`` for the two early probes."""
-    names = {n for n, _ in model.named_modules()}
-    stem = "features.norm0" if "features.norm0" in names else "features.denseblock1.denselayer1.norm1"
-    block = "features.transition1.norm" if "features.transition1.norm" in names else "features.norm5"
-    return [(stem, "features.conv0"), (block, "features.denseblock1")]
+    """``(BatchNorm layer, the traced tensor it normalises)`` for the two early probes: the stem convolution's
+    output and the first dense block's output."""
+    topo = topology(model.config)
+    conv, first = topo.stem_rows[0].name, topo.blocks[0]
+    # The stem's own BatchNorm when it has one, else the first dense layer's, which reads the stem's maps first.
+    stem = next((r.name for r in topo.stem_rows if r.name.endswith("norm0")), f"{first.dense_layers[0]}.norm1")
+    block = f"{first.transition}.norm" if first.transition else first.output_name  # norm5 is itself a BatchNorm
+    return [(stem, conv), (block, first.name)]
 
 
 def _early_activations(model: nn.Module, x: Tensor, taps: set[str]) -> dict[str, Tensor]:
     """Run ``model.features`` only as far as the last tap (read-only: no hooks, no state)."""
     out: dict[str, Tensor] = {}
     with torch.no_grad():
-        for name, module in model.features.named_children():
+        for key, module in model.stages:
             x = module(x)
-            key = f"features.{name}"
             if key in taps:
                 out[key] = x
             if len(out) == len(taps):
@@ -221,71 +217,11 @@ def with_calibration(model: nn.Module, calibration: Calibration) -> nn.Module:
     return clone
 
 
-def _is_demo(model: nn.Module) -> bool:
-    from .demo import WEIGHTS_PATH
-    from .demo.train import demo_config
-
-    return (getattr(model, "metadata", {}).get("source") == WEIGHTS_PATH.name
-            and getattr(model, "config", None) == demo_config())
-
-
-def _weights_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def demo_calibration(*, recompute: bool = False) -> Calibration:
-    """The demo model's calibration: generated images (in) vs the bundled photos (out).
-
-    Read from ``assets/demo/ood_calibration.json`` when it was made for the weights on disk;
-    otherwise computed (a few seconds) and, with ``recompute=True``, written there.
-    """
-    from .demo import WEIGHTS_PATH
-
-    digest = _weights_digest(WEIGHTS_PATH)
-    if not recompute and DEMO_CALIBRATION_PATH.is_file():
-        stored = json.loads(DEMO_CALIBRATION_PATH.read_text())
-        if stored.get("weights_sha256") == digest:
-            return Calibration.from_dict(stored["calibration"])
-    calibration = _compute_demo_calibration()
-    if recompute:
-        DEMO_CALIBRATION_PATH.write_text(json.dumps(
-            {"weights_sha256": digest, "calibration": calibration.to_dict()}, indent=2) + "\n")
-    return calibration
-
-
-def demo_reference(n: int, seed: int) -> Tensor:
-    """``n`` generated demo images, prepared as the demo model's inputs."""
-    from .demo import generate, normalize
-
-    return normalize(generate(n, seed)[0])
-
-
-def demo_outliers() -> Tensor:
-    """The bundled photos (``assets/samples/skimage_*.png``), prepared as the demo model's inputs."""
-    from .demo import SAMPLES_DIR, load
-    from .images import load_image
-    from .preprocess import preprocess
-
-    model = load()
-    photos = sorted(SAMPLES_DIR.glob("skimage_*.png"))
-    return torch.cat([preprocess(load_image(p), model) for p in photos])
-
-
-def _compute_demo_calibration() -> Calibration:
-    from .demo import load
-
-    return calibrate(load(), demo_reference(DEMO_CALIBRATION_IMAGES, DEMO_CALIBRATION_SEED), demo_outliers(),
-                     description=f"{DEMO_CALIBRATION_IMAGES} generated demo images (seed {DEMO_CALIBRATION_SEED}) "
-                                 "vs the bundled photos")
-
-
 def threshold_for(model: nn.Module) -> tuple[float, str]:
-    """The model's threshold and where it came from: ``"checkpoint"``, ``"demo calibration"`` or ``"default"``."""
+    """The model's threshold and where it came from: ``"checkpoint"`` (its calibration) or ``"default"``."""
     stored = getattr(model, "metadata", {}).get("ood")
     if isinstance(stored, dict) and isinstance(stored.get("threshold"), (int, float)):
         return float(stored["threshold"]), "checkpoint"
-    if _is_demo(model):
-        return demo_calibration().threshold, "demo calibration"
     return DEFAULT_THRESHOLD, "default"
 
 
@@ -294,7 +230,7 @@ def threshold_for(model: nn.Module) -> tuple[float, str]:
 def size_warning(height: int, width: int, model_or_preset: object) -> str | None:
     """A sentence when the model's view upsamples the image more than :data:`SMALL_IMAGE_FACTOR`, else ``None``."""
     from .geometry import seen_box
-    from .preprocess import resolve_preset
+    from .presets import resolve_preset
 
     preset = resolve_preset(model_or_preset)
     x0, y0, x1, y1 = seen_box(height, width, preset)

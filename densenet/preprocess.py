@@ -1,8 +1,7 @@
-"""How an image becomes the tensor a model expects; the preset travels with the model."""
+"""How an image becomes the tensor a model expects; the preset (:mod:`densenet.presets`) travels with the model."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,97 +9,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from densenet.geometry import GEOMETRIES, Plan, check_mode, plan  # noqa: F401 - GEOMETRIES re-exported
-from densenet.images import load_image
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """A preprocessing preset.
-
-    Attributes:
-        name: short name shown to the user ("imagenet", "xray", "demo", "custom").
-        size: side of the square input fed to the model.
-        resize: for ``geometry="crop"``: shorter side is resized to this before the centre
-            crop (None: crop the largest centred square, then resize it to ``size``).
-        channels: channels the model takes (1 or 3).
-        mean, std: per-channel normalisation applied to [0, 1] pixels (len == channels).
-        value_range: if set, [0, 1] pixels are mapped linearly onto this range instead of
-            mean/std normalisation (torchxrayvision models expect [-1024, 1024]).
-    """
-
-    name: str
-    size: int
-    resize: int | None
-    channels: int
-    mean: tuple[float, ...] = (0.0,)
-    std: tuple[float, ...] = (1.0,)
-    value_range: tuple[float, float] | None = None
-    geometry: str = "crop"
-
-    def replace(self, **changes: object) -> Preprocessing:
-        """A copy with some fields changed, checked (e.g. ``preset.replace(geometry="letterbox")``)."""
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
-        if unknown:
-            raise TypeError(f"unknown Preprocessing field(s): {sorted(unknown)}")
-        return _checked(dataclasses.replace(self, **changes))
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON-ready fields (tuples as lists), as checkpoints store them."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, object]) -> Preprocessing:
-        """The inverse of :meth:`to_dict`; unknown keys are refused, missing ones take defaults."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown preprocessing field(s) {sorted(unknown)}")
-        return _checked(cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}))
-
-
-IMAGENET = Preprocessing("imagenet", size=224, resize=256, channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD)
-XRAY = Preprocessing("xray", size=224, resize=None, channels=1, value_range=(-1024.0, 1024.0))
-DEMO = Preprocessing("demo", size=128, resize=None, channels=1, mean=(0.5,), std=(0.25,))
-PRESETS = {p.name: p for p in (IMAGENET, XRAY, DEMO)}
-
-
-def default_for(in_channels: int, size: int = 224) -> Preprocessing:
-    """The preset used when a checkpoint says nothing: ImageNet for colour, X-ray for grey."""
-    if in_channels == 3:
-        return IMAGENET if size == 224 else custom(size=size, channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    if in_channels == 1:
-        return XRAY
-    return custom(size=size, channels=in_channels, mean=(0.5,) * in_channels, std=(0.25,) * in_channels)
-
-
-def custom(*, size: int, channels: int, mean: tuple[float, ...], std: tuple[float, ...],
-           resize: int | None = None, geometry: str = "crop") -> Preprocessing:
-    """A user-defined preset; mean and std need one value per channel."""
-    if len(mean) != channels or len(std) != channels:
-        raise ValueError(f"mean and std need {channels} values each, got {mean} and {std}")
-    if any(s <= 0 for s in std):
-        raise ValueError(f"std must be positive, got {std}")
-    if size < 8:
-        raise ValueError(f"size must be at least 8 pixels, got {size}")
-    return _checked(Preprocessing("custom", size=size, resize=resize, channels=channels,
-                                  mean=tuple(mean), std=tuple(std), geometry=geometry))
-
-
-def named(name: str, *, geometry: str | None = None) -> Preprocessing:
-    """A preset by name (``"imagenet"``, ``"xray"``, ``"demo"``), optionally with another geometry.
-
-    Raises:
-        ValueError: an unknown name or geometry, naming the choices.
-    """
-    if name not in PRESETS:
-        raise ValueError(f"unknown preprocessing preset {name!r}; choose from {', '.join(PRESETS)}")
-    preset = PRESETS[name]
-    return preset if geometry is None else preset.replace(geometry=geometry)
-
+from .geometry import Plan, plan
+from .images import load_image
+from .presets import (  # noqa: F401 - the presets are part of this module's API
+    CIFAR_MEAN, CIFAR_STD, DEMO, GEOMETRIES, IMAGENET, IMAGENET_MEAN, IMAGENET_STD, PRESETS, XRAY, Preprocessing,
+    custom, default_for, for_fresh_model, named, resolve_preset)
 
 # --- applying a preset ---------------------------------------------------------------------------
 #
@@ -204,65 +117,16 @@ def to_display(image: np.ndarray | Image.Image, preset: PresetSource) -> np.ndar
     return _display(view, checked)
 
 
-def crop_box(height: int, width: int, preset: PresetSource) -> tuple[float, float, float, float]:
-    """The region of an ``height x width`` image that the model sees.
-
-    Args:
-        height, width: size of the original image in pixels.
-        preset: a ``Preprocessing``, or a model carrying one.
-
-    Returns:
-        ``(x0, y0, x1, y1)`` in original-image pixel coordinates (x to the right, y down,
-        ``x1``/``y1`` exclusive). Fractional when a resize comes before the crop. The whole
-        image for ``"resize"`` and ``"letterbox"`` (see :func:`densenet.geometry.view_box` for
-        the padded square).
-    """
-    from densenet.geometry import seen_box
-
-    return seen_box(height, width, preset)
-
-
-def resolve_preset(model_or_preset: object) -> Preprocessing:
-    """The checked preset of a ``Preprocessing`` or of a model carrying one."""
-    return _resolve(model_or_preset)[0]
-
-
 def _resolve(model_or_preset: object) -> tuple[Preprocessing, torch.device | None]:
     """The preset to apply and, for a model, the device of its parameters."""
-    if isinstance(model_or_preset, Preprocessing):
-        return _checked(model_or_preset), None
-    preset = getattr(model_or_preset, "preprocessing", None)
-    if not isinstance(preset, Preprocessing):
-        raise TypeError(
-            "expected a Preprocessing or a model with a .preprocessing attribute, "
-            f"got {type(model_or_preset).__name__}"
-        )
+    preset = resolve_preset(model_or_preset)
     device = None
     if isinstance(model_or_preset, torch.nn.Module):
         tensor = next(model_or_preset.parameters(), None)
         if tensor is None:
             tensor = next(model_or_preset.buffers(), None)
         device = None if tensor is None else tensor.device
-    return _checked(preset), device
-
-
-def _checked(preset: Preprocessing) -> Preprocessing:
-    check_mode(preset.geometry)
-    if preset.size < 1:
-        raise ValueError(f"preset {preset.name!r}: size must be positive, got {preset.size}")
-    if preset.geometry == "crop" and preset.resize is not None and preset.resize < preset.size:
-        raise ValueError(f"preset {preset.name!r}: resize ({preset.resize}) is smaller than the crop "
-                         f"size ({preset.size})")
-    if preset.channels < 1:
-        raise ValueError(f"preset {preset.name!r}: channels must be positive, got {preset.channels}")
-    if preset.value_range is None:
-        for field, values in (("mean", preset.mean), ("std", preset.std)):
-            if len(values) not in (1, preset.channels):
-                raise ValueError(f"preset {preset.name!r}: {field} needs 1 or {preset.channels} values, "
-                                 f"got {values}")
-        if any(s <= 0 for s in preset.std):
-            raise ValueError(f"preset {preset.name!r}: std must be positive, got {preset.std}")
-    return preset
+    return preset, device
 
 
 def _as_array(image: np.ndarray | Image.Image) -> np.ndarray:

@@ -1,17 +1,26 @@
-"""The shape of a DenseNet worked out from its config alone: links, channels, sizes, params, MACs.
+"""The shape of a DenseNet worked out from its config alone: links, channels, sizes, params, MACs, taps.
 
-No weights are needed, so a classroom can bend the knobs and redraw instantly.
+No weights are needed, so a classroom can bend the knobs and redraw instantly. This is the one index of
+a network's layer names: where a block's input comes from, which dense layers it holds, which layers a
+CAM explains by default (:attr:`Topology.cam_layers`, :func:`default_cam_layer`). The library and the
+app read them here instead of rebuilding names.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from .config import STEMS, DenseNetConfig, Stem
-from .model import DenseNet, transition_channels
+from .config import STEMS, DenseNetConfig, Stem, transition_channels
+
+if TYPE_CHECKING:
+    from .model import DenseNet
+
+#: The last feature map (BatchNorm after the last block); the head reads it.
+FINAL_NORM = "features.norm5"
 
 
 @dataclass(frozen=True)
@@ -84,10 +93,15 @@ class BlockInfo:
     @property
     def output_name(self) -> str:
         """What reads the block's concatenated output: its transition, or ``features.norm5``."""
-        return self.transition or "features.norm5"
+        return self.transition or FINAL_NORM
 
     def layer_name(self, node: int) -> str:
         return self.input_name if node == 0 else f"{self.name}.denselayer{node}"
+
+    @property
+    def dense_layers(self) -> list[str]:
+        """The names of dense layers 1..L, in order."""
+        return [self.layer_name(node) for node in range(1, self.num_layers + 1)]
 
     def node_of(self, name: str) -> int:
         """The node of a layer name: 0 for the block input, l for dense layer l; KeyError otherwise."""
@@ -145,6 +159,29 @@ class Topology:
     def stem_rows(self) -> list[LayerRow]:
         return [r for r in self.layers if r.kind == "stem"]
 
+    def block(self, b: int) -> BlockInfo:
+        """Dense block ``b``, counted from 1.
+
+        Raises:
+            ValueError: no such block.
+        """
+        if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= len(self.blocks):
+            raise ValueError(f"block must be 1..{len(self.blocks)}, got {b!r}")
+        return self.blocks[b - 1]
+
+    def block_input(self, b: int) -> str:
+        """The tap that feeds dense block ``b`` (the stem's last layer, or the transition before it)."""
+        return self.block(b).input_name
+
+    def dense_layers(self, b: int) -> list[str]:
+        """The dense layers of block ``b``, in order."""
+        return self.block(b).dense_layers
+
+    @property
+    def cam_layers(self) -> list[str]:
+        """The layers a CAM explains when none are given: every dense block's output, then the last norm."""
+        return [b.name for b in self.blocks] + [FINAL_NORM]
+
     def locate(self, name: str) -> tuple[BlockInfo, int] | None:
         """The block and node of a dense layer (node >= 1), or ``None`` for any other layer."""
         for b in self.blocks:
@@ -199,6 +236,13 @@ class Topology:
 
 def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
+
+
+def default_cam_layer(model: Any) -> str:
+    """The layer to explain first: the checkpoint's recommendation (``metadata["cam_layer"]``), else the last
+    feature map (the last of :attr:`Topology.cam_layers`)."""
+    layer = getattr(model, "metadata", {}).get("cam_layer")
+    return layer if layer in model.tap_names else FINAL_NORM
 
 
 def topology(model_or_config: DenseNet | DenseNetConfig | str, input_size: int | tuple[int, int] = 224) -> Topology:
@@ -268,7 +312,7 @@ def topology(model_or_config: DenseNet | DenseNetConfig | str, input_size: int |
                                  2 * channels + channels * t_out, channels * t_out * h * w))
             input_name = transition
             channels, h, w = t_out, th, tw
-    rows.append(LayerRow("features.norm5", "norm", channels, channels, (h, w), 2 * channels, 0))
+    rows.append(LayerRow(FINAL_NORM, "norm", channels, channels, (h, w), 2 * channels, 0))
     outputs = cfg.num_classes - 1 if cfg.null_class else cfg.num_classes
     head_macs = channels * outputs * (h * w if cfg.pool == "lme" else 1)
     rows.append(LayerRow("classifier", "classifier", channels, cfg.num_classes, (1, 1),

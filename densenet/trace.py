@@ -5,9 +5,13 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from .config import DenseNetConfig
 
 
 @dataclass
@@ -20,12 +24,15 @@ class Trace:
             the very tensors of the autograd graph, so gradients can be taken with respect to them.
         inputs: the (N, C, H, W) batch the model saw (on the model's device).
         multilabel: outputs are independent sigmoids rather than one softmax.
+        config: the architecture of the model that made it (its layer names are read off
+            ``densenet.topology(config)``); ``None`` for a trace built by hand.
     """
 
     logits: Tensor
     activations: dict[str, Tensor]
     inputs: Tensor
     multilabel: bool = False
+    config: DenseNetConfig | None = field(default=None, repr=False)
     _grad_cache: dict[tuple, dict[str, Tensor]] = field(default_factory=dict, repr=False)
 
     @property

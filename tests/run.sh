@@ -4,7 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+# Through the lock of tested versions (CI's minimum-versions run sets DENSENET_CONSTRAINTS=constraints-min.txt;
+# an empty value installs the newest releases).
+constraints=${DENSENET_CONSTRAINTS-constraints.txt}
+python -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt ${constraints:+-c "$constraints"}
 
 # The browser test drives Debian's Chromium (Playwright's own browser download does not work offline).
 if ! command -v chromium >/dev/null 2>&1; then

@@ -25,10 +25,10 @@ from streamlit.testing.v1 import AppTest
 from tests.apptest import ok, widget
 
 from dashboard import audit_figures as af
-from dashboard import audits
+from dashboard import audits, navigation
 from dashboard.gate import INTERACTIVE, LONG, ComputeGate
 from densenet import audit, demo, explain
-from densenet.demo.data import write_dataset
+from densenet.synthetic import write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")
@@ -89,6 +89,11 @@ def test_scorecard_tables_and_lines():
     per = af.per_class(summary, FIRST_CAM, "features.denseblock2")
     assert per["class"].tolist() == ["nodule", "none"]
     assert per.iloc[0]["accuracy"] == "100.0% (100.0–100.0%)" and per.iloc[1]["hit rate"] == "–"
+    assert "hit by box" not in per.columns  # no image has both a mask and boxes
+    entry = summary["by_method_layer"][1]["per_class"]["nodule"]
+    entry.update(hit_rate_mask=_ci(0.0, 0.0, 0.0), hit_rate_box=_ci(0.9, 0.8, 1.0))  # a ring: in the box, not the mask
+    per = af.per_class(summary, FIRST_CAM, "features.denseblock2")
+    assert per.columns.tolist()[3:5] == ["hit rate", "hit by box"] and per.iloc[0]["hit by box"] == "90.0% (80.0–100.0%)"
     with pytest.raises(ValueError, match="no rows for method"):
         af.per_class(summary, SECOND_CAM, "features.denseblock1")
     assert af.classification_line(summary) == "Classification accuracy 90.0% (70.0–100.0%) over 10 labelled images."
@@ -316,6 +321,33 @@ def test_stop_before_the_first_slot_then_resume(small, tmp_path):
     assert gate.holders() == []
 
 
+def test_a_watcher_keeps_looking_while_the_owner_can_still_resume(small, tmp_path):
+    """Issue 21, defect 4: a page showing a stopped run of this process keeps looking (its owner may resume it from
+    another browser), a finished one does not, and the page is redrawn whenever the phase changes."""
+    gate = ComputeGate(1, grace=0.0)
+    blocker = gate.ticket("another session's occlusion", LONG)
+    gate.acquire(blocker)
+    run = audits.start(small.model, small.dataset, SETTINGS, owner=OWNER, model_key="k", label="l",
+                       model_source="demo", gate=gate, base=tmp_path)
+    deadline = time.monotonic() + 30
+    while audits.status(run.out) is None or run.progress.state != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    running = audits.status(run.out)
+    assert running.phase == "running" and running.watch_every() == audits.runs.RUNNING_POLL_S
+    audits.stop(run.out, OWNER)
+    assert run.job.wait(30)
+    stopped = audits.status(run.out)
+    assert stopped.phase == "stopped" and stopped.watch_every() == audits.runs.RESUMABLE_POLL_S  # not None: may resume
+    gate.release(blocker)
+    again = audits.resume(run.out, OWNER, gate=gate)
+    assert again.job.wait(120)
+    done = audits.status(run.out)
+    assert done.phase == "done" and done.watch_every() is None
+    from_disk = audits.Status(stopped.progress, live=False, owner=None)  # a folder no run of this process holds
+    assert from_disk.watch_every() is None
+
+
 def test_a_failing_run_gives_its_slot_back(small, tmp_path, monkeypatch):
     from densenet.audit import engine_local
 
@@ -440,7 +472,8 @@ def test_the_page_runs_an_audit_that_others_watch_and_shows_the_scorecard(env, m
     assert {b.key for b in at.get("download_button")} >= {"audit_dl_report", "audit_dl_parquet", "audit_dl_skipped"}
 
     ok(watcher.run())
-    assert "Done: 20 of 20 images" in progress_text(watcher)  # the watcher sees the end too
+    assert "Done: 20 of 20 images" in progress_text(watcher)  # the watcher sees the end too, with the downloads
+    assert {b.key for b in watcher.get("download_button")} >= {"audit_dl_report", "audit_dl_parquet", "audit_dl_skipped"}
 
     opener = next(b for b in at.button if (b.key or "").startswith("open."))
     case_image = opener.key.split(".")[1] + ".png"
@@ -449,9 +482,7 @@ def test_the_page_runs_an_audit_that_others_watch_and_shows_the_scorecard(env, m
     assert not at.exception
     assert widget(at, "selectbox", "method").value == pair[0]
     assert widget(at, "selectbox", "cam_layer").value == pair[1]
-    override = audits.ImageOverride
-    assert any(isinstance(v, override) and v.name == case_image
-               for v in at.session_state["_controls"].values())
+    assert navigation.image_override(at.session_state).name == case_image
     # the sidebar explains the case's image, with the case's target, until the user goes back
     assert at.sidebar.get("image")[0].proto.imgs[0].caption.startswith(case_image)
     assert f"From the audit: {case_image}" in [c.value for c in at.sidebar.caption]
@@ -484,3 +515,27 @@ def test_a_zip_with_parent_paths_is_refused_on_the_page(env):
     uploads = env.cache / "uploads"
     assert not uploads.exists() or not any(p.is_file() for p in uploads.rglob("*"))
     assert not (env.cache.parent / "evil.txt").exists()
+
+
+def test_published_files_are_recognised_and_counted_before_the_run(env):
+    """CheXlocalize's sample as published (CheXpert's valid.csv with its CheXpert-v1.0/ paths, the
+    radiologists' RLE JSON) in a folder holding valid/: the page says what it read before any run."""
+    import shutil
+
+    folder = env.data / "chexlocalize"
+    if not folder.exists():
+        shutil.copytree(ROOT / "tests" / "data" / "chexlocalize", folder)
+    at = audit_page()
+    widget(at, "radio", "audit.source").set_value("folder").run()
+    widget(at, "text_input", "audit.path").set_value("chexlocalize").run()
+    ok(at)
+    captions = " ".join(c.value for c in at.caption)
+    assert "2 images · labels from valid.csv" in captions
+    assert "Labels `valid.csv` read as **columns**" in captions and "(policy: ignore)" in captions
+    assert "Masks `gt_segmentations_val.json` read as **coco-rle**" in captions
+    # the demo model's classes are not CheXpert's: the synonyms that meet are shown, the rest named and counted
+    assert "Airspace Opacity → opacity (synonym)" in captions
+    assert "Matched none of the model's classes" in captions
+    assert "Cardiomegaly (2)" in captions  # one positive label and one radiologist's mask
+    widget(at, "radio", "audit.uncertain").set_value("positive").run()
+    assert "(policy: positive)" in " ".join(c.value for c in ok(at).caption)

@@ -13,6 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.apptest import ok, use_tiny, widget
+from tests.conftest import TINY_GREY as TINY
 
 import densenet
 from dashboard import classroom_figures as cf
@@ -25,8 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")
 TIMEOUT = 300  # first runs import torch and torchvision; two cores are shared
 
-TINY = densenet.DenseNetConfig(growth_rate=4, block_config=(2, 2), num_init_features=8, bn_size=4, stem="cifar",
-                               in_channels=1, num_classes=4)
 
 
 
@@ -95,7 +94,7 @@ def test_durations_are_stated_beside_the_buttons():
     at.switch_page("views/claims.py")
     ok(at.run())
     said = [c.value for c in at.caption if "on this machine" in c.value]
-    assert len(said) == len(lesson.CLAIMS)
+    assert len(said) == len(lesson.CLAIMS) + 1  # and the dense-links experiment (issue 21)
     assert not at.get("plotly_chart")  # nothing runs before a click
 
 
@@ -161,7 +160,7 @@ def results() -> dict:
         "params": lesson.FewerParameters(published, classroom.same_depth(TINY), "tiny"),
         "gradients": classroom.gradient_experiment(TINY, steps=1, batch_size=2),
         "memory": classroom.memory_experiment((2, 4, 8), growth_rate=4, in_channels=8, batch_size=2, image_size=8),
-        "reuse": classroom.reuse_experiment(TINY, steps=1, batch_size=2, image_size=32, include_demo=False),
+        "reuse": classroom.reuse_experiment(TINY, steps=1, batch_size=2, image_size=32),
         "learn": classroom.watch_it_learn(TINY, steps=2, batch_size=2, image_size=32, every=1),
     }
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from densenet import audit, demo, explain, load_image, preprocess
 from densenet.audit import metrics
-from densenet.demo.data import DATASET_SEED, write_dataset
+from densenet.synthetic import DATASET_SEED, write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 24
@@ -46,6 +46,19 @@ def masked_run(model, data, tmp_path_factory):
     return result
 
 
+def chexlocalize_fill(cv2, thresh: np.ndarray) -> np.ndarray:
+    """CheXlocalize's ``cam_to_segmentation`` after Otsu, verbatim: contours drawn as filled polygons."""
+    from PIL import ImageDraw
+
+    cnts = cv2.findContours(thresh, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
+    cnts = cnts[0] if len(cnts) == 2 else cnts[1]
+    polygons = [[list(pt[0]) for pt in cnt] for cnt in cnts if len(cnt) > 1]
+    out = Image.new("1", (thresh.shape[1], thresh.shape[0]))
+    for polygon in polygons:
+        ImageDraw.Draw(out).polygon([(p[0], p[1]) for p in polygon], outline=1, fill=1)
+    return np.array(out, dtype=bool)
+
+
 def _rows(out) -> list[dict]:
     rows = audit.read_rows(out).to_pylist()
     return sorted(rows, key=lambda r: (r["image"], r["target"], r["method"], r["layer"]))
@@ -69,7 +82,7 @@ def test_hit_rate_and_iou_equal_an_independent_grad_cam(model, data, masked_run)
         hit = bool(mask.flat[int(np.argmax(cam))]) and cam.max() > 0
         u8 = np.uint8(255 * (cam - cam.min()) / (cam.max() - cam.min()))
         _, seg = cv2.threshold(u8, 0, 255, cv2.THRESH_OTSU)
-        seg = seg > 0
+        seg = chexlocalize_fill(cv2, seg)
         iou = (seg & mask).sum() / (seg | mask).sum()
         row = rows[name]
         assert row["hit"] == hit, name
@@ -93,8 +106,9 @@ def test_otsu_matches_opencv_and_fixed_threshold():
     u8 = metrics.to_uint8(maps)
     for m, t in zip(u8, metrics.otsu_thresholds(u8)):
         assert t == int(cv2.threshold(m, 0, 255, cv2.THRESH_OTSU)[0])
-    seg, thr = metrics.binarize(maps, 0.5)
-    assert np.array_equal(seg[0], maps[0] >= maps[0].min() + 0.5 * (maps[0].max() - maps[0].min()))
+    seg, thr = metrics.binarize(maps, 0.5)  # strict, as CheXlocalize's ``mask > threshold``
+    scaled = (maps[0] - maps[0].min()) / (maps[0].max() - maps[0].min())
+    assert np.array_equal(seg[0], scaled > 0.5)
     with pytest.raises(ValueError, match="threshold"):
         metrics.binarize(maps, 1.5)
 
@@ -118,8 +132,22 @@ def test_nih_and_plain_boxes_give_the_same_rows(model, data, tmp_path):
     assert len(rows[0]) == 12
     assert any(r["truth"] == "box" for r in rows[0])
     for a, b in zip(*rows):
-        assert {k: v for k, v in a.items() if k != "chunk"} == pytest.approx(
-            {k: v for k, v in b.items() if k != "chunk"}, nan_ok=True)
+        assert_same_row(a, b, ignore=("chunk",))
+
+
+def assert_same_row(a: dict, b: dict, *, ignore: tuple[str, ...] = ()) -> None:
+    """Two result rows are equal: numbers to float rounding (NaN equals NaN), list columns element by
+    element, everything else exactly. ``pytest.approx`` takes no dict holding lists (pytest >= 9)."""
+    assert a.keys() == b.keys()
+    for key in a.keys() - set(ignore):
+        x, y = a[key], b[key]
+        if isinstance(x, (list, tuple)):
+            assert isinstance(y, (list, tuple)) and len(x) == len(y), key
+            assert list(x) == pytest.approx(list(y), nan_ok=True), key
+        elif isinstance(x, float) or isinstance(y, float):
+            assert x == pytest.approx(y, nan_ok=True), key
+        else:
+            assert x == y, key
 
 
 def test_multilabel_csv_gives_one_row_per_positive_label(model, data, tmp_path):
@@ -175,12 +203,19 @@ def test_truth_follows_the_preprocessing_geometry(model, data, tmp_path):
     labels = tmp_path / "labels.csv"
     labels.write_text(f"image,label\na.png,{first['label']}\nb.png,{first['label']}\n")
     ds = audit.load_dataset(folder, model.class_names, labels=labels, boxes=boxes)
-    audit.run_audit(model, ds, tmp_path / "out", audit.Settings(methods=("gradcam",), layers=(LAYER,)), report=False)
-    a, b = _rows(tmp_path / "out")
-    assert (b["width"], b["height"]) == (160, 128)
-    for key in ("hit", "iou", "dice", "energy_in", "lesion_fraction", "score"):
-        assert a[key] == pytest.approx(b[key], abs=1e-5), key
-    assert a["lesion_fraction"] > 0
+    for resolution in ("input", "original"):
+        out = tmp_path / resolution
+        audit.run_audit(model, ds, out, audit.Settings(methods=("gradcam",), layers=(LAYER,), resolution=resolution),
+                        report=False)
+        a, b = _rows(out)
+        assert (b["width"], b["height"]) == (160, 128)
+        assert a["scored_at"] == b["scored_at"] == resolution
+        for key in ("hit", "iou", "dice", "energy_in", "score"):
+            assert a[key] == pytest.approx(b[key], abs=1e-5), (resolution, key)
+        assert a["lesion_fraction"] > 0
+        # on the film the margins the crop cut away are part of the image: the same lesion is a smaller share
+        scale = 1.0 if resolution == "input" else 128 / 160
+        assert b["lesion_fraction"] == pytest.approx(a["lesion_fraction"] * scale, abs=1e-6)
 
 
 def test_corrupt_file_and_missing_label_are_recorded_and_the_run_completes(model, data, tmp_path):
@@ -204,6 +239,8 @@ def test_corrupt_file_and_missing_label_are_recorded_and_the_run_completes(model
         assert {r["image"] for r in csv.DictReader(f)} == {names[0], "broken.png"}
     assert {r["image"] for r in _rows(tmp_path / "out")} == set(names[1:])
     assert result.progress.state == "done" and result.summary["skipped"] == 2
+    # a fresh run: nothing came from an earlier one (issue 21, defect 11), and its pace counts its own images only
+    assert result.progress.images_resumed == 0 and result.progress.images_done == result.progress.images_total == 6
 
 
 # --- resume and runs -------------------------------------------------------------------------------
@@ -378,7 +415,7 @@ def test_demo_dataset_command(tmp_path, capsys):
 def test_gallery_and_report_files(masked_run):
     cases = audit.gallery(masked_run.out, per_class=2)
     assert cases and {c["rank"] for c in cases} == {"best", "worst"}
-    assert all(c["map"].shape == (32, 32) for c in cases)
+    assert all(c["map"].shape == (128, 128) for c in cases)  # kept at the model's input size by default
     best = [c for c in cases if c["rank"] == "best" and c["target"] == cases[0]["target"]]
     assert best == sorted(best, key=lambda c: -c["iou"])
     html = audit.report_path(masked_run.out).read_text()

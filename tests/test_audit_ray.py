@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from densenet import audit, demo
-from densenet.demo.data import write_dataset
+from densenet.synthetic import write_dataset
 
 pytest.importorskip("ray.data", reason="the Ray engine is an optional extra (requirements-scale.txt)")
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from densenet import audit, demo
-from densenet.demo.data import write_dataset
+from densenet.synthetic import write_dataset
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 

@@ -109,6 +109,8 @@ def test_upload_shows_gradcam_and_the_graph_reacts_to_a_click(server, page, make
                    .some(e => { const img = e.querySelector('img'); return img && img.complete && img.naturalWidth > 0; })""",
         timeout=WAIT_MS)
     assert page.get_by_text("Prediction").first.is_visible()
+    page.get_by_text("Check this map").first.click()  # the checks run only when asked for (issue 21)
+    page.get_by_text("Deletion AUC").first.wait_for(timeout=WAIT_MS)
     assert page.get_by_text("Deletion AUC").first.is_visible()  # the trust scores beside the map
     page.screenshot(path=str(SHOTS / "browser_attention.png"))
 
@@ -153,7 +155,7 @@ def test_readme_screenshots(server, page):
     """One picture of each page in its default state (the feature maps page with provenance on)."""
     out = ROOT / "assets" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
-    ready = {"architecture": "Dense links", "feature_maps": "Enlarge channel", "attention": "Deletion AUC",
+    ready = {"architecture": "Dense links", "feature_maps": "Enlarge channel", "attention": "How far to trust this map",
              "dense_block": "Concatenation, not addition"}
     for name, marker in ready.items():
         page.set_viewport_size({"width": 1400, "height": 1000})

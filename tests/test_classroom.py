@@ -9,6 +9,7 @@ import torchvision
 from torch import nn
 
 import densenet
+import densenet.demo
 from densenet.classroom import (
     Cancelled, block_plan, compare_configs, compare_with_resnet, feature_reuse, gradient_experiment, learn,
     matched_plain_cnn, matched_resnet, memory_experiment, param_count, peak_bytes, plain_cnn, published_accuracy,
@@ -16,12 +17,11 @@ from densenet.classroom import (
 )
 from densenet.classroom.memory import _resnet_stack, resnet_stack_params
 from densenet.classroom.params import count_macs
+from tests.conftest import TINY_GREY as TINY
 
 pytestmark = pytest.mark.timeout(120)
 
 # Depth 2 * 4 + 1 + 2 = 11; one-channel images and the demo's 4 classes.
-TINY = densenet.DenseNetConfig(growth_rate=4, block_config=(2, 2), num_init_features=8, bn_size=4,
-                               stem="cifar", in_channels=1, num_classes=4)
 
 
 class Recorder:
@@ -243,7 +243,7 @@ def test_feature_reuse_shape_and_visibility():
 
 def test_reuse_experiment_live_and_demo():
     rec = Recorder()
-    result = reuse_experiment(TINY, steps=2, batch_size=4, image_size=32, progress=rec)
+    result = reuse_experiment(TINY, steps=2, batch_size=4, image_size=32, reference=densenet.demo.load, progress=rec)
     _assert_progress(rec)
     assert len(result.live) == len(TINY.block_config) and result.live_steps == 2
     assert np.isfinite(result.live_loss)

@@ -11,7 +11,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 import densenet
-from densenet import geometry
+from densenet import render
 from densenet.dicom_export import explanation_note, secondary_capture
 from densenet.preprocess import XRAY
 
@@ -50,7 +50,7 @@ def test_export_is_valid_dicom_with_carried_identifiers_and_new_uids():
     image = densenet.load_image(data)
     heat = np.zeros((7, 7), np.float32)
     heat[2, 3] = 1.0
-    rgb = geometry.overlay_original(image, heat, XRAY)  # full resolution: 300 x 240
+    rgb = render.overlay_original(image, heat, XRAY)  # full resolution: 300 x 240
     note = explanation_note("Grad-CAM", layer="features.norm5", target="Cardiomegaly", model="chexnet.safetensors")
     out = secondary_capture(rgb, data, note=note)
 

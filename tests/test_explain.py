@@ -18,9 +18,10 @@ import densenet
 import densenet.explain as E
 from densenet import DenseNetConfig, Trace
 from densenet.testing import randomise_batchnorm
+from tests.conftest import TINY
+from tests.conftest import blob_image as image
 
 # An ImageNet-stem DenseNet (stem, 4 blocks, 3 transitions, norm5) small enough for 64 px.
-TINY = DenseNetConfig(growth_rate=8, block_config=(2, 2, 3, 2), num_init_features=16, num_classes=10)
 # A CIFAR-stem DenseNet-BC: layers at 32, 16 and 8 px.
 TINY_BC = densenet.cifar_bc(depth=22, growth_rate=8)
 GRADIENT_METHODS = ["gradcam", "hirescam", "gradcam++", "xgradcam", "layercam"]
@@ -32,18 +33,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU a
 def make(config: DenseNetConfig = TINY, seed: int = 0) -> densenet.DenseNet:
     torch.manual_seed(seed)
     return randomise_batchnorm(densenet.create(config), seed).eval()
-
-
-def image(seed: int, channels: int = 3, size: int = 64) -> torch.Tensor:
-    """Three coloured Gaussian blobs on noise: structure for the maps to follow."""
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
-    x = 0.3 * torch.randn(1, channels, size, size, generator=g)
-    for _ in range(3):
-        cy, cx = torch.rand(2, generator=g)
-        amplitude = 2 * torch.randn(channels, generator=g)
-        x += amplitude.view(1, -1, 1, 1) * torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.02)
-    return x
 
 
 def hooks_left(model: nn.Module) -> list[str]:

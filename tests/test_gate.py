@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -109,3 +110,23 @@ def test_bad_arguments():
         ComputeGate(1, grace=-1)
     with pytest.raises(ValueError, match="priority"):
         ComputeGate(1).ticket("x", 7)
+
+
+def test_two_equal_tickets_from_different_sessions_keep_their_own_places():
+    # Two sessions asking for the same job at once hold tickets equal in every field; the gate must tell
+    # them apart by who holds them, or one session's release takes the other's place in the queue.
+    gate = ComputeGate(1, grace=0)
+    holder = gate.ticket("Occlusion", LONG)
+    assert gate.acquire(holder)
+    mine = gate.ticket("Running the model", INTERACTIVE)
+    assert not gate.acquire(mine, timeout=0)  # queued behind the holder
+    theirs = dataclasses.replace(mine)  # another session's ticket, equal to mine field by field
+    assert theirs is not mine
+    assert theirs != mine and len({mine, theirs}) == 2
+    gate.release(theirs)  # it never queued: releasing it must leave my place alone
+    assert gate.interactive_waiting()
+    assert gate.describe_wait(gate.ticket("later", LONG)).endswith("1 more job ahead of you…")
+    gate.release(holder)
+    assert gate.acquire(mine, timeout=1)
+    assert gate.holders() == [mine]
+    gate.release(mine)

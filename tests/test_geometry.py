@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from densenet import geometry
-from densenet.preprocess import IMAGENET, XRAY, Preprocessing, crop_box, to_display
+from densenet import geometry, render
+from densenet.geometry import seen_box
+from densenet.preprocess import IMAGENET, XRAY, Preprocessing, to_display
 
 H, W = 2500, 2048  # a portrait chest film, rows x columns
 CENTRE_SQUARE = (1000, 1300, 900, 1200)  # rows [r0, r1), columns [c0, c1): seen by every mode
@@ -65,20 +66,20 @@ def test_the_top_square_is_seen_unless_centre_cropped(name: str):
     if name.startswith("crop"):
         # Where the square lies, the model saw nothing: the crop removed it, and the map says so.
         assert np.isnan(patch).all()
-        x0, y0, x1, y1 = crop_box(H, W, preset)
+        x0, y0, x1, y1 = seen_box(H, W, preset)
         assert y0 > r1 and y1 < H
     else:
         assert np.nanmin(patch[15:-15, 25:-25]) > 0.8
         assert not np.isnan(full).any()
 
 
-def test_crop_box_arithmetic_for_the_film():
-    assert crop_box(H, W, XRAY) == (0.0, 226.0, 2048.0, 2274.0)
+def test_seen_box_arithmetic_for_the_film():
+    assert seen_box(H, W, XRAY) == (0.0, 226.0, 2048.0, 2274.0)
     assert geometry.view_box(H, W, PRESETS["letterbox"]) == (-226.0, 0.0, 2274.0, 2500.0)
     assert geometry.seen_box(H, W, PRESETS["letterbox"]) == (0.0, 0.0, 2048.0, 2500.0)
     assert geometry.view_box(H, W, PRESETS["resize"]) == (0.0, 0.0, 2048.0, 2500.0)
     # IMAGENET: Resize(256) makes it 312 x 256, CenterCrop(224) starts at row 44, column 16
-    x0, y0, x1, y1 = crop_box(H, W, IMAGENET)
+    x0, y0, x1, y1 = seen_box(H, W, IMAGENET)
     assert (x0, x1) == pytest.approx((16 * 2048 / 256, 240 * 2048 / 256))
     assert (y0, y1) == pytest.approx((44 * 2500 / 312, 268 * 2500 / 312))
 
@@ -109,7 +110,7 @@ def test_raw_values_are_not_rescaled():
 def test_full_resolution_overlay_tints_the_square_and_leaves_unseen_pixels_plain(name: str):
     preset = PRESETS[name]
     image = film()
-    rgb = geometry.overlay_original(image, model_view_map(preset), preset)
+    rgb = render.overlay_original(image, model_view_map(preset), preset)
     assert rgb.shape == (H, W, 3) and rgb.dtype == np.uint8
     r0, r1, c0, c1 = CENTRE_SQUARE
     red, blue = rgb[(r0 + r1) // 2, (c0 + c1) // 2, 0], rgb[(r0 + r1) // 2, (c0 + c1) // 2, 2]
@@ -125,9 +126,9 @@ def test_full_resolution_overlay_tints_the_square_and_leaves_unseen_pixels_plain
 
 def test_for_display_caps_the_longer_side():
     rgb = np.zeros((H, W, 3), np.uint8)
-    small = geometry.for_display(rgb, 1000)
+    small = render.for_display(rgb, 1000)
     assert max(small.shape[:2]) == 1000 and small.shape[2] == 3
-    assert geometry.for_display(rgb[:10, :10]).shape == (10, 10, 3)
+    assert render.for_display(rgb[:10, :10]).shape == (10, 10, 3)
 
 
 def test_bad_inputs_name_the_problem():
@@ -143,14 +144,14 @@ def test_downloads_keep_raw_values_at_both_resolutions():
     import io
 
     raw = np.arange(49, dtype=np.float32).reshape(7, 7) - 20.0
-    files = geometry.map_downloads(raw, H, W, XRAY)
+    files = render.map_downloads(raw, H, W, XRAY)
     layer = np.load(io.BytesIO(files["layer"]))
     full = np.load(io.BytesIO(files["original"]))
     np.testing.assert_array_equal(layer, raw)
     assert full.shape == (H, W) and np.isnan(full[:226]).all() and np.nanmin(full) == pytest.approx(-20.0)
     from PIL import Image
 
-    png = geometry.png_bytes(np.zeros((5, 6, 3), np.uint8))
+    png = render.png_bytes(np.zeros((5, 6, 3), np.uint8))
     assert Image.open(io.BytesIO(png)).size == (6, 5)
 
 
@@ -161,13 +162,13 @@ def test_full_resolution_overlay_agrees_with_the_library_overlay():
     image = rng.random((60, 80, 3)).astype(np.float32)
     heat = rng.random((60, 80)).astype(np.float32)
     preset = XRAY.replace(geometry="resize")  # the view box is the image: no unseen pixels
-    ours = geometry.overlay_original(image, heat, preset)
+    ours = render.overlay_original(image, heat, preset)
     reference = overlay(image, geometry.to_original(heat, 60, 80, preset))
     assert np.abs(ours.astype(int) - reference.astype(int)).max() <= 3  # the colormap read from its 256-entry table
 
 
 def test_outlined_marks_the_seen_region_of_the_film():
-    rgb = geometry.outlined(film(), XRAY)
+    rgb = render.outlined(film(), XRAY)
     assert rgb.shape == (H, W, 3) and rgb.dtype == np.uint8
     assert (rgb[226, 1000] == (0, 255, 0)).all() and (rgb[2273, 1000] == (0, 255, 0)).all()
     assert rgb[100, 1000, 1] == round(0.1 * 255)  # above the crop: the plain film

@@ -409,7 +409,7 @@ def test_dicom_pixel_limit_checked_from_header(monkeypatch: pytest.MonkeyPatch):
 
     def refuse(*args, **kwargs):
         raise AssertionError("pixels were decoded")
-    monkeypatch.setattr("densenet.images._decode_first_frame", refuse)
+    monkeypatch.setattr("densenet.dicom._decode_first_frame", refuse)
     with pytest.raises(ImageError, match="too large"):
         load_image(dicom_bytes(ds))
 

@@ -7,6 +7,8 @@ the target's logit down to the pixels without loss, so the input relevance sums 
 
 from __future__ import annotations
 
+import inspect
+
 import threading
 
 import numpy as np
@@ -232,7 +234,7 @@ def test_lrp_link_relevance_with_biases_and_errors() -> None:
 
 def test_lrp_concentrates_on_the_demo_lesions() -> None:
     from densenet.demo import load
-    from densenet.demo.data import generate, normalize
+    from densenet.synthetic import generate, normalize
 
     model = load()
     images, labels, boxes = generate(16, seed=20261204)
@@ -252,7 +254,7 @@ def test_lrp_concentrates_on_the_demo_lesions() -> None:
 def test_lrp_is_registered_with_its_rule_as_an_option() -> None:
     record = E.method("lrp")
     assert record.kind is E.Kind.INPUT_ATTRIBUTION and not record.needs_layer and not record.slow
-    assert dict(record.options) == {"rule": "epsilon-plus-flat"}
+    assert inspect.signature(record.run).parameters["rule"].default == "epsilon-plus-flat"  # compute(..., rule=)
     assert record in E.methods(kind=E.Kind.INPUT_ATTRIBUTION)
     layer = E.method("lrp-layer")
     assert layer.needs_layer and layer.kind is E.Kind.RELEVANCE
@@ -307,7 +309,8 @@ def test_attention_page_offers_lrp_and_draws_it_with_the_trust_checks() -> None:
     shown = ok(at).main.get("image")[1].proto.imgs[0].caption
     assert shown == "LRP · input · nodule"
     assert any("Layer-wise relevance propagation" in c.value for c in at.caption)
-    labels = [m.label for m in at.metric]
+    widget(at, "toggle", "trust_open").set_value(True).run()  # the checks run when asked
+    labels = [m.label for m in ok(at).metric]
     assert "Randomisation rank correlation" in labels and "Deletion AUC" in labels and "Insertion AUC" in labels
     maps = [m for m in at.session_state["_cache_maps"].values() if getattr(m, "method", None) == "lrp"]
     assert maps and maps[0].map.shape == (128, 128) and maps[0].map.max() == 1.0

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
 import densenet
 from densenet import demo, ood
+from densenet.demo import calibration
 from densenet.preprocess import XRAY
 
 FRESH_SEED = 77_000_000  # not the calibration seed, nor any training, evaluation or sample seed
@@ -22,23 +21,22 @@ def model():
 
 @pytest.fixture(scope="module")
 def photo_scores(model):
-    return ood.scores(model, ood.demo_outliers()).numpy()
+    return ood.scores(model, calibration.outliers(model)).numpy()
 
 
 def test_generated_images_and_photos_are_separated_on_fresh_seeds(model, photo_scores):
-    fresh = ood.scores(model, ood.demo_reference(64, FRESH_SEED)).numpy()
+    fresh = ood.scores(model, calibration.reference(64, FRESH_SEED)).numpy()
     assert ood.auroc(fresh, photo_scores) == 1.0
     threshold, source = ood.threshold_for(model)
-    assert source == "demo calibration"
+    assert source == "checkpoint"  # the demo checkpoint carries its calibration
     assert (photo_scores > threshold).all()
     assert (fresh > threshold).mean() <= 2 / 64
 
 
-def test_the_shipped_calibration_matches_the_shipped_weights():
-    stored = json.loads(ood.DEMO_CALIBRATION_PATH.read_text())
-    assert stored["weights_sha256"] == ood._weights_digest(demo.WEIGHTS_PATH)
-    cal = ood.demo_calibration()
-    assert cal.auroc == 1.0 and cal.reference_quantile < cal.threshold < cal.outliers_min
+def test_the_shipped_calibration_is_the_shipped_weights_own(model):
+    stored = ood.Calibration.from_dict(model.metadata["ood"])
+    assert stored.auroc == 1.0 and stored.reference_quantile < stored.threshold < stored.outliers_min
+    assert calibration.calibration(model) == stored  # recomputed from the weights, the same figures
 
 
 def test_a_one_pixel_image_is_flagged_twice(model):
@@ -52,12 +50,12 @@ def test_a_one_pixel_image_is_flagged_twice(model):
 def test_a_sample_is_trusted(model):
     image = densenet.load_image(demo.SAMPLES_DIR / "demo_nodule_1.png")
     verdict = ood.assess(model, densenet.preprocess(image, model), image_size=image.shape[:2])
-    assert verdict.trusted and verdict.threshold_source == "demo calibration"
+    assert verdict.trusted and verdict.threshold_source == "checkpoint"
     assert ood.assess(model, densenet.preprocess(image, model), threshold=1e-6).threshold_source == "user"
 
 
 def test_a_trace_gives_the_same_score_and_the_model_is_untouched(model):
-    x = ood.demo_reference(2, FRESH_SEED + 1)
+    x = calibration.reference(2, FRESH_SEED + 1)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     trace = model.trace(x, ["features.conv0", "features.denseblock1"])
     torch.testing.assert_close(ood.scores(model, x, trace=trace), ood.scores(model, x))
@@ -103,7 +101,7 @@ def test_auroc_closed_form():
 
 # --- `python -m densenet.demo evaluate` keeps the calibration in step with the weights ------------
 
-def test_evaluate_command_refreshes_the_calibration_after_stamping(monkeypatch, tmp_path):
+def test_evaluate_command_calibrates_after_stamping(monkeypatch, tmp_path):
     from densenet.demo import __main__ as cli
     from densenet.demo import evaluate as ev_mod
 
@@ -113,39 +111,25 @@ def test_evaluate_command_refreshes_the_calibration_after_stamping(monkeypatch, 
     monkeypatch.setattr(ev_mod, "format_report", lambda r: "figures")
     monkeypatch.setattr(ev_mod, "write_model_card", lambda r, card, **kw: calls.append(("card", card)))
     monkeypatch.setattr(ev_mod, "stamp_checkpoint", lambda weights, r: calls.append(("stamp", weights)))
-    monkeypatch.setattr(ood, "demo_calibration", lambda **kw: calls.append(("calibration", kw)))
+    monkeypatch.setattr(calibration, "write_calibration", lambda weights: calls.append(("calibration", weights)))
     card = tmp_path / "MODEL_CARD.md"
 
     assert cli.main(["evaluate", "--card", str(card)]) == 0
     weights = demo.WEIGHTS_PATH
-    assert calls == [("evaluate", weights), ("card", str(card)), ("stamp", weights),
-                     ("calibration", {"recompute": True})]
-
-    calls.clear()  # other weights: the demo calibration describes only the shipped ones
-    other = tmp_path / "other.safetensors"
-    assert cli.main(["evaluate", "--weights", str(other), "--card", str(card)]) == 0
-    assert [c[0] for c in calls] == ["evaluate", "card", "stamp"]
+    assert calls == [("evaluate", weights), ("card", str(card)), ("stamp", weights), ("calibration", weights)]
 
     calls.clear()  # --no-card leaves the weights, and so their calibration, as they are
     assert cli.main(["evaluate", "--no-card"]) == 0
     assert calls == [("evaluate", weights)]
 
 
-def test_refresh_rewrites_the_calibration_for_restamped_weights(monkeypatch, tmp_path):
-    from densenet.demo.evaluate import refresh_ood_calibration
-
-    weights = tmp_path / "densenet_demo.safetensors"
+def test_write_calibration_puts_it_in_the_checkpoint(tmp_path):
+    weights = tmp_path / "restamped.safetensors"
     model = demo.load()
-    model.metadata = {**model.metadata, "eval_seed": -1}  # a stamp: same tensors, new file hash
+    model.metadata = {k: v for k, v in model.metadata.items() if k != "ood"}  # a stamp writes metadata afresh
     densenet.save_checkpoint(model, weights)
-    monkeypatch.setattr(demo, "WEIGHTS_PATH", weights)
-    monkeypatch.setattr(ood, "DEMO_CALIBRATION_PATH", tmp_path / "ood_calibration.json")
-    monkeypatch.setattr(ood, "DEMO_CALIBRATION_IMAGES", 32)  # the wiring, not the figure: keep it cheap
-
-    assert refresh_ood_calibration(tmp_path / "elsewhere.safetensors") is None
-    assert not ood.DEMO_CALIBRATION_PATH.exists()
-    assert refresh_ood_calibration(weights) == ood.DEMO_CALIBRATION_PATH
-    stored = json.loads(ood.DEMO_CALIBRATION_PATH.read_text())
-    assert stored["weights_sha256"] == ood._weights_digest(weights)
-    monkeypatch.setattr(ood, "_compute_demo_calibration", lambda: pytest.fail("recomputed, not read back"))
-    assert ood.demo_calibration().to_dict() == stored["calibration"]
+    assert ood.threshold_for(densenet.load_checkpoint(weights))[1] == "default"
+    found = calibration.write_calibration(weights, images=32)  # the wiring, not the figure: keep it cheap
+    loaded = densenet.load_checkpoint(weights)
+    assert ood.threshold_for(loaded) == (pytest.approx(found.threshold), "checkpoint")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))

@@ -15,17 +15,11 @@ import torch.nn.functional as F
 
 import densenet
 import densenet.explain as E
-from densenet import DenseNetConfig
 from densenet.testing import randomise_batchnorm, zeroing_ablation_layer
+from tests.conftest import TINY, hook_count
 
-TINY = DenseNetConfig(growth_rate=8, block_config=(2, 2, 3, 2), num_init_features=16, num_classes=10)
 SIZE = 64
 METHODS = ["ablationcam", "scorecam", "sscam", "iscam"]
-
-
-def hook_count(model: torch.nn.Module) -> int:
-    return sum(len(getattr(m, d, {})) for m in model.modules()
-               for d in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"))
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +184,7 @@ def test_registry_offers_the_new_methods_and_reuses_the_trace(model, image, monk
     for name in METHODS:
         r = records[name]
         assert r.needs_layer and r.slow and not r.needs_graph and r.kind is E.Kind.PERTURBATION
-        assert dict(r.options)["top"] is None
+        assert r.chunk_option == "batch_size" and r.estimate is not None
     direct = E.perturbation_cam_maps(model, image, "scorecam", None, "features.norm5")
     via = E.compute("scorecam", model, image, None, ["features.norm5"], batch_size=4)
     np.testing.assert_allclose(via["features.norm5"].map, direct["features.norm5"].map, atol=1e-6)

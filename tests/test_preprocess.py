@@ -1,4 +1,4 @@
-"""preprocess, to_display, prepare and crop_box: closed-form values, torchvision as a reference, devices."""
+"""preprocess, to_display, prepare and the seen box: closed-form values, torchvision as a reference, devices."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
+from densenet.geometry import seen_box
 from densenet.preprocess import (
-    DEMO, GEOMETRIES, IMAGENET, IMAGENET_MEAN, IMAGENET_STD, XRAY, Prepared, Preprocessing, crop_box, custom,
+    DEMO, GEOMETRIES, IMAGENET, IMAGENET_MEAN, IMAGENET_STD, XRAY, Prepared, Preprocessing, custom,
     prepare, preprocess, to_display,
 )
 
@@ -107,8 +108,8 @@ def test_to_display_is_the_model_input_before_normalisation(preset: Preprocessin
 
 
 @pytest.mark.parametrize("h, w", [(300, 400), (400, 300), (301, 457), (64, 64)])
-def test_crop_box_without_resize_is_the_largest_centred_square(h: int, w: int):
-    x0, y0, x1, y1 = crop_box(h, w, XRAY)
+def test_seen_box_without_resize_is_the_largest_centred_square(h: int, w: int):
+    x0, y0, x1, y1 = seen_box(h, w, XRAY)
     side = min(h, w)
     assert (x1 - x0, y1 - y0) == (side, side)
     assert (x0, y0) == (round((w - side) / 2), round((h - side) / 2))
@@ -118,17 +119,17 @@ def test_crop_box_without_resize_is_the_largest_centred_square(h: int, w: int):
     assert to_display(image, XRAY).max() == 0.0
 
 
-def test_crop_box_with_resize_maps_back_to_original_pixels():
+def test_seen_box_with_resize_maps_back_to_original_pixels():
     # 300 x 400 -> shorter side 256 -> 256 x 341 -> crop 224 at top 16, left round(58.5) = 58.
-    x0, y0, x1, y1 = crop_box(300, 400, IMAGENET)
+    x0, y0, x1, y1 = seen_box(300, 400, IMAGENET)
     sx, sy = 400 / 341, 300 / 256
     assert (x0, y0, x1, y1) == pytest.approx((58 * sx, 16 * sy, 282 * sx, 240 * sy))
 
 
-def test_crop_box_with_resize_sees_a_centred_marker():
+def test_seen_box_with_resize_sees_a_centred_marker():
     # A bright square at the box's centre lands at the display's centre.
     h, w = 300, 400
-    x0, y0, x1, y1 = crop_box(h, w, IMAGENET)
+    x0, y0, x1, y1 = seen_box(h, w, IMAGENET)
     image = np.zeros((h, w, 3), dtype=np.float32)
     cy, cx = int((y0 + y1) / 2), int((x0 + x1) / 2)
     image[cy - 10:cy + 10, cx - 10:cx + 10] = 1.0
@@ -194,7 +195,7 @@ def test_letterbox_pads_with_black_and_keeps_the_aspect():
     assert view.shape == (224, 224)
     assert view[:50].max() == 0.0 and view[-50:].max() == 0.0
     np.testing.assert_allclose(view[62:162], 1.0, atol=1e-6)
-    assert crop_box(100, 200, preset) == (0.0, 0.0, 200.0, 100.0)
+    assert seen_box(100, 200, preset) == (0.0, 0.0, 200.0, 100.0)
 
 
 def test_resize_sees_the_whole_image_without_keeping_the_aspect():
@@ -203,7 +204,7 @@ def test_resize_sees_the_whole_image_without_keeping_the_aspect():
     image[:, :100] = 1.0  # the left third
     view = to_display(image, preset)
     assert view[:, :70].min() > 0.99 and view[:, 80:].max() < 0.01
-    assert crop_box(100, 300, preset) == (0.0, 0.0, 300.0, 100.0)
+    assert seen_box(100, 300, preset) == (0.0, 0.0, 300.0, 100.0)
 
 
 def test_crop_is_the_default_and_unchanged():

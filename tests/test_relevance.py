@@ -23,7 +23,7 @@ def hand_built(w1: float, u0: float, u1: float, v: tuple[float, float, float]) -
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
-                m.eps = 0.0  # test-only: an exact identity
+                m.eps = 1e-12  # test-only: an identity in float32 (torch < 2.11 refuses eps = 0)
                 m.reset_parameters()
                 m.reset_running_stats()
             if isinstance(m, torch.nn.Conv2d):
@@ -110,11 +110,15 @@ def test_bad_traces_are_refused():
         E.link_relevance(model.trace(x))
     with pytest.raises(ValueError, match="no dense layers"):
         E.link_relevance(model.trace(x, ["features.norm5"], keep_graph=True))
-    with pytest.raises(ValueError, match="first block.s input"):
+    with pytest.raises(ValueError, match="needs \\['features.conv0'"):  # the first block's input
         E.link_relevance(model.trace(x, ["features.denseblock1.denselayer1", "features.denseblock1.denselayer2"],
                                      keep_graph=True))
     with pytest.raises(TypeError):
         E.link_relevance(model.trace(x, keep_graph=True), 1.5)
+    handmade = model.trace(x, keep_graph=True)
+    handmade.config = None  # a trace that does not say which network made it: its names cannot be read
+    with pytest.raises(ValueError, match="which DenseNet"):
+        E.link_relevance(handmade)
     result = E.link_relevance(model.trace(x, keep_graph=True), 1, blocks=[2])
     assert [b.name for b in result.blocks] == ["features.denseblock2"]
     assert result.blocks[0].input_name == "features.transition1"

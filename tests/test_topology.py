@@ -81,3 +81,32 @@ def test_bad_arguments():
         densenet.topology("resnet50")
     with pytest.raises(KeyError):
         densenet.topology("densenet121").provenance("features.conv0")
+
+
+def test_the_taps_are_read_from_the_topology():
+    topo = densenet.topology("densenet121")
+    assert topo.cam_layers == [f"features.denseblock{b}" for b in range(1, 5)] + ["features.norm5"]
+    assert [topo.block_input(b) for b in range(1, 5)] == [
+        "features.pool0", "features.transition1", "features.transition2", "features.transition3"]
+    assert topo.dense_layers(4) == [f"features.denseblock4.denselayer{i}" for i in range(1, 17)]
+    cifar = densenet.topology(densenet.DenseNetConfig(growth_rate=4, block_config=(2, 3), num_init_features=8,
+                                                      stem="cifar", num_classes=3), 32)
+    assert cifar.block_input(1) == "features.conv0" and len(cifar.dense_layers(2)) == 3
+    model = densenet.DenseNet(cifar.config)
+    # every name the topology gives is a tap the model traces
+    assert set(cifar.cam_layers + cifar.dense_layers(1) + [cifar.block_input(2)]) <= set(model.tap_names)
+    for bad in (0, 3, True, "1"):
+        with pytest.raises(ValueError, match="block must be 1..2"):
+            cifar.block(bad)
+
+
+def test_the_layer_to_explain_first_is_the_checkpoints_else_the_last_feature_map():
+    from densenet.topology import default_cam_layer
+
+    model = densenet.DenseNet(densenet.DenseNetConfig(growth_rate=4, block_config=(2, 3), num_init_features=8,
+                                                      stem="cifar", num_classes=3))
+    assert default_cam_layer(model) == "features.norm5"
+    model.metadata["cam_layer"] = "features.denseblock1"
+    assert default_cam_layer(model) == "features.denseblock1"
+    model.metadata["cam_layer"] = "features.nowhere"  # a stale recommendation is not followed
+    assert default_cam_layer(model) == "features.norm5"

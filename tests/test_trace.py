@@ -7,11 +7,7 @@ import torch
 
 import densenet
 from densenet import DenseNetConfig
-
-
-def hook_count(model: torch.nn.Module) -> int:
-    return sum(len(getattr(m, d, {})) for m in model.modules()
-               for d in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"))
+from tests.conftest import hook_count
 
 
 @pytest.fixture(scope="module")

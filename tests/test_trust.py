@@ -11,6 +11,7 @@ from torch import nn
 import densenet
 import densenet.explain as E
 from densenet import DenseNetConfig
+from tests.conftest import hook_count
 
 SIZE, SIDE = 16, 4
 TINY = DenseNetConfig(growth_rate=6, block_config=(2, 2), num_init_features=8, stem="cifar", in_channels=1,
@@ -57,11 +58,6 @@ def trained(one_thread) -> densenet.DenseNet:
     with torch.no_grad():
         assert (model(x).argmax(1) == y).float().mean() > 0.6, "training failed: the checks below would mean little"
     return model
-
-
-def hook_count(model: nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               + len(m._backward_pre_hooks) for m in model.modules())
 
 
 # --- sanity check -----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import figures, lesson, page, results, session, shared
+from dashboard import figures, lesson, numbers, page, results, selection, session, shared
 from dashboard.analysis import plural, short_name
 
 ctx = page.start("Architecture")
@@ -25,8 +25,8 @@ else:
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Depth L", cfg.depth, help="Convolutions in blocks and transitions, plus stem conv and classifier.")
 c2.metric("Dense links", f"{topo.num_links:,}", help="Σ L_b(L_b+1)/2 over the blocks.")
-c3.metric("Parameters", figures.big(topo.total_params))
-c4.metric("MACs per image", figures.big(topo.total_macs), help=f"At {ctx.input_size}×{ctx.input_size} input.")
+c3.metric("Parameters", numbers.big(topo.total_params))
+c4.metric("MACs per image", numbers.big(topo.total_macs), help=f"At {ctx.input_size}×{ctx.input_size} input.")
 
 # --- connectivity of one block ------------------------------------------------------------------
 left, right = st.columns([3, 2], gap="large")
@@ -62,7 +62,7 @@ with right:
 
 
 def _on_click() -> None:
-    picked = figures.selected_layer(st.session_state.get("conn_graph"), block)
+    picked = selection.selected_layer(st.session_state.get("conn_graph"), block)
     if picked is not None and picked > 0:
         session.choose(f"arch_node.{block.name}", picked)
         session.choose("fm_layer", block.layer_name(picked))
@@ -89,6 +89,8 @@ with left:
                    (figures.lrp_block_caption(rel) if how == "lrp" else "") +
                    " Red links carry evidence for the class, blue against it; a node's size is the total of its "
                    "maps. Beside the weights' feature reuse (Dense block page): what it used here, not what it can.")
+        st.page_link("views/dense_block.py", label="Cut these links and watch the prediction move (Dense block)",
+                     icon=":material/content_cut:")
     else:
         draw = figures.connectivity_graph if view == "graph" else figures.connectivity_matrix
         fig = shared.figure(f"connectivity-{view}", f"{cfg_key}|{block.name}|{node}",

@@ -5,12 +5,14 @@ Every method, label, caption and help text comes from the registry (``densenet.e
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
-from dashboard import figures, page, results, session
+from dashboard import analysis, figures, navigation, page, results, session
 from dashboard.analysis import plural, short_name
-from dashboard.sources import default_cam_layer
-from densenet import dicom_export, explain, geometry, labels
+from densenet import dicom_export, explain, labels, render
+from densenet.topology import default_cam_layer
 
 ctx, model, an = page.with_image("Attention")
 topo = ctx.topology
@@ -37,40 +39,44 @@ with left:
         st.metric("Prediction", top1.name, f"p = {top1.probability:.1%} ({kind})", delta_color="off",
                   delta_arrow="off")
         page.chart(figures.topk_bar(an.predictions, multilabel=an.multilabel), key="topk")
-    with st.expander("Is this image like the training data?"):
-        user_threshold = session.number(st, "Out-of-distribution threshold", f"ood.{ctx.key}", 0.0, min_value=0.0,
-                                        max_value=100.0, step=0.05,
-                                        help="0 uses the model's own (its calibration, else the default).")
-    ood = results.get_ood(ctx, an, user_threshold or None)
-    for warning in ood.warnings:
-        st.warning(warning[0].upper() + warning[1:] + ".", icon=":material/report:")
-    st.caption(f"Out-of-distribution score {ood.score:.2f} (threshold {ood.threshold:.2f}, "
-               f"{ood.threshold_source}): early-layer statistics against the BatchNorm statistics of training.")
 
 # --- settings -------------------------------------------------------------------------------------------
 probs = an.trace.probabilities[0].cpu()
 classes = list(range(len(model.class_names)))
 methods = [m.name for m in explain.methods()]
 layer_options = [t for t in model.tap_names if not t.startswith("features.conv0")]
-block_outputs = [b.name for b in topo.blocks]
 small_model = topo.total_macs < 3e8  # the demo model and CIFAR nets: a few seconds at most, so run at once
 
-if session.kept("_target_for") != an.key:  # a new image or model: explain its top prediction
-    session.choose("target", top1.index)
-    session.keep("_target_for", an.key)
+# This page's controls, named once: the widgets below and a request from another page both use these.
+METHOD, LAYER, TARGET, TARGET_FOR = "method", "cam_layer", "target", "_target_for"
+request = navigation.take_attention_request()  # "Open on the Attention page" from another page
+if request is not None:
+    session.choose(METHOD, request.method)
+    if request.layer is not None:
+        session.choose(LAYER, request.layer)
+        session.keep("_cam_layer_for", ctx.key)  # chosen for this model: kept below, not reset to its default
+    if ctx.image.name == request.image.name:  # the sidebar shows the request's image (no upload took its place)
+        session.choose(TARGET, request.target)
+        session.keep(TARGET_FOR, an.key)
+if session.kept(TARGET_FOR) != an.key:  # a new image or model: explain its top prediction
+    session.choose(TARGET, top1.index)
+    session.keep(TARGET_FOR, an.key)
 
 with right:
     s1, s2, s3 = st.columns(3)
-    target = session.selectbox(s1, "Class to explain", classes, "target", top1.index,
+    target = session.selectbox(s1, "Class to explain", classes, TARGET, top1.index,
                                format_func=lambda i: model.class_names[i],
                                help="The raw logit of this class is explained. Default: the top prediction.")
     s1.caption(f"p = {float(probs[target]):.1%} ({kind})")
-    method = session.selectbox(s2, "Method", methods, "method", methods[0],
+    method = session.selectbox(s2, "Method", methods, METHOD, methods[0],
                                format_func=lambda name: explain.method(name).label,
                                help="Layer CAMs come from the page's one trace (one backward pass for every "
                                     "layer); the others re-run the model.")
     record = explain.method(method)
-    layer = session.selectbox(s3, "Layer", layer_options, "cam_layer", default_cam_layer(model),
+    if session.kept("_cam_layer_for") != ctx.key:  # another model: its own CAM layer, not the last model's choice
+        session.choose(LAYER, default_cam_layer(model))
+        session.keep("_cam_layer_for", ctx.key)
+    layer = session.selectbox(s3, "Layer", layer_options, LAYER, default_cam_layer(model),
                               format_func=short_name, disabled=not record.needs_layer,
                               help="Methods in input space do not use a layer.")
     preview = bool(record.preview_top) and session.toggle(
@@ -81,16 +87,40 @@ with right:
     alpha = session.slider(o1, "Overlay opacity", 0.0, 1.0, "alpha", 0.5, 0.05)
     cmap = session.selectbox(o2, "Colour map", ["jet", "inferno", "viridis", "turbo"], "cam_cmap", "jet")
     st.caption(f"{record.label}: {record.description}")
+    # Here, under the settings, not under the prediction: that column then ends early enough for the map to
+    # show above the fold at 1280x720 (issue 21).
+    ood_box = st.expander("Is this image like the training data?")
+    with ood_box:
+        user_threshold = session.number(st, "Out-of-distribution threshold", f"ood.{ctx.key}", 0.0, min_value=0.0,
+                                        max_value=100.0, step=0.05,
+                                        help="0 uses the model's own (its calibration, else the default).")
+    ood = results.get_ood(ctx, an, user_threshold or None)
+    for warning in ood.warnings:
+        st.warning(warning[0].upper() + warning[1:] + ".", icon=":material/report:")
+    ood_box.caption(f"Out-of-distribution score {ood.score:.2f} (threshold {ood.threshold:.2f}, "
+                    f"{ood.threshold_source}): early-layer statistics against the BatchNorm statistics of training.")
 
 if model.config.null_class and target == 0:
     st.info(f"“{model.class_names[0]}” is this model's null class, a fixed zero logit: no pixel changes it, so its "
             "gradient maps are empty by construction. The other classes' logits are evidence against it.")
 
 
-def runs_at_once(name: str) -> bool:
-    """Fast methods always; slow ones at once only on a small model, and never a perturbation scan."""
+# A slow method measured to finish within this runs without a Compute button (an environment variable
+# lets a test or a very slow machine choose another bound).
+AT_ONCE_S = float(os.environ.get("DENSENET_AT_ONCE_S", "2.0"))
+
+
+def runs_at_once(name: str, at: str | None = None, *, measure: bool = True) -> bool:
+    """Fast methods always; slow ones on a small model (not a perturbation scan), or when one timed batch says
+    they finish within :data:`AT_ONCE_S` here (Ablation-CAM at norm5: ≈ 0.1 s). ``measure=False``: only an
+    estimate already taken counts (the comparison tab does not time every slow method it lists)."""
     r = explain.method(name)
-    return not r.slow or (small_model and r.kind is not explain.Kind.PERTURBATION)
+    if not r.slow or (small_model and r.kind is not explain.Kind.PERTURBATION):
+        return True
+    opts = options if name == method else None
+    estimate = (results.get_time_estimate(ctx, an, name, at or layer, opts) if measure
+                else results.peek_time_estimate(an, name, at or layer, opts))
+    return estimate is not None and estimate.seconds <= AT_ONCE_S
 
 
 def map_for(name: str, at: str, opts: dict | None = None) -> explain.Explanation:
@@ -102,8 +132,12 @@ def peek_map(name: str, at: str, opts: dict | None = None) -> explain.Explanatio
     return results.peek_map(an, name, target, results.map_layers(name, [at])[0], opts)
 
 
+cancel_slots: list = []  # the Cancel buttons of work started in this run, removed by finished()
+
+
 def on_demand(label: str, button_key: str, note: str) -> bool:
-    """A note and a button in one slot; True (and the slot emptied) once clicked."""
+    """A note and a button in one slot; once clicked, True and the slot holds a Cancel button until
+    :func:`finished` (or the next run)."""
     slot = st.empty()
     with slot.container():
         st.info(note)
@@ -112,9 +146,16 @@ def on_demand(label: str, button_key: str, note: str) -> bool:
             st.caption("Cancelled: nothing was kept. Press the button to start again.")
     if clicked:
         slot.empty()
-        st.button("Cancel", key=f"{button_key}_cancel", icon=":material/stop_circle:",
-                  help="Stops after the current step; nothing is kept.")
+        slot.button("Cancel", key=f"{button_key}_cancel", icon=":material/stop_circle:",
+                    help="Stops after the current step; nothing is kept.")
+        cancel_slots.append(slot)
     return clicked
+
+
+def finished() -> None:
+    """The work started by :func:`on_demand` is done: no stale Cancel button above its result."""
+    while cancel_slots:
+        cancel_slots.pop().empty()
 
 
 def show_map() -> tuple[explain.Explanation | None, object]:
@@ -128,23 +169,29 @@ def show_map() -> tuple[explain.Explanation | None, object]:
             f" ({estimate})." if estimate else ".")
         if on_demand(f"Compute {record.label}", "run_attr", note):
             cam = map_for(method, layer, options)
+            finished()
     if cam is None:
         return None, None
     where = short_name(layer) if record.needs_layer else "input"
     full = results.full_overlay(ctx, an, cam, alpha, cmap)  # on the original image, at its resolution
     h, w = ctx.image.pixels.shape[:2]
     m1, m2, m3 = st.columns([1, 1, 1], gap="medium")
-    m1.image(geometry.for_display(geometry.outlined(ctx.image.pixels, model), 1200), width="stretch",
+    m1.image(render.for_display(render.outlined(ctx.image.pixels, model), 1200), width="stretch",
              caption=f"what the model sees: {model.preprocessing.geometry} of the {w}×{h} original (outlined)")
-    m2.image(geometry.for_display(full, 1600), caption=f"{record.label} · {where} · {model.class_names[target]}",
+    m2.image(render.for_display(full, 1600), caption=f"{record.label} · {where} · {model.class_names[target]}",
              width="stretch")
     with m3:
         st.markdown("**How far to trust this map**")
-        slot = st.container()
+        # The checks re-run the model dozens of times (~2 s on the demo model): only while asked for, so a
+        # sample or method switch stays quick.
+        checking = session.toggle(st, "Check this map", "trust_open", False,
+                                  help="Randomise the model from the head down and recompute the map; delete and "
+                                       "insert pixels by its ranking. Stays on until you switch it off.")
+        slot = st.container() if checking else None
         stem = f"{method}_{where}_{model.class_names[target]}".replace(" ", "_")
-        st.download_button(f"Overlay (PNG, {w}×{h})", lambda: geometry.png_bytes(full), file_name=f"{stem}.png",
+        st.download_button(f"Overlay (PNG, {w}×{h})", lambda: render.png_bytes(full), file_name=f"{stem}.png",
                            mime="image/png", key="dl_png", icon=":material/download:")
-        downloads = geometry.map_downloads(cam.raw, h, w, model)
+        downloads = render.map_downloads(cam.raw, h, w, model)
         st.download_button(f"Layer map (.npy, {cam.raw.shape[1]}×{cam.raw.shape[0]})", downloads["layer"],
                            file_name=f"{stem}_raw.npy", mime="application/octet-stream", key="dl_npy",
                            icon=":material/download:")
@@ -173,7 +220,7 @@ def show_methods() -> None:
     st.caption(f"All at layer {short_name(layer)}, for “{model.class_names[target]}”.")
     tiles, captions, missing = [], [], []
     for name in chosen:
-        result = peek_map(name, layer) or (map_for(name, layer) if runs_at_once(name) else None)
+        result = peek_map(name, layer) or (map_for(name, layer) if runs_at_once(name, layer, measure=False) else None)
         if result is None:
             missing.append(explain.method(name).label)
             continue
@@ -187,7 +234,7 @@ def show_methods() -> None:
 
 def show_layers() -> None:
     layer_method = method if record.uses_trace else explain.methods(kind=explain.Kind.GRADIENT_CAM)[0].name
-    chosen = session.multiselect(st, "Layers", layer_options, "cmp_layers", block_outputs + ["features.norm5"],
+    chosen = session.multiselect(st, "Layers", layer_options, "cmp_layers", topo.cam_layers,
                                  format_func=short_name)
     st.caption(f"{explain.method(layer_method).label} for “{model.class_names[target]}”: coarse maps come from "
                "deep layers, finer ones from early blocks. One backward pass serves all of them.")
@@ -210,7 +257,7 @@ def show_findings() -> None:
     for f in shown:
         m = results.get_maps(ctx, an, layer_method, f.index, [layer])[layer]
         tiles.append(explain.overlay(an.display, m.map, alpha=alpha, colormap=cmap))
-    st.image(tiles, caption=[f"{f.name} · p = {f.probability:.0%}" for f in shown], width=220)
+    st.image(tiles, caption=[f"{f.name} · p = {analysis.percent(f.probability, f.threshold)}" for f in shown], width=220)
 
 
 def show_trust(cam: explain.Explanation) -> None:
@@ -219,13 +266,14 @@ def show_trust(cam: explain.Explanation) -> None:
                                                    "Randomise the model from the head down and recompute; "
                                                    "delete/insert pixels by saliency.")):
         trust = results.get_trust(ctx, an, method, target, layer, cam)
+        finished()
     if trust is None:
         return
     if trust.sanity is not None:
         rho = float(trust.sanity.rank_correlation)
         st.metric("Randomisation rank correlation", f"{rho:.2f}",
                   "passes (< 0.3)" if abs(rho) < 0.3 else "suspicious (≥ 0.3)",
-                  delta_color="normal" if abs(rho) < 0.3 else "inverse",
+                  delta_color="normal" if abs(rho) < 0.3 else "inverse", delta_arrow="off",
                   help="Spearman correlation between this map and the map of a copy re-initialised from "
                        "the head down to this layer (Adebayo et al. 2018). A map that survives the "
                        "destruction of the weights does not explain the model.")

@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import audit_figures as af
-from dashboard import audits, page, session
+from dashboard import audits, navigation, page, session
 from dashboard.analysis import plural
 from densenet import audit, explain
 
@@ -39,12 +39,12 @@ def demo_folder() -> Path | None:
         return None
 
 
-def listing(folder: Path, limit: int | None) -> audit.Dataset | None:
-    """The dataset in ``folder`` (listed once per folder state and limit), or ``None`` with the reason shown."""
+def listing(folder: Path, limit: int | None, options: dict) -> audit.Dataset | None:
+    """The dataset in ``folder`` (listed once per folder state, limit and options), or ``None`` with the reason shown."""
     try:
         stamp = folder.stat().st_mtime
-        key = (str(folder), tuple(classes), limit, stamp)
-        return session.memo("audit_listing", key, lambda: audit.load_folder(folder, classes, limit=limit),
+        key = (str(folder), tuple(classes), limit, stamp, tuple(sorted(options.items())))
+        return session.memo("audit_listing", key, lambda: audit.load_folder(folder, classes, limit=limit, **options),
                             max_entries=4)
     except (audit.DatasetError, OSError, UnicodeError, ValueError) as e:
         st.error(f"That dataset cannot be used: {e}")
@@ -70,7 +70,9 @@ def choose_dataset(limit: int | None) -> audit.Dataset | None:
         typed = session.text(st, "Dataset folder", "audit.path", "",
                          placeholder=f"relative to {roots.roots[0]}" if roots.roots else "no data folder",
                          help="Images in images/ (else the folder itself, searched recursively), labels.csv, "
-                              "boxes.csv or BBox_List_2017.csv, masks/. Only folders under: "
+                              "boxes.csv, masks/, or the published files under their own names (NIH Data_Entry and "
+                              "BBox_List, CheXpert valid.csv, RSNA, VinDr, SIIM, CheXlocalize JSON), recognised by "
+                              "their headers. Only folders under: "
                               + ", ".join(str(r) for r in roots.roots))
         if typed.strip():
             try:
@@ -96,9 +98,26 @@ def choose_dataset(limit: int | None) -> audit.Dataset | None:
                 st.error(f"{upload.name} could not be unpacked on the server: {e}")
     if folder is None:
         return None
-    dataset = listing(folder, limit)
+    c1, c2 = st.columns(2)
+    options = {
+        "uncertain": session.radio(c1, "Uncertain labels (-1)", ["ignore", "positive", "negative"], "audit.uncertain",
+                                   "ignore", horizontal=True,
+                                   help="CheXpert/MIMIC-style tables mark uncertain findings -1. Ignore (default): "
+                                        "never a target. Positive or negative: counted as that."),
+        "readers": session.radio(c2, "Several readers' boxes", ["union", "majority", "each"], "audit.readers",
+                                 "union", horizontal=True,
+                                 help="VinDr-CXR: every reader's boxes, the pixels most of an image's readers "
+                                      "boxed, or each reader's boxes on their own (one row per reader)."),
+    }
+    dataset = listing(folder, limit, options)
     if dataset is not None:
         st.caption(af.dataset_line(dataset))
+        for line in af.recognised_lines(dataset):
+            st.caption(line)
+        if dataset.problems:
+            with st.expander(f"Why {plural(len(dataset.problems), 'image')} cannot be audited as listed"):
+                st.dataframe({"image": [p[0] for p in dataset.problems[:200]],
+                              "reason": [p[1] for p in dataset.problems[:200]]}, hide_index=True)
     return dataset
 
 
@@ -115,6 +134,9 @@ def choose_settings() -> tuple[audit.Settings | None, int | None]:
                                  help="Layer CAMs share one trace and one backward per target: fast. Slow methods "
                                       "re-run the model many times per image.")
     layer_options = [t for t in model.tap_names if not t.startswith("features.conv0")]
+    if session.kept("_audit_layers_for") != ctx.key:  # another model: its own default layers
+        session.choose("audit.layers", audit.default_layers(model))
+        session.keep("_audit_layers_for", ctx.key)
     layers = session.multiselect(st, "Layers", layer_options, "audit.layers", audit.default_layers(model),
                                  format_func=af.layer_label,
                                  help="Default: the model's recommended CAM layer and every dense block's output.")
@@ -178,12 +200,19 @@ with data_col:
 
 # --- the audit shown -------------------------------------------------------------------------------
 
-def live(out: str, was_running: bool) -> None:
-    """Progress, Stop and the latest rows; refreshed every 2 s while the run goes on."""
+def live(out: str, drawn_phase: str | None) -> None:
+    """Progress, Stop and the latest rows; refreshed while the run can change (:meth:`audits.Status.watch_every`).
+
+    ``drawn_phase`` is the phase the rest of the page was drawn for: when the run leaves it (it ends, or its owner
+    stops or resumes it, perhaps from another browser) the whole page is drawn again, so that Resume, the
+    scorecard and the downloads follow without a click.
+    """
     state = audits.status(out)
     if state is None:
         st.info("This audit is starting…")
         return
+    if state.phase != drawn_phase:
+        st.rerun()  # the whole page, for the new phase
     p = state.progress
     st.progress(p.fraction, text=af.progress_text(p))
     if state.running:
@@ -202,8 +231,6 @@ def live(out: str, was_running: bool) -> None:
         if state.running:
             where.caption(note + ":")
         where.dataframe(af.latest_rows(rows, 8), hide_index=True, height=250)
-    if was_running and not state.running:
-        st.rerun()  # the run ended: the whole page draws the scorecard
 
 
 def summary_of(out: str) -> dict | None:
@@ -278,7 +305,7 @@ def show_gallery(out: str, pair: tuple[str, str], summary_stamp: float) -> None:
                         if st.button("Open on the Attention page", key=f"open.{case['image']}.{target}.{rank}",
                                      icon=":material/visibility:", disabled=not same or picture is None):
                             try:
-                                audits.open_case(case, dataset, ctx.key)
+                                navigation.open_on_attention(audits.case_request(case, dataset))
                             except (ValueError, OSError) as e:
                                 st.error(f"That case cannot be opened: {e}")
                             else:
@@ -312,7 +339,8 @@ def show_audit() -> None:
                                  "earlier ones.")
     state = audits.status(out)
     running = state is not None and state.running
-    st.fragment(live, run_every=2.0 if running else None)(out, running)
+    st.fragment(live, run_every=None if state is None else state.watch_every())(out, None if state is None
+                                                                               else state.phase)
     if state is None or running:
         return
     run = audits.lookup(out)

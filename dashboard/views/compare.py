@@ -13,6 +13,7 @@ import streamlit as st
 
 from dashboard import classroom_figures as cf
 from dashboard import figures, page, runtime, session, shared
+from dashboard.numbers import big
 from densenet import classroom
 from densenet.config import DenseNetConfig
 
@@ -28,8 +29,8 @@ ROWS = [  # (metric label, what it reads from an Architecture, how it is shown)
     ("Units H_l", lambda a: a.units, str),
     ("Links", lambda a: a.links, lambda v: f"{v:,}"),
     ("Widest input", lambda a: max(a.reads), lambda v: f"{v:,} ch"),
-    ("Parameters", lambda a: a.params, figures.big),
-    ("MACs", lambda a: a.macs, figures.big),
+    ("Parameters", lambda a: a.params, big),
+    ("MACs", lambda a: a.macs, big),
     ("Activation memory", lambda a: a.memory and a.memory.forward_bytes, lambda v: f"{v / 1e6:.1f} MB"),
     ("Training-step peak", lambda a: a.memory and a.memory.step_bytes, lambda v: f"{v / 1e6:.1f} MB"),
 ]
@@ -50,7 +51,7 @@ def aligned(left: classroom.Architecture, right: classroom.Architecture, titles:
         other = None if arch is left else left
         links.metric("Links", f"{arch.links:,}", help="Inputs read by all units together: Σ L(L+1)/2 over the blocks, or one per unit.", delta_color="off", delta_arrow="off",
                      delta=None if other is None else f"{_ratio(other.links, arch.links)} of {other.name}")
-        params.metric("Parameters", figures.big(arch.params), delta_color="off", delta_arrow="off",
+        params.metric("Parameters", big(arch.params), delta_color="off", delta_arrow="off",
                       delta=None if other is None else f"{_ratio(other.params, arch.params)} of {other.name}")
     lines = [f"| | {left.name} | {right.name} | {right.name} − {left.name} | {right.name} ÷ {left.name} |",
              "|---|---:|---:|---:|---:|"]
@@ -66,12 +67,15 @@ def measure_button(name: str, key: tuple, run: object, label: str, note: str) ->
     """The measured comparison, if this session has it or the button asks for it now."""
     measured = session.peek(name, key)
     row = st.columns([1, 3], vertical_alignment="center")
-    clicked = row[0].button("Measure memory" if measured is None else "Measured", key=f"{name}.measure",
-                            icon=":material/memory:", disabled=measured is not None)
+    clicked = row[0].button("Measure memory" if measured is None else "Measure again", key=f"{name}.measure",
+                            icon=":material/memory:", type="primary" if measured is None else "secondary")
     row[1].caption(note)
-    if clicked and measured is None:
+    if clicked:
         with runtime.job(label, long=True, bar=True) as job:
-            measured = session.memo(name, key, lambda: run(job.progress), max_entries=4)
+            fresh = run(job.progress)
+        session.forget(name)  # the shown result goes only once the new one is complete
+        session.memo(name, key, lambda: fresh, max_entries=4)
+        st.rerun()  # the button now says "Measure again"
     return measured
 
 
@@ -137,7 +141,7 @@ try:
                         bn_size=(cfg.bn_size or 4) if b_bottleneck else None)
 except ValueError as e:
     st.error(f"That configuration is not possible: {e}")
-    st.stop()
+    page.stop()
 
 labels = (f"A: {describe(cfg)}", f"B: {describe(cfg_b)}")
 pair_key = (cfg.to_json(), cfg_b.to_json(), size)

@@ -6,7 +6,7 @@ import time
 
 import streamlit as st
 
-from dashboard import analysis, figures, page, results, session, shared
+from dashboard import analysis, cut_view, figures, page, results, session, shared
 from dashboard.analysis import plural, short_name
 from densenet.classroom import feature_reuse
 
@@ -57,39 +57,47 @@ def walk() -> None:
     layer = session.slider(st, "Layer l", 1, L, STEP, 1, help="Walk through the block one dense layer at a time.",
                            disabled=playing) if L > 1 else 1
     step = steps[layer - 1]
-    st.markdown(f"Input of the block: **{shape(steps[0].input_shape)}** (height, width, channels), growth rate "
-                f"**k = {k}**. Each layer concatenates everything before it and adds k maps:")
-    chain = [shape(s.input_shape) for s in steps] + [shape(steps[-1].output_shape)]
-    chain[layer - 1] = f"**{chain[layer - 1]}**"
-    if len(chain) > 9:  # a 64-layer block: the current step with its neighbours, both ends, the count between
-        keep = sorted({0, 1, layer - 2, layer - 1, layer, len(chain) - 2, len(chain) - 1} & set(range(len(chain))))
-        parts, last = [], -1
-        for i in keep:
-            if i > last + 1:
-                parts.append(f"… ({plural(i - last - 1, 'step')}) …")
-            parts.append(chain[i])
-            last = i
-        chain = parts
-    chain = [c.replace(", ", ",\u00a0") for c in chain]  # a tuple never breaks across lines
-    st.markdown(" → ".join(chain) + f"  \n= ({block.size[0]}, {block.size[1]}, {c0} + {L}·{k}) = "
-                f"**{shape(steps[-1].output_shape)}**")
-
-    m = st.columns(4)
-    m[0].metric(f"Input to layer {layer}", shape(step.input_shape), help=f"c0 + (l−1)·k = {c0} + {layer - 1}·{k}")
-    m[1].metric("After the 1×1 bottleneck", shape(step.bottleneck_shape) if step.bottleneck_shape else "none",
-                help="BN-ReLU-1×1 conv to 4k channels (DenseNet-B)." if step.bottleneck_shape else
-                "This model has no bottleneck: BN-ReLU-3×3 conv reads the concatenation directly.")
-    m[2].metric("After the 3×3 conv", shape(step.new_shape), help="k new feature maps.")
-    m[3].metric("Concatenated output", shape(step.output_shape), help=f"c0 + l·k = {c0} + {layer}·{k}")
-    left, right = st.columns([3, 2], gap="large")
-    with left:
-        page.chart(figures.step_figure(block, step), key="step_fig")
-    with right:
-        draw = figures.connectivity_graph if L < figures.MATRIX_FROM else figures.connectivity_matrix
-        page.chart(shared.figure("step-links", f"{cfg.to_json()}|{block.name}|{layer}",
-                                 lambda: draw(block, layer, height=300)), key="step_links")
-        lit = "the link into layer 1 is lit" if layer == 1 else f"the {layer} links into layer {layer} are lit"
-        st.caption(f"Up to layer {layer}: {plural(step.links_so_far, 'link')}; {lit}.")
+    # Presenter mode (a 720 px projector): the charts first, so that they are above the fold.
+    shown_first = ("charts", "text", "metrics") if page.presenting() else ("text", "metrics", "charts")
+    box = {part: st.container() for part in shown_first}
+    with box["text"]:
+        st.markdown(f"Input of the block: **{shape(steps[0].input_shape)}** (height, width, channels), growth rate "
+                    f"**k = {k}**. Each layer concatenates everything before it and adds k maps:")
+        chain = [shape(s.input_shape) for s in steps] + [shape(steps[-1].output_shape)]
+        chain[layer - 1] = f"**{chain[layer - 1]}**"
+        if len(chain) > 9:  # a 64-layer block: the current step with its neighbours, both ends, the count between
+            keep = sorted({0, 1, layer - 2, layer - 1, layer, len(chain) - 2, len(chain) - 1} & set(range(len(chain))))
+            parts, last = [], -1
+            for i in keep:
+                if i > last + 1:
+                    parts.append(f"… ({plural(i - last - 1, 'step')}) …")
+                parts.append(chain[i])
+                last = i
+            chain = parts
+        chain = [c.replace(", ", ",\u00a0") for c in chain]  # a tuple never breaks across lines
+        st.markdown(" → ".join(chain) + f"  \n= ({block.size[0]}, {block.size[1]}, {c0} + {L}·{k}) = "
+                    f"**{shape(steps[-1].output_shape)}**")
+    with box["metrics"]:
+        m = st.columns(4)
+        m[0].metric(f"Input to layer {layer}", shape(step.input_shape),
+                    help=f"c0 + (l−1)·k = {c0} + {layer - 1}·{k}")
+        m[1].metric("After the 1×1 bottleneck", shape(step.bottleneck_shape) if step.bottleneck_shape else "none",
+                    help="BN-ReLU-1×1 conv to 4k channels (DenseNet-B)." if step.bottleneck_shape else
+                    "This model has no bottleneck: BN-ReLU-3×3 conv reads the concatenation directly.")
+        m[2].metric("After the 3×3 conv", shape(step.new_shape), help="k new feature maps.")
+        m[3].metric("Concatenated output", shape(step.output_shape), help=f"c0 + l·k = {c0} + {layer}·{k}")
+    with box["charts"]:
+        left, right = st.columns([3, 2], gap="large")
+        with left:
+            page.chart(figures.step_figure(block, step), key="step_fig")
+        with right:
+            draw = figures.connectivity_graph if L < figures.MATRIX_FROM else figures.connectivity_matrix
+            # A matrix is square: at 300 px a 64-layer block's cells would be 3 px; give it the column's width.
+            tall = 300 if draw is figures.connectivity_graph else 460
+            page.chart(shared.figure("step-links", f"{cfg.to_json()}|{block.name}|{layer}|{tall}",
+                                     lambda: draw(block, layer, height=tall)), key="step_links")
+            lit = "the link into layer 1 is lit" if layer == 1 else f"the {layer} links into layer {layer} are lit"
+            st.caption(f"Up to layer {layer}: {plural(step.links_so_far, 'link')}; {lit}.")
     if an is not None:
         new = an.trace.activations.get(block.layer_name(layer))
         if new is not None:
@@ -112,6 +120,8 @@ if block.transition is not None:
 else:
     st.markdown(f"**The last block** feeds BN-ReLU, global pooling and the classifier: "
                 f"{shape(steps[-1].output_shape)} → ({block.out_channels},) → {cfg.num_classes} outputs.")
+
+cut_view.render(ctx, block, an)
 
 # --- counting links; concatenation against addition ------------------------------------------------------
 left, right = st.columns(2, gap="large")

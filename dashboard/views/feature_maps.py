@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from dashboard import analysis, figures, page, results, session, shared
+from dashboard import analysis, figures, page, results, selection, session, shared
 from dashboard.analysis import short_name
+from densenet import render
 
 ctx, model, an = page.with_image("Feature maps")
 topo = ctx.topology
@@ -42,7 +43,7 @@ else:
 shown = order[:64]
 lo, hi = float(maps[shown].min()), float(maps[shown].max())
 tiles = session.memo("fm_tiles", (an.key, layer, scale, cmap), lambda: [
-    analysis.png_bytes(t) for t in analysis.upscale(analysis.colorize(maps[shown], scale=scale, colormap=cmap), 72)])
+    render.png_bytes(t, compress_level=1) for t in analysis.upscale(analysis.colorize(maps[shown], scale=scale, colormap=cmap), 72)])
 st.caption(("Each map stretched to its own min–max." if scale == "local" else
             f"One colour range for all maps shown: [{lo:.3g}, {hi:.3g}].") +
            " Captions: channel index · mean activation (raw values, not normalised).")
@@ -73,7 +74,7 @@ with right:
             node = located[1]
 
             def _on_click() -> None:
-                picked = figures.selected_layer(st.session_state.get("fm_graph"), block)
+                picked = selection.selected_layer(st.session_state.get("fm_graph"), block)
                 if picked is not None and picked > 0:
                     session.choose("fm_layer", block.layer_name(picked))
 
@@ -99,7 +100,7 @@ if show_inputs:
 
         def build_mosaic() -> bytes:
             inputs = np.concatenate([analysis.to_numpy(an.trace.activations[s.source]) for s in slices], axis=0)
-            return analysis.png_bytes(analysis.provenance_mosaic(
+            return render.png_bytes(analysis.provenance_mosaic(
                 analysis.colorize(inputs, scale=scale, colormap=cmap), analysis.owners_of(slices),
                 columns=32 if n_inputs > 64 else 16, tile_side=28))
 

@@ -11,8 +11,10 @@ For a page: ``run = audit.start(model, data, audit.new_output_dir(base))``; read
 ``audit.read_summary(out)``, ``audit.gallery(out)``, ``audit.report_path(out)``,
 ``audit.parquet_path(out)``. Typed paths and uploaded zips go through :mod:`.safety` first.
 
-Modules: :mod:`.dataset` (listing, labels, boxes, masks), :mod:`.metrics` (pointing game,
-energy, IoU/Dice with CheXlocalize's binarisation, bootstrap), :mod:`.core` (one chunk's work),
+Modules: :mod:`.dataset` (listing, truth on a grid), :mod:`.formats` (the published label, box
+and mask files, names and vocabularies), :mod:`.metrics` (pointing game, energy, IoU/Dice with
+CheXlocalize's binarisation, bootstrap), :mod:`.protocol` (one map scored at the film's resolution
+or on the model's grid), :mod:`.rescore` (a finished run re-scored from its maps), :mod:`.core` (one chunk's work),
 :mod:`.results` (the output folder), :mod:`.run` (plan, resume, threads), :mod:`.engine_local`,
 :mod:`.engine_ray` (the only module that imports ray), :mod:`.summary`, :mod:`.report`,
 :mod:`.cli`, :mod:`.safety`.
@@ -28,7 +30,9 @@ from typing import Any
 import pyarrow as pa
 
 from .core import COLUMNS, Settings, default_layers
-from .dataset import Dataset, DatasetError, Item, discover, load_dataset, load_folder, truth_in_view
+from .dataset import (Dataset, DatasetError, Item, discover, load_dataset, load_folder, reload_dataset, truth_in_view,
+                      truth_on_original)
+from .formats.vocabulary import read_classes_map as formats_read_classes_map
 from .results import RunFolder, RunFolderError, new_output_dir
 from .run import AuditRun, Progress, RunResult, run_audit, start
 from .safety import UnsafePathError, ZipRefused, check_zip, extract_zip, resolve_under
@@ -38,14 +42,15 @@ __all__ = [
     "COLUMNS", "AuditRun", "Dataset", "DatasetError", "Item", "Progress", "RunFolder", "RunFolderError", "RunResult",
     "Settings", "UnsafePathError", "ZipRefused", "check_zip", "default_layers", "extract_zip", "gallery",
     "demo_dataset", "discover", "load_dataset", "load_folder", "new_output_dir", "progress_of", "parquet_path", "read_manifest", "read_rows", "read_skipped", "read_summary",
-    "report_path", "resolve_under", "run_audit", "start", "summary_now", "truth_in_view",
+    "report_path", "reload_dataset", "resolve_under", "run_audit", "start", "summary_now", "truth_in_view",
+    "truth_on_original", "formats_read_classes_map",
 ]
 
 
 def demo_dataset(n: int = 200) -> Path:
     """The bundled demo dataset (generated on first use into a cache folder; see
-    :func:`densenet.demo.data.dataset_dir`): pass it to :func:`load_folder`."""
-    from ..demo.data import dataset_dir
+    :func:`densenet.synthetic.dataset_dir`): pass it to :func:`load_folder`."""
+    from ..synthetic import dataset_dir
 
     return dataset_dir(n)
 
@@ -98,6 +103,7 @@ def summary_now(out: str | os.PathLike) -> dict[str, Any] | None:
     if manifest is None:
         return None
     return summarise(folder.read_rows(), manifest["model"]["classes"], multilabel=manifest["model"]["multilabel"],
+                     labelled=bool(manifest["dataset"].get("has_labels")),
                      skipped=len(folder.read_skipped()), images_total=manifest["dataset"]["images"])
 
 

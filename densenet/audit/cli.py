@@ -21,9 +21,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Add the audit's arguments to ``parser``."""
     parser.add_argument("--model", required=True, help="checkpoint path (anything load_checkpoint reads) or 'demo'")
     parser.add_argument("--data", required=True, help="image folder, searched recursively (class sub-folders give labels)")
-    parser.add_argument("--labels", help="CSV: image column plus one label column, or one 0/1 column per class")
-    parser.add_argument("--boxes", help="boxes CSV: NIH BBox_List_2017.csv as published, or image,label,x0,y0,x1,y1")
-    parser.add_argument("--masks", help="folder of <image stem>.png or <image stem>__<label>.png masks")
+    parser.add_argument("--labels", help="labels CSV (.gz/.zip too): NIH Data_Entry_2017 (Finding Labels), "
+                        "CheXpert/MIMIC columns (1/0/-1/blank), or an image column plus one label column")
+    parser.add_argument("--boxes", help="boxes CSV as published: NIH BBox_List_2017, RSNA stage_2_train_labels, "
+                        "VinDr-CXR train.csv, or image,label,x0,y0,x1,y1")
+    parser.add_argument("--masks", help="PNG mask folder (<image stem>.png, <image stem>__<label>.png), COCO RLE JSON "
+                        "or polygon JSON (CheXlocalize), or SIIM-ACR train-rle.csv")
+    parser.add_argument("--format", dest="truth_format", help="force the ground-truth format: nih, rsna, vindr, plain "
+                        "(boxes); png, coco-rle, polygons, siim (masks)")
+    parser.add_argument("--labels-format", choices=("nih", "columns", "single"), help="force the labels format")
+    parser.add_argument("--uncertain", choices=("ignore", "positive", "negative"), default="ignore",
+                        help="CheXpert's -1 (uncertain) labels: ignore (default: never a target), positive or negative")
+    parser.add_argument("--readers", choices=("union", "majority", "each"), default="union",
+                        help="VinDr-CXR's several readers: union of their boxes (default), pixels most of them "
+                        "boxed, or each reader's boxes scored on their own (one row per reader)")
+    parser.add_argument("--truth-class", help="class of a one-class truth file (RSNA default Pneumonia, SIIM Pneumothorax)")
+    parser.add_argument("--classes-map", help="CSV name,class (or JSON) mapping dataset label names to model classes")
     parser.add_argument("--methods", default="gradcam", help="comma-separated registered methods (default gradcam)")
     parser.add_argument("--layers", help="comma-separated layers (default: the model's CAM layer and each block output)")
     parser.add_argument("--out", help="output folder (default: ./audit-<data folder name>); rerun to resume")
@@ -34,7 +47,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
     parser.add_argument("--chunk-size", type=int, default=32, help="images per written part (default 32)")
     parser.add_argument("--threshold", type=float, help="binarise at this fixed threshold in (0, 1) instead of Otsu")
-    parser.add_argument("--map-size", type=int, default=32, help="side of the stored maps (default 32)")
+    parser.add_argument("--map-size", type=int, help="side of the stored maps (default: the model's input size, "
+                        "which 'audit rescore' needs)")
+    parser.add_argument("--resolution", choices=("original", "input"), default="original",
+                        help="score at the film's resolution (default, CheXlocalize's protocol) or on the model's grid")
+    parser.add_argument("--pointing-tolerance", type=float, default=0.0, metavar="PX",
+                        help="pointing game: a peak within PX model-input pixels of the truth hits (default 0, as "
+                        "CheXlocalize; the published pointing game uses 15 at 224)")
     parser.add_argument("--deletion", action="store_true", help="also compute deletion/insertion AUCs (slow)")
     parser.add_argument("--sanity", type=int, default=0, metavar="N",
                         help="sanity-check (model randomisation) the maps of N images after the run (default 0)")
@@ -74,6 +93,26 @@ def _load_model(spec: str, device: str):
     return model.eval().to(device)
 
 
+def _recognised(dataset) -> list[str]:
+    """What the listing read, one line per file, then the names mapped and unmatched (before the run)."""
+    d = dataset.details
+    lines = []
+    if d.get("labels"):
+        lab = d["labels"]
+        lines.append(f"labels: {lab['format']} ({lab['positive']} positive, {lab['negative']} negative, "
+                     f"{lab['uncertain']} uncertain ({lab['uncertain_policy']}), {lab['blank']} blank)")
+    for what in ("boxes", "masks"):
+        if d.get(what):
+            counts = ", ".join(f"{k} {v}" for k, v in d[what].items() if k != "format")
+            lines.append(f"{what}: {d[what]['format']}" + (f" ({counts})" if counts else ""))
+    voc = d.get("vocabulary", {})
+    if voc.get("mapped"):
+        lines.append("mapped: " + "; ".join(f"{k} -> {', '.join(v['classes'])}" for k, v in voc["mapped"].items()))
+    if voc.get("unmatched"):
+        lines.append("matched no class (see skipped.csv): " + ", ".join(f"{k} ({n})" for k, n in voc["unmatched"].items()))
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the audit described by ``args``; returns the exit status."""
     from .. import explain
@@ -91,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     if args.sanity < 0:
         return _fail(f"--sanity must be >= 0, got {args.sanity}")
     for name in ("batch_size", "chunk_size", "map_size"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             return _fail(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.limit is not None and args.limit < 1:
         return _fail(f"--limit must be at least 1, got {args.limit}")
@@ -115,20 +154,31 @@ def run(args: argparse.Namespace) -> int:
         layers = tuple(x.strip() for x in args.layers.split(",") if x.strip())
         bad = [x for x in layers if x not in model.tap_names]
         if bad:
+            from ..topology import topology
+
             return _fail(f"unknown layer(s) {', '.join(bad)}; this model's layers include "
-                         f"{', '.join(n for n in model.tap_names if '.denselayer' not in n)}")
-    for flag, value, kind in (("--data", args.data, "dir"), ("--masks", args.masks, "dir"),
-                              ("--labels", args.labels, "file"), ("--boxes", args.boxes, "file")):
-        if value is not None and not (Path(value).is_dir() if kind == "dir" else Path(value).is_file()):
-            return _fail(f"{flag} {value!r}: no such {'folder' if kind == 'dir' else 'file'}")
+                         f"{', '.join(n for n in model.tap_names if topology(model.config).locate(n) is None)}")
+    if args.pointing_tolerance < 0:
+        return _fail(f"--pointing-tolerance must be >= 0, got {args.pointing_tolerance}")
+    for flag, value, kind in (("--data", args.data, "dir"), ("--masks", args.masks, "any"),
+                              ("--labels", args.labels, "file"), ("--boxes", args.boxes, "file"),
+                              ("--classes-map", args.classes_map, "file")):
+        exists = {"dir": Path.is_dir, "file": Path.is_file, "any": Path.exists}[kind]
+        if value is not None and not exists(Path(value)):
+            return _fail(f"{flag} {value!r}: no such {dict(dir='folder', file='file', any='folder or file')[kind]}")
     try:
         settings = Settings(methods=methods, layers=layers, batch_size=args.batch_size, chunk_size=args.chunk_size,
                             binarize=binarize, map_size=args.map_size, deletion=args.deletion,
+                            resolution=args.resolution, pointing_tolerance=args.pointing_tolerance,
                             sanity_images=args.sanity, device=args.device)
         dataset = load_dataset(args.data, list(model.class_names), labels=args.labels, boxes=args.boxes,
-                               masks=args.masks, limit=args.limit)
+                               masks=args.masks, limit=args.limit, uncertain=args.uncertain, readers=args.readers,
+                               truth_format=args.truth_format, labels_format=args.labels_format,
+                               truth_class=args.truth_class, classes_map=args.classes_map)
     except (DatasetError, ValueError) as e:
         return _fail(str(e))
+    for line in _recognised(dataset):
+        print(line, file=sys.stderr)
     out = Path(args.out) if args.out else Path.cwd() / f"audit-{Path(args.data).resolve().name}"
     if not dataset.items:
         for image, reason in dataset.problems[:5]:

@@ -22,14 +22,16 @@ from ..explain._common import check_eval
 from ..images import load_image
 from ..geometry import view_box
 from ..preprocess import preprocess
+from ..topology import default_cam_layer, topology
 from . import metrics
-from .dataset import Item, truth_in_view
+from .dataset import Item
+from .protocol import RESOLUTIONS, empty_scores, score_map
 
 #: Columns of a row, in order (``results/`` Parquet schema; see :mod:`.results`).
 COLUMNS = ("image", "target", "target_index", "target_source", "method", "layer", "predicted",
            "predicted_index", "correct", "score", "logit", "probabilities", "labels", "truth", "lesion_fraction",
            "hit", "energy_in", "iou", "dice", "threshold", "deletion_auc", "insertion_auc",
-           "height", "width", "chunk", "map_index")
+           "height", "width", "chunk", "map_index", "scored_at", "hit_mask", "hit_box", "uncertain", "reader")
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,12 @@ class Settings:
         layers: layer names; ``None``: the model's ``cam_layer`` and every dense block output.
         batch_size: images per traced batch.
         chunk_size: images per written part (the unit of resumption).
-        binarize: ``"otsu"`` (CheXlocalize) or a fixed threshold in (0, 1).
-        map_size: side of the stored (downsampled) maps.
+        binarize: ``"otsu"`` (CheXlocalize) or a fixed threshold in (0, 1) (strict ``>``).
+        map_size: side of the stored maps; ``None`` (default): the model's input size, so that
+            ``audit rescore`` can re-score a finished run exactly.
+        resolution: where IoU, Dice and the pointing game are computed: ``"original"`` (the
+            film's pixels, CheXlocalize's protocol; default) or ``"input"`` (the model's grid).
+        pointing_tolerance: pointing-game tolerance in model-input pixels (default 0, as CheXlocalize).
         deletion: also compute deletion/insertion AUCs (costly: ~66 extra forwards per row).
         deletion_steps: steps of those curves.
         sanity_images: run the model-randomisation sanity check (Adebayo et al. 2018) on this
@@ -56,7 +62,9 @@ class Settings:
     batch_size: int = 8
     chunk_size: int = 32
     binarize: str | float = "otsu"
-    map_size: int = 32
+    map_size: int | None = None
+    resolution: str = "original"
+    pointing_tolerance: float = 0.0
     deletion: bool = False
     deletion_steps: int = 16
     sanity_images: int = 0
@@ -69,7 +77,13 @@ class Settings:
             explain.method(name)  # raises, naming the known ones
         if int(self.sanity_images) < 0:
             raise ValueError(f"sanity_images must be >= 0, got {self.sanity_images}")
+        if self.resolution not in RESOLUTIONS:
+            raise ValueError(f"resolution must be one of {', '.join(RESOLUTIONS)}, got {self.resolution!r}")
+        if not float(self.pointing_tolerance) >= 0:
+            raise ValueError(f"pointing_tolerance must be >= 0 pixels, got {self.pointing_tolerance!r}")
         for what in ("batch_size", "chunk_size", "map_size", "deletion_steps"):
+            if getattr(self, what) is None and what == "map_size":
+                continue
             if int(getattr(self, what)) < 1:
                 raise ValueError(f"{what} must be at least 1, got {getattr(self, what)}")
         if not (isinstance(self.binarize, str) and self.binarize == "otsu"):
@@ -96,15 +110,11 @@ class Settings:
 
 
 def default_layers(model: torch.nn.Module) -> list[str]:
-    """The model's recommended CAM layer (``metadata["cam_layer"]``) and every dense block output, forward order."""
-    names = [n for n in explain.default_layers(model) if n != "features.norm5"]
-    recommended = getattr(model, "metadata", {}).get("cam_layer")
-    if recommended and recommended in model.tap_names and recommended not in names:
-        names.append(recommended)
-    if not recommended:
-        names.append("features.norm5")
+    """Every dense block's output and the layer to explain first (the model's ``metadata["cam_layer"]``, else
+    the last feature map), in forward order."""
+    blocks = [b.name for b in topology(model.config).blocks]
     order = {n: i for i, n in enumerate(model.tap_names)}
-    return sorted(dict.fromkeys(names), key=order.__getitem__)
+    return sorted(dict.fromkeys(blocks + [default_cam_layer(model)]), key=order.__getitem__)
 
 
 def resolve_layers(model: torch.nn.Module, settings: Settings) -> list[str]:
@@ -127,8 +137,10 @@ class ChunkResult:
     def num_rows(self) -> int:
         return len(self.rows["image"])
 
-    def map_stack(self, size: int) -> np.ndarray:
-        return np.stack(self.maps).astype(np.float16) if self.maps else np.zeros((0, size, size), np.float16)
+    def map_stack(self, size: int | None) -> np.ndarray:
+        if self.maps:
+            return np.stack(self.maps).astype(np.float16)
+        return np.zeros((0, size or 0, size or 0), np.float16)
 
 
 @dataclass
@@ -200,10 +212,7 @@ class Auditor:
         top = logits.argmax(dim=1).tolist()
         targets = [self._targets(p, top[i]) for i, p in enumerate(batch)]
         rounds = max(len(t) for t in targets)
-        truths: dict[tuple[int, int], np.ndarray | None] = {}
-        for i, p in enumerate(batch):
-            for cls, _ in targets[i]:
-                truths[i, cls] = self._truth(p, cls, out)
+        truths: dict[tuple[int, int], bool] = {}  # (image, class) whose truth could not be read
         for r in range(rounds):
             active = [i for i in range(len(batch)) if r < len(targets[i])]
             # Samples with fewer targets repeat their first one: its gradient is computed anyway.
@@ -232,56 +241,57 @@ class Auditor:
                 per_layer.setdefault(layer, []).append(np.asarray(expl.map, np.float32))
         return {layer: np.stack(v) for layer, v in per_layer.items()}
 
-    def _truth(self, p: _Prepared, cls: int, out: ChunkResult) -> np.ndarray | None:
-        try:
-            return truth_in_view(p.item, self.class_names[cls], p.height, p.width, p.view, self.size)
-        except ValueError as e:
-            out.skipped.append((p.item.image, f"audited without ground truth: {e}"))
-            return None
-
     def _score(self, chunk: int, batch: list[_Prepared], active: list[int], targets: list[tuple[int, str]],
                method: str, layer: str, maps: np.ndarray, probs: np.ndarray, logits: torch.Tensor, top: list[int],
                truths: dict, x: torch.Tensor, out: ChunkResult) -> None:
-        n = len(active)
-        truth = np.zeros(maps.shape, bool)
-        known = np.zeros(n, bool)
-        for k, i in enumerate(active):
-            t = truths.get((i, targets[k][0]))
-            if t is not None and t.any():
-                truth[k], known[k] = t, True
-        hits = metrics.pointing_hits(maps, truth)
-        energy = metrics.energy_inside(maps, truth)
-        seg, thresholds = metrics.binarize(maps, self.settings.binarize)
-        iou, dice = metrics.overlap(seg, truth)
-        small = _downsample(maps, self.settings.map_size)
-        rows = out.rows
+        s = self.settings
+        _, thresholds = metrics.binarize(maps, s.binarize)  # on the model's grid, for rows without truth
+        small = _downsample(maps, s.map_size or self.size)
         for k, i in enumerate(active):
             p, (cls, source) = batch[i], targets[k]
-            labels = list(p.item.labels)
-            if self.multilabel:
-                correct = None if source != "label" else bool(probs[i, cls] >= 0.5)
-            else:
-                correct = None if not labels else bool(top[i] == cls)
-            deletion = insertion = math.nan
-            if self.settings.deletion and known[k]:
-                di = explain.deletion_insertion(self.model, x, maps[k], cls, steps=self.settings.deletion_steps,
-                                                index=i)
-                deletion, insertion = di.deletion_auc, di.insertion_auc
-            values = dict(
-                image=p.item.image, target=self.class_names[cls], target_index=cls, target_source=source,
-                method=method, layer=layer, predicted=self.class_names[top[i]], predicted_index=top[i],
-                correct=correct, score=float(probs[i, cls]), logit=float(logits[i, cls]),
-                probabilities=[float(v) for v in probs[i]], labels=labels,
-                truth=p.item.truth_kind(self.class_names[cls]) if known[k] else "",
-                lesion_fraction=float(truth[k].mean()) if known[k] else math.nan,
-                hit=bool(hits[k]) if known[k] else None,
-                energy_in=float(energy[k]) if known[k] else math.nan,
-                iou=float(iou[k]) if known[k] else math.nan, dice=float(dice[k]) if known[k] else math.nan,
-                threshold=float(thresholds[k]), deletion_auc=float(deletion), insertion_auc=float(insertion),
-                height=p.height, width=p.width, chunk=chunk, map_index=len(out.maps))
-            for c in COLUMNS:
-                rows[c].append(values[c])
+            label = self.class_names[cls]
+            # One row per reader where each reader's boxes are a truth of their own (VinDr "each"); they share a map.
+            readers = p.item.readers.get(label, {})
+            variants = [(r, p.item.for_reader(label, r)) for r in readers] or [("", p.item)]
+            map_index = len(out.maps)
             out.maps.append(small[k])
+            for reader, item in variants:
+                self._row(chunk, p, item, reader, cls, source, label, i, k, method, layer, maps, probs, logits, top,
+                          truths, x, thresholds, map_index, out)
+
+    def _row(self, chunk: int, p: _Prepared, item: Item, reader: str, cls: int, source: str, label: str, i: int,
+             k: int, method: str, layer: str, maps: np.ndarray, probs: np.ndarray, logits: torch.Tensor,
+             top: list[int], truths: dict, x: torch.Tensor, thresholds: np.ndarray, map_index: int,
+             out: ChunkResult) -> None:
+        s = self.settings
+        scores = None
+        if not truths.get((i, cls)):
+            try:
+                scores = score_map(maps[k], item, label, p.height, p.width, p.view, self.model.preprocessing,
+                                   resolution=s.resolution, binarize=s.binarize, tolerance=s.pointing_tolerance)
+            except ValueError as e:
+                truths[i, cls] = True  # reported once per image and class
+                out.skipped.append((p.item.image, f"audited without ground truth: {e}"))
+        scores = scores or empty_scores(float(thresholds[k]))
+        labels = list(p.item.labels)
+        if self.multilabel:
+            correct = None if source != "label" else bool(probs[i, cls] >= 0.5)
+        else:
+            correct = None if not labels else bool(top[i] == cls)
+        deletion = insertion = math.nan
+        if s.deletion and scores["hit"] is not None:
+            di = explain.deletion_insertion(self.model, x, maps[k], cls, steps=s.deletion_steps, index=i)
+            deletion, insertion = di.deletion_auc, di.insertion_auc
+        values = dict(
+            image=p.item.image, target=label, target_index=cls, target_source=source,
+            method=method, layer=layer, predicted=self.class_names[top[i]], predicted_index=top[i],
+            correct=correct, score=float(probs[i, cls]), logit=float(logits[i, cls]),
+            probabilities=[float(v) for v in probs[i]], labels=labels,
+            deletion_auc=float(deletion), insertion_auc=float(insertion),
+            height=p.height, width=p.width, chunk=chunk, map_index=map_index,
+            uncertain=list(p.item.uncertain), reader=reader, **scores)
+        for c in COLUMNS:
+            out.rows[c].append(values[c])
 
 
 def _downsample(maps: np.ndarray, side: int) -> np.ndarray:

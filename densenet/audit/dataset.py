@@ -10,19 +10,20 @@ preprocessing's geometry.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from .formats.masks import boxes_on_grid, decode as decode_mask, digest as mask_digest
+
 #: Suffixes listed as images (``load_image`` reads them all; DICOM files may also lack a suffix).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".dcm", ".dicom")
-_IMAGE_COLUMNS = ("image", "path", "file", "filename", "image index", "image_index", "img", "name")
 
 Box = tuple[float, float, float, float]
 
@@ -41,20 +42,44 @@ class Item:
         labels: the true class names (one for single-label data, the positives for multi-label
             data); ``()`` when the dataset has no labels (targets are then the top prediction).
         boxes: class name -> boxes in original-image pixels.
-        masks: class name (``""``: every target of the image) -> mask file.
+        masks: class name (``""``: every target of the image) -> mask source: a PNG file or a
+            mask held in a file's text (:mod:`.formats.masks`).
+        uncertain: classes the labels mark uncertain and that were not made targets.
+        readers: class -> reader -> boxes, when each reader's boxes are scored on their own
+            (VinDr-CXR ``readers="each"``): one row per reader (:meth:`for_reader`).
     """
 
     image: str
     path: Path
     labels: tuple[str, ...] = ()
     boxes: dict[str, tuple[Box, ...]] = field(default_factory=dict)
-    masks: dict[str, Path] = field(default_factory=dict)
+    masks: dict[str, Any] = field(default_factory=dict)
+    uncertain: tuple[str, ...] = ()
+    readers: dict[str, dict[str, tuple[Box, ...]]] = field(default_factory=dict)
+
+    def for_reader(self, label: str, reader: str) -> Item:
+        """This image with one reader's boxes as the truth of ``label``."""
+        return replace(self, boxes={**self.boxes, label: self.readers[label][reader]}, readers={})
+
+    def mask_source(self, label: str) -> Any | None:
+        """The mask source of ``label`` (or of every target), ``None`` when there is none."""
+        return self.masks.get(label, self.masks.get(""))
 
     def truth_kind(self, label: str) -> str:
-        """``"mask"``, ``"box"`` or ``""``: what ground truth this image has for ``label``."""
-        if label in self.masks or "" in self.masks:
-            return "mask"
+        """``"mask"``, ``"box"`` or ``""``: what ground truth this image has for ``label`` (a mask first)."""
+        from .formats.masks import kind_of
+
+        source = self.mask_source(label)
+        if source is not None:
+            return kind_of(source)
         return "box" if label in self.boxes else ""
+
+    def truth_kinds(self, label: str) -> tuple[str, ...]:
+        """Every kind of truth for ``label``: ``("mask", "box")`` when both a mask and boxes exist."""
+        kinds = [self.truth_kind(label)] if self.mask_source(label) is not None else []
+        if label in self.boxes and "box" not in kinds:
+            kinds.append("box")
+        return tuple(kinds)
 
 
 @dataclass
@@ -69,6 +94,11 @@ class Dataset:
         problems: ``(image, reason)`` for images that cannot be audited as asked (no label) and
             for unusable CSV rows; the engines write them to ``skipped.csv``.
         sources: the files the listing came from (labels, boxes, masks), for the manifest.
+        details: what was recognised, for the manifest, the summary and the page: ``labels``
+            (format, uncertainty policy, counts of positive / negative / uncertain / blank),
+            ``boxes``/``masks`` (format, counts), ``vocabulary`` (the mapping used, the
+            unmatched names with their counts) and ``options`` (what :func:`load_dataset` was
+            given besides the files, so that ``audit rescore`` can list it again).
     """
 
     root: Path
@@ -77,6 +107,13 @@ class Dataset:
     has_labels: bool = False
     problems: list[tuple[str, str]] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def unmatched_rows(self) -> list[tuple[str, str]]:
+        """``("", reason)`` per label name that matched none of the model's classes, with its count (for ``skipped.csv``)."""
+        unmatched = self.details.get("vocabulary", {}).get("unmatched", {})
+        return [("", f"label {name!r} matches none of the model's classes ({n} "
+                     f"{'row' if n == 1 else 'rows'}; add it with --classes-map)") for name, n in unmatched.items()]
 
     def listing_hash(self) -> str:
         """sha256 of everything that decides the rows: images (name, size), labels and truth."""
@@ -88,17 +125,15 @@ class Dataset:
                 size = -1
             record = [item.image, size, list(item.labels),
                       {k: [list(b) for b in v] for k, v in sorted(item.boxes.items())},
-                      {k: _file_digest(p) for k, p in sorted(item.masks.items())}]
+                      {k: mask_digest(p) for k, p in sorted(item.masks.items())}]
+            if item.uncertain:
+                record.append(list(item.uncertain))
+            if item.readers:
+                record.append({c: {r: [list(b) for b in bs] for r, bs in sorted(v.items())}
+                               for c, v in sorted(item.readers.items())})
             h.update(json.dumps(record, sort_keys=True).encode())
         h.update(json.dumps(sorted(self.problems)).encode())
         return h.hexdigest()
-
-
-def _file_digest(path: Path) -> str:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    except OSError:
-        return "missing"
 
 
 def _norm(name: str) -> str:
@@ -125,30 +160,44 @@ def list_images(root: str | os.PathLike, *, exclude: tuple[Path, ...] = ()) -> l
 
 def load_dataset(data: str | os.PathLike, class_names: list[str], *, labels: str | os.PathLike | None = None,
                  boxes: str | os.PathLike | None = None, masks: str | os.PathLike | None = None,
-                 limit: int | None = None) -> Dataset:
-    """List a dataset and attach its labels and ground truth.
+                 limit: int | None = None, uncertain: str = "ignore", readers: str = "union",
+                 truth_format: str | None = None, labels_format: str | None = None, truth_class: str | None = None,
+                 classes_map: str | os.PathLike | None = None) -> Dataset:
+    """List a dataset and attach its labels and ground truth, in the formats the field publishes.
 
     Args:
-        data: the image folder, searched recursively; with no ``labels`` CSV, class subfolders
+        data: the image folder, searched recursively; with no ``labels`` file, class subfolders
             (every top-level folder named after a class) give the labels (ImageFolder layout).
-        class_names: the model's class names; labels, boxes and masks are matched to them.
-        labels: a CSV with an image column (relative path, or file name when unique) and either
-            one label column (class name or index) or one 0/1 column per class (multi-label).
-        boxes: NIH ``BBox_List_2017.csv`` as published, or ``image,label,x0,y0,x1,y1``.
-        masks: a folder of ``<image stem>.png`` or ``<image stem>__<label>.png`` masks (also in
-            the image's relative sub-folder).
+        class_names: the model's class names; labels, boxes and masks are matched to them
+            through :class:`~.formats.vocabulary.Vocabulary` (synonyms, ``classes_map``).
+        labels: a label table (:mod:`.formats.labels`): NIH's ``Finding Labels``, CheXpert/MIMIC
+            columns (1 / 0 / -1 / blank), or one label column; ``.gz``/``.zip`` too.
+        boxes: a boxes file (:mod:`.formats.truth`): NIH, RSNA, VinDr-CXR or ``image,label,x0,y0,x1,y1``.
+        masks: a PNG mask folder, COCO RLE JSON, polygon JSON or SIIM run-length CSV.
         limit: keep only the first ``limit`` images (in listing order).
+        uncertain: CheXpert's ``-1``: ``"ignore"`` (default), ``"positive"`` or ``"negative"``.
+        readers: VinDr-CXR's readers: ``"union"``, ``"majority"`` or ``"each"`` (one row per reader).
+        truth_format: force the format of the ground-truth file(s) (:data:`~.formats.truth.TRUTH_FORMATS`;
+            a box format applies to ``boxes``, a mask format to ``masks``).
+        labels_format: force the label format (``"nih"``, ``"columns"``, ``"single"``).
+        truth_class: the class of a one-class truth file (RSNA: ``Pneumonia``, SIIM: ``Pneumothorax``).
+        classes_map: a file mapping dataset names to model classes (:func:`~.formats.vocabulary.read_classes_map`).
 
     Returns:
         The :class:`Dataset`.
 
     Raises:
-        DatasetError: a missing folder or file, an empty folder, or a CSV without the columns needed.
+        DatasetError: a missing folder or file, an empty folder, or a file without what its format needs.
     """
+    from .formats.labels import read_labels
+    from .formats.names import NameIndex
+    from .formats.truth import BOX_FORMATS, MASK_FORMATS, png_masks, read_truth
+    from .formats.vocabulary import Vocabulary, read_classes_map
+
     root = Path(data)
-    mask_dir = Path(masks) if masks is not None else None
-    if mask_dir is not None and not mask_dir.is_dir():
-        raise DatasetError(f"masks folder {str(mask_dir)!r} does not exist or is not a folder")
+    if masks is not None and not Path(masks).exists():
+        raise DatasetError(f"masks {str(masks)!r}: no such folder or file")
+    mask_dir = Path(masks) if masks is not None and Path(masks).is_dir() else None
     names = list_images(root, exclude=(mask_dir,) if mask_dir is not None else ())
     if not names:
         raise DatasetError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {str(root)!r}")
@@ -156,130 +205,92 @@ def load_dataset(data: str | os.PathLike, class_names: list[str], *, labels: str
         if limit < 1:
             raise DatasetError(f"limit must be at least 1, got {limit}")
         names = names[:limit]
-    classes = {_norm(c): c for c in class_names}
+    try:
+        vocabulary = Vocabulary(class_names, read_classes_map(classes_map) if classes_map is not None else None)
+    except ValueError as e:
+        raise DatasetError(str(e)) from None
     problems: list[tuple[str, str]] = []
     sources: dict[str, str] = {}
-    index = _NameIndex(names)
+    details: dict[str, Any] = {}
+    index = NameIndex(names)
 
-    label_map: dict[str, tuple[str, ...]] | None = None
+    label_map: dict[str, tuple[str, ...]] | None
+    unsure: dict[str, tuple[str, ...]] = {}
     if labels is not None:
         sources["labels"] = str(Path(labels).resolve())
-        label_map = _read_labels(Path(labels), classes, index, problems)
+        try:
+            table = read_labels(labels, index, vocabulary, uncertain=uncertain, fmt=labels_format)
+        except ValueError as e:
+            raise DatasetError(str(e)) from None
+        label_map, unsure = table.labels, table.uncertain
+        problems += table.problems
+        details["labels"] = {"format": table.format, "uncertain_policy": uncertain, **table.counts}
     else:
-        label_map = _folder_labels(root, names, classes)
+        label_map = _folder_labels(root, names, {_norm(c): c for c in class_names})
 
     box_map: dict[str, dict[str, list[Box]]] = {}
-    if boxes is not None:
-        sources["boxes"] = str(Path(boxes).resolve())
-        box_map = _read_boxes(Path(boxes), classes, index, problems)
-    if mask_dir is not None:
-        sources["masks"] = str(mask_dir.resolve())
+    mask_map: dict[str, dict[str, Any]] = {}
+    reader_map: dict[str, dict[str, dict[str, tuple[Box, ...]]]] = {}
+    png_dir: Path | None = None
+    for what, given in (("boxes", boxes), ("masks", masks)):
+        if given is None:
+            continue
+        forced = None
+        if truth_format is not None:
+            fits = truth_format in (BOX_FORMATS if what == "boxes" else MASK_FORMATS)
+            forced = truth_format if fits or (boxes is None or masks is None) else None
+        sources[what] = str(Path(given).resolve())
+        try:
+            truth = read_truth(given, index, vocabulary, fmt=forced, readers=readers, truth_class=truth_class)
+        except ValueError as e:
+            raise DatasetError(f"--{what}: {e}") from None
+        problems += truth.problems
+        for name, per_class in truth.boxes.items():
+            for cls, bs in per_class.items():
+                box_map.setdefault(name, {}).setdefault(cls, []).extend(bs)
+        for name, per_class in truth.masks.items():
+            mask_map.setdefault(name, {}).update(per_class)
+        for name, per_class in truth.readers.items():
+            reader_map.setdefault(name, {}).update(per_class)
+        details[what] = {"format": truth.format, **dict(truth.counts)}
+        if truth.format == "vindr":
+            details[what]["readers_policy"] = readers
+        if truth.format == "png":
+            png_dir = Path(given)
 
     items = []
+    listed_problems = {p[0] for p in problems}
     for name in names:
         item_labels: tuple[str, ...] = ()
         if label_map is not None:
             if name not in label_map:
-                if name not in {p[0] for p in problems}:
-                    problems.append((name, "no label for this image in the labels CSV"))
+                if name not in listed_problems:
+                    problems.append((name, "no label for this image in the labels file"))
                 continue
             item_labels = label_map[name]
-        item_masks = _find_masks(mask_dir, name, class_names) if mask_dir is not None else {}
+        item_masks: dict[str, Any] = dict(png_masks(png_dir, name, class_names)) if png_dir is not None else {}
+        item_masks.update(mask_map.get(name, {}))
         item_boxes = {k: tuple(v) for k, v in box_map.get(name, {}).items()}
-        items.append(Item(name, (root / name).resolve(), item_labels, item_boxes, item_masks))
-    return Dataset(root.resolve(), items, list(class_names), label_map is not None, problems, sources)
+        items.append(Item(name, (root / name).resolve(), item_labels, item_boxes, item_masks, unsure.get(name, ()),
+                          reader_map.get(name, {})))
+    details["vocabulary"] = vocabulary.to_json()
+    details["options"] = {"uncertain": uncertain, "readers": readers, "truth_format": truth_format,
+                          "labels_format": labels_format, "truth_class": truth_class, "limit": limit,
+                          "classes_map": None if classes_map is None else str(Path(classes_map).resolve())}
+    return Dataset(root.resolve(), items, list(class_names), label_map is not None, problems, sources, details)
 
 
-class _NameIndex:
-    """CSV image names -> listed images: relative paths, or bare file names when unique."""
+def reload_dataset(manifest: dict[str, Any], class_names: list[str]) -> Dataset:
+    """The dataset a run's manifest describes, listed again (for the report and ``audit rescore``).
 
-    def __init__(self, names: list[str]) -> None:
-        self.names = set(names)
-        by_base: dict[str, list[str]] = {}
-        for n in names:
-            by_base.setdefault(n.rsplit("/", 1)[-1], []).append(n)
-        self.by_base = {b: v[0] for b, v in by_base.items() if len(v) == 1}
-
-    def find(self, text: str) -> str | None:
-        key = text.strip().replace("\\", "/")
-        while key.startswith("./"):
-            key = key[2:]
-        if key in self.names:
-            return key
-        return self.by_base.get(key.rsplit("/", 1)[-1]) if "/" not in key else None
-
-
-def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
-    if not path.is_file():
-        raise DatasetError(f"CSV file {str(path)!r} does not exist")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = [row for row in csv.reader(f) if any(cell.strip() for cell in row)]
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DatasetError(f"cannot read CSV {str(path)!r}: {e}") from None
-    if not rows:
-        raise DatasetError(f"CSV {str(path)!r} is empty")
-    return [h.strip() for h in rows[0]], rows[1:]
-
-
-def _image_column(header: list[str], path: Path) -> int:
-    lowered = [h.lower() for h in header]
-    for name in _IMAGE_COLUMNS:
-        if name in lowered:
-            return lowered.index(name)
-    return 0
-
-
-def _class_of(value: str, classes: dict[str, str]) -> str | None:
-    value = value.strip()
-    if _norm(value) in classes:
-        return classes[_norm(value)]
-    if re.fullmatch(r"\d+", value):
-        names = list(classes.values())
-        i = int(value)
-        return names[i] if i < len(names) else None
-    return None
-
-
-def _read_labels(path: Path, classes: dict[str, str], index: _NameIndex,
-                 problems: list[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
-    header, rows = _read_csv(path)
-    image_col = _image_column(header, path)
-    others = [i for i in range(len(header)) if i != image_col]
-    class_cols = [i for i in others if _norm(header[i]) in classes]
-    out: dict[str, tuple[str, ...]] = {}
-    if class_cols and (len(class_cols) > 1 or len(others) > 1):
-        # Multi-label, CheXpert style: 1 is positive; 0, blank and -1 (uncertain) are not.
-        for row in rows:
-            name = index.find(row[image_col]) if image_col < len(row) else None
-            if name is None:
-                continue
-            positives = []
-            for i in class_cols:
-                cell = row[i].strip() if i < len(row) else ""
-                try:
-                    if cell and float(cell) == 1.0:
-                        positives.append(classes[_norm(header[i])])
-                except ValueError:
-                    problems.append((name, f"labels CSV: {header[i]!r} is {cell!r}, not a number"))
-            out[name] = tuple(positives)
-        return out
-    if not others:
-        raise DatasetError(f"labels CSV {str(path)!r} needs a label column besides the image column")
-    label_col = others[0]
-    bad: set[str] = set()
-    for row in rows:
-        name = index.find(row[image_col]) if image_col < len(row) else None
-        if name is None:
-            continue
-        cell = row[label_col] if label_col < len(row) else ""
-        cls = _class_of(cell, classes)
-        if cls is None:
-            problems.append((name, f"labels CSV: label {cell.strip()!r} is not one of the model's classes"))
-            bad.add(name)
-            continue
-        out[name] = (cls,)
-    return {k: v for k, v in out.items() if k not in bad}
+    Raises:
+        DatasetError: its files are gone or changed shape.
+    """
+    d = manifest["dataset"]
+    src = d.get("sources", {})
+    options = {k: v for k, v in d.get("options", {}).items() if v is not None}
+    return load_dataset(d["root"], class_names, labels=src.get("labels"), boxes=src.get("boxes"),
+                        masks=src.get("masks"), **options)
 
 
 def _folder_labels(root: Path, names: list[str], classes: dict[str, str]) -> dict[str, tuple[str, ...]] | None:
@@ -290,71 +301,16 @@ def _folder_labels(root: Path, names: list[str], classes: dict[str, str]) -> dic
     return {n: (classes[_norm(n.split("/", 1)[0])],) for n in names}
 
 
-def _read_boxes(path: Path, classes: dict[str, str], index: _NameIndex,
-                problems: list[tuple[str, str]]) -> dict[str, dict[str, list[Box]]]:
-    header, rows = _read_csv(path)
-    lowered = [h.lower() for h in header]
-    nih = len(header) >= 3 and lowered[0] == "image index" and lowered[2].startswith("bbox")
-    if nih:
-        cols = (0, 1, 2, 3, 4, 5)
-    else:
-        needed = ("image", "label", "x0", "y0", "x1", "y1")
-        missing = [c for c in needed if c not in lowered]
-        if missing:
-            raise DatasetError(f"boxes CSV {str(path)!r}: expected NIH's 'Image Index, Finding Label, Bbox [x, y, w, h]' "
-                               f"or columns {', '.join(needed)}; missing {', '.join(missing)}")
-        cols = tuple(lowered.index(c) for c in needed)
-    out: dict[str, dict[str, list[Box]]] = {}
-    for row in rows:
-        if len(row) <= max(cols):
-            continue
-        name = index.find(row[cols[0]])
-        if name is None:
-            continue
-        cls = _class_of(row[cols[1]], classes)
-        if cls is None:
-            problems.append((name, f"boxes CSV: finding {row[cols[1]].strip()!r} is not one of the model's classes"))
-            continue
-        try:
-            a, b, c, d = (float(row[i]) for i in cols[2:])
-        except ValueError:
-            problems.append((name, f"boxes CSV: non-numeric box {row[cols[2]:cols[5] + 1]}"))
-            continue
-        box = (a, b, a + c, b + d) if nih else (a, b, c, d)
-        if not (box[2] > box[0] and box[3] > box[1]) or not all(np.isfinite(box)):
-            problems.append((name, f"boxes CSV: empty or invalid box {box}"))
-            continue
-        out.setdefault(name, {}).setdefault(cls, []).append(box)
-    return out
-
-
-def _find_masks(mask_dir: Path, image: str, class_names: list[str]) -> dict[str, Path]:
-    rel = Path(image)
-    found: dict[str, Path] = {}
-    for folder in dict.fromkeys((mask_dir / rel.parent, mask_dir)):
-        if not folder.is_dir():
-            continue
-        plain = folder / f"{rel.stem}.png"
-        if plain.is_file() and "" not in found:
-            found[""] = plain
-        for cls in class_names:
-            for spelling in dict.fromkeys((cls, cls.replace(" ", "_"))):
-                p = folder / f"{rel.stem}__{spelling}.png"
-                if p.is_file() and cls not in found:
-                    found[cls] = p
-    return found
-
 
 # --- ground truth on the model's grid ---------------------------------------------------------
 
 def truth_in_view(item: Item, label: str, height: int, width: int,
-                  view: tuple[float, float, float, float], size: int) -> np.ndarray | None:
+                  view: tuple[float, float, float, float], size: int, *, kind: str | None = None) -> np.ndarray | None:
     """The ground truth of ``label`` on the model's ``size x size`` input grid, or ``None``.
 
     Each model pixel ``(i, j)`` is taken at its centre, mapped back into the original image
     through ``view`` (:func:`densenet.geometry.view_box`: the rectangle the view spans, past the image
-    for a letterbox), and
-    looked up in the mask (nearest pixel) or tested against the boxes.
+    for a letterbox), and looked up in the mask (nearest pixel) or tested against the boxes.
 
     Args:
         item: the image's record.
@@ -362,42 +318,47 @@ def truth_in_view(item: Item, label: str, height: int, width: int,
         height, width: the original image's size.
         view: ``(x0, y0, x1, y1)`` of the region the model sees, original pixels.
         size: side of the model's input.
+        kind: ``"mask"`` or ``"box"`` for that truth only; ``None``: the mask when there is one.
 
     Returns:
         ``(size, size)`` bool, or ``None`` when the image has no truth for ``label``.
 
     Raises:
-        ValueError: the mask file cannot be read.
+        ValueError: the mask cannot be read or decoded.
     """
     vx0, vy0, vx1, vy1 = view
     centres = (np.arange(size, dtype=np.float64) + 0.5) / size
     xs = vx0 + centres * (vx1 - vx0)  # (size,) original x of each model column
     ys = vy0 + centres * (vy1 - vy0)
-    mask_path = item.masks.get(label, item.masks.get(""))
-    if mask_path is not None:
-        mask = _read_mask(mask_path)
+    return _truth_at(item, label, ys, xs, height, width, kind)
+
+
+def truth_on_original(item: Item, label: str, height: int, width: int, *, kind: str | None = None) -> np.ndarray | None:
+    """The ground truth of ``label`` at the original image's resolution, ``(height, width)`` bool, or ``None``.
+
+    A mask of another size is scaled onto the image (nearest pixel); boxes cover the pixels
+    whose centres they contain. ``kind`` as in :func:`truth_in_view`.
+    """
+    return _truth_at(item, label, np.arange(height) + 0.5, np.arange(width) + 0.5, height, width, kind)
+
+
+def _truth_at(item: Item, label: str, ys: np.ndarray, xs: np.ndarray, height: int, width: int,
+              kind: str | None) -> np.ndarray | None:
+    """Truth at sample points ``ys`` x ``xs`` (original pixel coordinates), ``(len(ys), len(xs))`` bool."""
+    source = item.mask_source(label) if kind in (None, "mask") else None
+    if source is not None:
+        if hasattr(source, "votes_at"):  # reader votes: boxes, evaluated where asked
+            return source.votes_at(ys, xs)
+        mask = decode_mask(source, height, width)
         mh, mw = mask.shape
         cols = np.floor(xs * (mw / width)).astype(np.int64)
         rows = np.floor(ys * (mh / height)).astype(np.int64)
         inside_c, inside_r = (cols >= 0) & (cols < mw), (rows >= 0) & (rows < mh)
         out = mask[np.clip(rows, 0, mh - 1)][:, np.clip(cols, 0, mw - 1)]
         return out & inside_r[:, None] & inside_c[None, :]
-    if label in item.boxes:
-        out = np.zeros((size, size), bool)
-        for x0, y0, x1, y1 in item.boxes[label]:
-            out |= ((ys >= y0) & (ys < y1))[:, None] & ((xs >= x0) & (xs < x1))[None, :]
-        return out
+    if kind in (None, "box") and label in item.boxes:
+        return boxes_on_grid(item.boxes[label], ys, xs)
     return None
-
-
-def _read_mask(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("L")) > 127
-    except (OSError, UnidentifiedImageError) as e:
-        raise ValueError(f"cannot read mask {path.name}: {e}") from None
 
 
 # --- one folder with everything (the page's path box, an unpacked zip) --------------------------
@@ -411,24 +372,37 @@ def discover(folder: str | os.PathLike) -> dict[str, Path | None]:
 
     Conventions (what ``python -m densenet.demo dataset`` writes): images in ``images/`` (else
     the folder itself), ``labels.csv``, ``boxes.csv`` or NIH's ``BBox_List_2017.csv``, and
-    ``masks/``. A single top-level folder (as zips often hold) is looked into.
+    ``masks/``. Other tables and JSON files are sorted by their header or keys
+    (:func:`~.formats.recognise.sort_files`): published files keep their own names. A single
+    top-level folder (as zips often hold) is looked into.
 
     Returns:
         ``{"data", "labels", "boxes", "masks"}`` (``None`` for a part that is not there).
     """
+    from .formats.recognise import kind_of_file, sort_files
+
     folder = Path(folder)
     entries = [p for p in folder.iterdir() if not p.name.startswith((".", "__MACOSX"))] if folder.is_dir() else []
     if len(entries) == 1 and entries[0].is_dir() and not (folder / "images").is_dir():
         folder = entries[0]
-    find = (lambda names: next((folder / n for n in names if (folder / n).is_file()), None))
+    sorted_files = sort_files(folder) if folder.is_dir() else {}
+
+    def find(names: tuple[str, ...], kind: str) -> Path | None:
+        named = next((folder / n for n in names if (folder / n).is_file()), None)
+        if named is not None and (kind_of_file(named) or (kind,))[0] == kind:
+            return named
+        return sorted_files.get(kind)
+
     masks = folder / "masks"
     images = folder / "images"
-    return {"data": images if images.is_dir() else folder, "labels": find(LABEL_FILES), "boxes": find(BOX_FILES),
-            "masks": masks if masks.is_dir() else None}
+    return {"data": images if images.is_dir() else folder, "labels": find(LABEL_FILES, "labels"),
+            "boxes": find(BOX_FILES, "boxes"), "masks": masks if masks.is_dir() else sorted_files.get("masks")}
 
 
-def load_folder(folder: str | os.PathLike, class_names: list[str], *, limit: int | None = None) -> Dataset:
-    """:func:`load_dataset` on what :func:`discover` finds in ``folder``."""
+def load_folder(folder: str | os.PathLike, class_names: list[str], *, limit: int | None = None,
+                **options: Any) -> Dataset:
+    """:func:`load_dataset` on what :func:`discover` finds in ``folder``; ``options`` as :func:`load_dataset`'s
+    (``uncertain``, ``readers``, ``truth_class``, ``classes_map``...)."""
     parts = discover(folder)
     return load_dataset(parts["data"], class_names, labels=parts["labels"], boxes=parts["boxes"],
-                        masks=parts["masks"], limit=limit)
+                        masks=parts["masks"], limit=limit, **options)

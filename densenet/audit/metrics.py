@@ -6,9 +6,12 @@ Per map (all batched over ``(N, H, W)``):
   a map with no positive value misses);
 - energy-based pointing game: the share of the map's mass inside the truth;
 - IoU and Dice after CheXlocalize's binarisation (Saporta et al. 2022, repository
-  ``rajpurkarlab/cheXlocalize``, ``heatmap_to_segmentation.py``): min-max to 0-255, truncated
-  to ``uint8``, Otsu's threshold on that histogram (OpenCV's ``THRESH_OTSU``), a pixel is in the
-  segmentation when its value exceeds the threshold; or a fixed threshold on the min-max map.
+  ``rajpurkarlab/cheXlocalize``, ``heatmap_to_segmentation.py``, ``cam_to_segmentation``):
+  min-max to 0-255, truncated to ``uint8``, Otsu's threshold on that histogram (OpenCV's
+  ``THRESH_OTSU``), a pixel is in when its value exceeds the threshold, then the contours of
+  that segmentation filled (CheXlocalize draws every contour ``findContours`` finds as a filled
+  polygon: holes are filled, single-pixel specks dropped); or a fixed threshold on the min-max
+  map, strict (``>``) and unfilled, as theirs. :mod:`.protocol` applies it at the film's resolution.
 
 Over many: means with percentile bootstrap intervals (1,000 resamples, as CheXlocalize),
 accuracy, and AUROC (rank form, ties counted half).
@@ -24,21 +27,38 @@ import numpy as np
 Binarize = str | float
 
 
-def pointing_hits(maps: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """(N,) bool: the map's maximum falls inside the truth. ``maps``: (N, H, W); ``truth``: (N, H, W) bool."""
+def pointing_hits(maps: np.ndarray, truth: np.ndarray, *, tolerance: float = 0.0) -> np.ndarray:
+    """(N,) bool: the map's maximum falls inside the truth (or within ``tolerance`` pixels of it).
+
+    Args:
+        maps: (N, H, W); the first maximum in row-major order is the peak; a map with no positive
+            value misses.
+        truth: (N, H, W) bool.
+        tolerance: a peak within this Euclidean distance (pixels, centre to centre) of a truth
+            pixel also hits (the published pointing game uses 15 px at 224; CheXlocalize none).
+    """
     n = maps.shape[0]
     flat = maps.reshape(n, -1)
     peak = flat.argmax(axis=1)
     hit = truth.reshape(n, -1)[np.arange(n), peak]
+    if tolerance > 0:
+        h, w = maps.shape[1:]
+        r = int(math.floor(tolerance))
+        for k in np.flatnonzero(~hit):
+            i, j = divmod(int(peak[k]), w)
+            window = truth[k, max(i - r, 0):i + r + 1, max(j - r, 0):j + r + 1]
+            ii, jj = np.nonzero(window)
+            d2 = (ii + max(i - r, 0) - i) ** 2 + (jj + max(j - r, 0) - j) ** 2
+            hit[k] = bool((d2 <= tolerance ** 2).any())
     return hit & (flat.max(axis=1) > 0)
 
 
 def energy_inside(maps: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """(N,) share of each map's (non-negative) mass inside the truth; NaN for an all-zero map."""
     n = maps.shape[0]
-    m = np.clip(maps.reshape(n, -1).astype(np.float64), 0, None)
-    total = m.sum(axis=1)
-    inside = (m * truth.reshape(n, -1)).sum(axis=1)
+    m = np.maximum(maps.reshape(n, -1), 0)  # in the maps' dtype: a film-sized float64 copy costs more than the sums
+    total = m.sum(axis=1, dtype=np.float64)
+    inside = np.where(truth.reshape(n, -1), m, 0).sum(axis=1, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, inside / np.where(total > 0, total, 1), np.nan)
 
@@ -67,8 +87,11 @@ def otsu_thresholds(values: np.ndarray) -> np.ndarray:
     """
     n = values.shape[0]
     flat = values.reshape(n, -1)
-    offsets = (np.arange(n, dtype=np.int64) * 256)[:, None]  # one 256-bin histogram per map, one bincount
-    hist = np.bincount((flat + offsets).ravel(), minlength=256 * n).reshape(n, 256).astype(np.float64)
+    if flat.shape[1] > 65536:  # film-sized maps: one bincount each (no int64 copy of millions of pixels)
+        hist = np.stack([np.bincount(f, minlength=256) for f in flat]).astype(np.float64)
+    else:
+        offsets = (np.arange(n, dtype=np.int64) * 256)[:, None]  # one 256-bin histogram per map, one bincount
+        hist = np.bincount((flat + offsets).ravel(), minlength=256 * n).reshape(n, 256).astype(np.float64)
     p = hist / flat.shape[1]
     levels = np.arange(256, dtype=np.float64)
     q1 = np.cumsum(p, axis=1)
@@ -84,8 +107,48 @@ def otsu_thresholds(values: np.ndarray) -> np.ndarray:
     return between.argmax(axis=1)
 
 
+def fill_contours(segmentation: np.ndarray) -> np.ndarray:
+    """CheXlocalize's contour step on (N, H, W) or (H, W) bool: every contour filled.
+
+    ``cv2.findContours(RETR_TREE)`` then drawing each contour of more than one point as a filled
+    polygon (PIL) gives each 8-connected component with its holes filled; a component of one
+    pixel has a one-point contour, which CheXlocalize skips. Done here with SciPy: holes are the
+    4-connected background regions that do not reach the border (OpenCV's convention).
+    """
+    from scipy import ndimage
+
+    seg = np.asarray(segmentation, bool)
+    if seg.ndim == 3:
+        return np.stack([fill_contours(s) for s in seg]) if len(seg) else seg.copy()
+    if not seg.any():
+        return seg.copy()
+    rows, cols = np.flatnonzero(seg.any(axis=1)), np.flatnonzero(seg.any(axis=0))
+    r0, r1 = max(rows[0] - 1, 0), min(rows[-1] + 2, seg.shape[0])
+    c0, c1 = max(cols[0] - 1, 0), min(cols[-1] + 2, seg.shape[1])
+    if (r1 - r0, c1 - c0) != seg.shape:
+        # Only the segmentation's bounding box, with a ring of background around it: that ring joins
+        # the rest of the background, so holes and specks are the same as on the whole image.
+        out = np.zeros_like(seg)
+        out[r0:r1, c0:c1] = fill_contours(seg[r0:r1, c0:c1])
+        return out
+    # Holes: background regions (4-connected) that touch no border.
+    background, _ = ndimage.label(~seg)
+    edge = np.unique(np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]]))
+    outside = np.zeros(background.max() + 1, bool)
+    outside[edge] = True
+    outside[0] = True  # label 0 is the foreground itself
+    filled = seg | ~outside[background]
+    labels, n = ndimage.label(filled, structure=np.ones((3, 3), bool))
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    single = sizes == 1
+    single[0] = False
+    if single.any():
+        filled &= ~single[labels]
+    return filled
+
+
 def binarize(maps: np.ndarray, method: Binarize = "otsu") -> tuple[np.ndarray, np.ndarray]:
-    """Segment each map: CheXlocalize's Otsu pipeline or a fixed threshold on the min-max map.
+    """Segment each map: CheXlocalize's Otsu pipeline (contours filled) or a fixed threshold (``>``) on the min-max map.
 
     Args:
         maps: (N, H, W) maps (any scale).
@@ -102,7 +165,7 @@ def binarize(maps: np.ndarray, method: Binarize = "otsu") -> tuple[np.ndarray, n
         if method != "otsu":
             raise ValueError(f"binarize must be 'otsu' or a threshold in (0, 1), got {method!r}")
         t = otsu_thresholds(u8)
-        return u8 > t[:, None, None], t / 255.0
+        return fill_contours(u8 > t[:, None, None]), t / 255.0
     threshold = float(method)
     if not 0 < threshold < 1:
         raise ValueError(f"a fixed binarisation threshold must lie in (0, 1), got {method!r}")
@@ -111,7 +174,7 @@ def binarize(maps: np.ndarray, method: Binarize = "otsu") -> tuple[np.ndarray, n
     lo = flat.min(axis=1, keepdims=True)
     span = flat.max(axis=1, keepdims=True) - lo
     scaled = np.where(span > 0, (flat - lo) / np.where(span > 0, span, 1), 0)
-    return (scaled >= threshold).reshape(maps.shape) & (span > 0).reshape(n, 1, 1), np.full(n, threshold)
+    return (scaled > threshold).reshape(maps.shape) & (span > 0).reshape(n, 1, 1), np.full(n, threshold)
 
 
 def overlap(segmentation: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

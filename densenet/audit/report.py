@@ -10,9 +10,7 @@ per-finding numbers from the paper or its repository, so none are shown (see the
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import math
 from pathlib import Path
@@ -21,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .dataset import Dataset, load_dataset, truth_in_view
+from ..render import png_data_uri
+from .dataset import Dataset, reload_dataset, truth_in_view
 from .results import RunFolder, _atomic_write
 from .summary import default_pair, gallery_cases, summarise
 
@@ -43,17 +42,66 @@ def _fmt(ci: dict[str, Any] | None, pct: bool = False) -> str:
     return f"{f(ci['mean'])} <span class='ci'>[{f(ci['low'])}, {f(ci['high'])}]</span>"
 
 
+def _tolerance(manifest: dict[str, Any]) -> str:
+    tol = manifest.get("settings", {}).get("pointing_tolerance") or 0
+    return f" or within {tol:g} px (model input) of it" if tol else " (no tolerance)"
+
+
+def _binarisation(manifest: dict[str, Any]) -> str:
+    b = manifest.get("settings", {}).get("binarize", "otsu")
+    if b == "otsu":
+        return "Otsu's threshold on the 8-bit map, contours filled (CheXlocalize's cam_to_segmentation)"
+    return f"a fixed threshold, map &gt; {html.escape(str(b))} (strict, as CheXlocalize)"
+
+
+def _where(manifest: dict[str, Any]) -> str:
+    s = manifest.get("settings", {})
+    size = manifest.get("model", {}).get("preprocessing_dict", {}).get("size", "")
+    if s.get("resolution", "input") == "original":
+        return ("Scored at each film's resolution, the map carried back through the preprocessing's geometry "
+                "(CheXlocalize's protocol).")
+    return f"Scored on the model's {size} px input grid."
+
+
+def _recognised(manifest: dict[str, Any]) -> str:
+    """What the label and truth files were read as: formats, label counts, the vocabulary mapping."""
+    rec = manifest.get("dataset", {}).get("recognised", {})
+    if not rec:
+        return ""
+    parts = []
+    lab = rec.get("labels")
+    if lab:
+        parts.append(f"Labels read as <b>{html.escape(lab['format'])}</b>: {lab.get('positive', 0)} positive, "
+                     f"{lab.get('negative', 0)} negative, {lab.get('uncertain', 0)} uncertain (policy "
+                     f"<b>{html.escape(str(lab.get('uncertain_policy')))}</b>), {lab.get('blank', 0)} blank.")
+    for what in ("boxes", "masks"):
+        if rec.get(what):
+            counts = ", ".join(f"{k} {v}" for k, v in rec[what].items() if k != "format")
+            counted = f" ({html.escape(counts)})" if counts else ""
+            parts.append(f"{what.capitalize()} read as <b>{html.escape(rec[what]['format'])}</b>{counted}.")
+    voc = rec.get("vocabulary", {})
+    if voc.get("mapped"):
+        parts.append("Names mapped: " + "; ".join(f"{html.escape(k)} &rarr; {html.escape(', '.join(v['classes']))} "
+                                                   f"({html.escape(v['by'])})" for k, v in voc["mapped"].items()) + ".")
+    if voc.get("unmatched"):
+        parts.append("Matched no class: " + ", ".join(f"{html.escape(k)} ({n})" for k, n in voc["unmatched"].items()) + ".")
+    return "<p class='muted'>" + " ".join(parts) + "</p>" if parts else ""
+
+
 def _num(v: float | None) -> str:
     return "&ndash;" if v is None or math.isnan(v) else f"{v:.3f}"
 
 
 def _scorecard(summary: dict[str, Any]) -> str:
     parts = ["<table><tr><th class='l'>method</th><th class='l'>layer</th><th>rows with truth</th>"
-             "<th>hit rate (pointing game)</th><th>energy inside</th><th>IoU</th><th>Dice</th></tr>"]
+             "<th>hit rate (pointing game)</th><th>by mask</th><th>by box</th><th>energy inside</th><th>IoU</th>"
+             "<th>Dice</th></tr>"]
     for e in summary["by_method_layer"]:
         o = e["overall"]
         parts.append(f"<tr><td class='l'>{html.escape(e['method'])}</td><td class='l'>{html.escape(e['layer'])}</td>"
-                     f"<td>{o['with_truth']}</td><td>{_fmt(o['hit_rate'], True)}</td><td>{_fmt(o['energy_in'])}</td>"
+                     f"<td>{o['with_truth']}</td><td>{_fmt(o['hit_rate'], True)}</td>"
+                     f"<td>{_fmt(o.get('hit_rate_mask'), True)}</td><td>{_fmt(o.get('hit_rate_box'), True)}</td>"
+                     f"<td>{_fmt(o['energy_in'])}</td>"
                      f"<td>{_fmt(o['iou'])}</td><td>{_fmt(o['dice'])}</td></tr>")
     parts.append("</table>")
     for e in summary["by_method_layer"]:
@@ -80,7 +128,12 @@ def _scorecard(summary: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _figures(summary: dict[str, Any], table, pair: tuple[str, str] | None) -> list[str]:
+def _short(layer: str) -> str:
+    return layer.removeprefix("features.")
+
+
+def heatmap_figure(summary: dict[str, Any]):
+    """Hit rate and mean IoU by method (rows) and layer (columns), both axes labelled and titled."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -94,48 +147,56 @@ def _figures(summary: dict[str, Any], table, pair: tuple[str, str] | None) -> li
             g[methods.index(e["method"])][layers.index(e["layer"])] = e["overall"][metric]["mean"]
         return g
 
-    heat = make_subplots(rows=1, cols=2, subplot_titles=("hit rate (pointing game)", "mean IoU (Otsu)"))
+    heat = make_subplots(rows=1, cols=2, subplot_titles=("hit rate (pointing game)", "mean IoU (Otsu)"),
+                         horizontal_spacing=0.12)
     for col, metric in ((1, "hit_rate"), (2, "iou")):
         z = grid(metric)
-        heat.add_trace(go.Heatmap(z=z, x=layers, y=methods, colorscale="Viridis", zmin=0, zmax=1,
-                                  text=[[("" if v is None else f"{v:.2f}") for v in r] for r in z],
-                                  texttemplate="%{text}", showscale=col == 2), row=1, col=col)
-    heat.update_layout(height=220 + 40 * len(methods), margin=dict(l=10, r=10, t=40, b=10))
+        heat.add_trace(go.Heatmap(z=z, x=[_short(la) for la in layers], y=methods, colorscale="Viridis", zmin=0,
+                                  zmax=1, text=[[("" if v is None else f"{v:.2f}") for v in r] for r in z],
+                                  texttemplate="%{text}", showscale=col == 2, colorbar=dict(thickness=12)),
+                       row=1, col=col)
+        heat.update_xaxes(title_text="layer", type="category", automargin=True, row=1, col=col)
+        heat.update_yaxes(title_text="method" if col == 1 else None, type="category", automargin=True, row=1, col=col)
+    heat.update_layout(height=260 + 40 * len(methods), margin=dict(l=10, r=10, t=40, b=10))
+    return heat
 
-    figs = [heat]
+
+def scatter_figure(table, pair: tuple[str, str]):
+    """IoU against confidence and against lesion size for one method and layer, one colour per class."""
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
+    from plotly.subplots import make_subplots
+
+    method, layer = pair
+    rows = [r for r in table.select(["method", "layer", "target", "score", "iou", "lesion_fraction", "image"]).to_pylist()
+            if r["method"] == method and r["layer"] == layer and r["iou"] is not None and not math.isnan(r["iou"])]
+    scatter = make_subplots(rows=1, cols=2, subplot_titles=("IoU against model confidence", "IoU against lesion size"),
+                            horizontal_spacing=0.1)
+    palette = qualitative.Plotly  # fixed colours: a plain browser draws them as Streamlit's theme would
+    for k, cls in enumerate(dict.fromkeys(r["target"] for r in rows)):
+        mine = [r for r in rows if r["target"] == cls]
+        for col, key in ((1, "score"), (2, "lesion_fraction")):
+            scatter.add_trace(go.Scatter(x=[r[key] for r in mine], y=[r["iou"] for r in mine], mode="markers",
+                                         name=cls, legendgroup=cls, showlegend=col == 1,
+                                         text=[r["image"] for r in mine],
+                                         marker=dict(size=6, opacity=0.75, color=palette[k % len(palette)])),
+                              row=1, col=col)
+    scatter.update_xaxes(title_text="target probability", title_standoff=6, automargin=True, row=1, col=1)
+    scatter.update_xaxes(title_text="lesion area (fraction of the image where scored)", title_standoff=6,
+                         automargin=True, row=1, col=2)
+    scatter.update_yaxes(title_text="IoU", range=[0, 1], title_standoff=6, automargin=True)
+    scatter.update_layout(height=420, margin=dict(l=10, r=10, t=80, b=10),
+                          title=dict(text=f"{method} at {_short(layer)}", y=0.97, yanchor="top"),
+                          legend=dict(title_text="class"))
+    return scatter
+
+
+def _figures(summary: dict[str, Any], table, pair: tuple[str, str] | None) -> list[str]:
+    figs = [heatmap_figure(summary)]
     if pair is not None:
-        first_method, first_layer = pair
-        rows = [r for r in table.select(["method", "layer", "target", "score", "iou", "lesion_fraction", "image"]).to_pylist()
-                if r["method"] == first_method and r["layer"] == first_layer and r["iou"] is not None
-                and not math.isnan(r["iou"])]
-        scatter = make_subplots(rows=1, cols=2, subplot_titles=("IoU against model confidence",
-                                                                "IoU against lesion size"))
-        for cls in dict.fromkeys(r["target"] for r in rows):
-            mine = [r for r in rows if r["target"] == cls]
-            for col, key in ((1, "score"), (2, "lesion_fraction")):
-                scatter.add_trace(go.Scatter(x=[r[key] for r in mine], y=[r["iou"] for r in mine], mode="markers",
-                                             name=cls, legendgroup=cls, showlegend=col == 1,
-                                             text=[r["image"] for r in mine], marker=dict(size=6, opacity=0.7)),
-                                  row=1, col=col)
-        scatter.update_xaxes(title_text="target probability", row=1, col=1)
-        scatter.update_xaxes(title_text="lesion area (fraction of the model's view)", row=1, col=2)
-        scatter.update_yaxes(title_text="IoU", range=[0, 1])
-        scatter.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10),
-                              title_text=f"{first_method} at {first_layer}")
-        figs.append(scatter)
-    out = []
-    for k, fig in enumerate(figs):
-        out.append(fig.to_html(full_html=False, include_plotlyjs="inline" if k == 0 else False,
-                               config={"displaylogo": False}))
-    return out
-
-
-def _png(rgb: np.ndarray) -> str:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+        figs.append(scatter_figure(table, pair))
+    return [fig.to_html(full_html=False, include_plotlyjs="inline" if k == 0 else False,
+                        config={"displaylogo": False}) for k, fig in enumerate(figs)]
 
 
 def outline(mask: np.ndarray) -> np.ndarray:
@@ -182,7 +243,7 @@ def _case_pictures(case: dict[str, Any], dataset: Dataset, model: torch.nn.Modul
     over = overlay(grey, np.clip(cam, 0, 1), alpha=0.5)
     if truth is not None:
         over[outline(truth)] = (255, 255, 255)
-    return _png(rgb), _png(over)
+    return png_data_uri(rgb), png_data_uri(over)
 
 
 def _gallery(folder: RunFolder, table, dataset: Dataset | None, model: torch.nn.Module, per_class: int,
@@ -221,16 +282,14 @@ def write_report(folder: RunFolder | str | Path, *, model: torch.nn.Module, data
     folder = folder if isinstance(folder, RunFolder) else RunFolder(folder)
     manifest = folder.read_manifest() or {}
     if dataset is None and manifest.get("dataset"):
-        d = manifest["dataset"]
-        src = d.get("sources", {})
         try:
-            dataset = load_dataset(d["root"], list(model.class_names), labels=src.get("labels"),
-                                   boxes=src.get("boxes"), masks=src.get("masks"))
+            dataset = reload_dataset(manifest, list(model.class_names))
         except ValueError:
             dataset = None
     table = folder.read_rows()
-    skipped = folder.read_skipped()
-    summary = summarise(table, list(model.class_names), multilabel=bool(model.config.multilabel), skipped=len(skipped))
+    skipped = folder.read_skipped() + folder.read_unmatched()
+    summary = summarise(table, list(model.class_names), multilabel=bool(model.config.multilabel), skipped=len(skipped),
+                        labelled=bool(manifest.get("dataset", {}).get("has_labels")))
     pair = default_pair(table, getattr(model, "metadata", {}).get("cam_layer"))
     figures = _figures(summary, table, pair)
     sanity_path = folder.path / "sanity.json"
@@ -252,9 +311,10 @@ def write_report(folder: RunFolder | str | Path, *, model: torch.nn.Module, data
 {summary['rows']} rows, {len(skipped)} skipped &middot; data {html.escape(str(manifest.get('dataset', {}).get('root', '')))}</p>
 <h2 id="scorecard">Scorecard</h2>
 <p class="muted">Means with 95% bootstrap intervals (1,000 resamples). Hit: the map's maximum lies inside the ground
-truth. Energy: share of the map's mass inside. IoU and Dice: the map min-max normalised, then Otsu's threshold
-(CheXlocalize's binarisation){'' if manifest.get('settings', {}).get('binarize', 'otsu') == 'otsu' else ' &mdash; here a fixed threshold of ' + str(manifest['settings']['binarize'])}.
-Computed on the model's input grid.</p>
+truth{_tolerance(manifest)} (the pointing game by CheXlocalize's definition: by mask where the image has a mask,
+else by box; rows carry both where both exist). Energy: share of the map's mass inside. IoU and Dice: the map
+min-max normalised, then {_binarisation(manifest)}. {_where(manifest)}</p>
+{_recognised(manifest)}
 {_scorecard(summary)}
 {sanity_html}
 <h2 id="heatmap">By method and layer</h2>

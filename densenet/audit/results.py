@@ -4,7 +4,8 @@ Layout::
 
     OUT/manifest.json        model hash, dataset listing hash, settings, layers, versions
     OUT/results/part-K.parquet   the rows of chunk K (one Parquet dataset, pyarrow)
-    OUT/maps/part-K.npz      the chunk's downsampled maps, (rows, m, m) float16, row ``map_index``
+    OUT/maps/part-K.npz      the chunk's maps, (rows, m, m) float16 (m: the model's input size unless
+                             ``map_size`` was set), row ``map_index``; ``audit rescore`` reads them
     OUT/skipped/part-K.csv   images of chunk K that could not be audited (and dataset.csv)
     OUT/skipped.csv          all of them, ``image,reason`` (rewritten as parts come)
     OUT/summary.json         the scorecard (:mod:`.summary`)
@@ -44,7 +45,8 @@ SCHEMA = pa.schema([
     ("lesion_fraction", pa.float64()), ("hit", pa.bool_()), ("energy_in", pa.float64()), ("iou", pa.float64()),
     ("dice", pa.float64()), ("threshold", pa.float64()), ("deletion_auc", pa.float64()),
     ("insertion_auc", pa.float64()), ("height", pa.int32()), ("width", pa.int32()), ("chunk", pa.int32()),
-    ("map_index", pa.int32()),
+    ("map_index", pa.int32()), ("scored_at", pa.string()), ("hit_mask", pa.bool_()), ("hit_box", pa.bool_()),
+    ("uncertain", pa.list_(pa.string())), ("reader", pa.string()),
 ])
 assert tuple(SCHEMA.names) == COLUMNS
 
@@ -240,8 +242,20 @@ class RunFolder:
             out += [(r[0], r[1]) for r in rows[1:] if len(r) >= 2]
         return out
 
+    def write_unmatched(self, rows: list[tuple[str, str]]) -> None:
+        """Label names that matched no class, one row each with its count (``skipped.csv`` lists them last)."""
+        self.skipped_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.skipped_dir / "labels.csv", _csv_bytes(rows))
+
+    def read_unmatched(self) -> list[tuple[str, str]]:
+        try:
+            with open(self.skipped_dir / "labels.csv", newline="") as f:
+                return [(r[0], r[1]) for r in list(csv.reader(f))[1:] if len(r) >= 2]
+        except FileNotFoundError:
+            return []
+
     def write_skipped_csv(self) -> None:
-        _atomic_write(self.skipped_path, _csv_bytes(self.read_skipped()))
+        _atomic_write(self.skipped_path, _csv_bytes(self.read_skipped() + self.read_unmatched()))
 
 
 def _csv_bytes(rows: list[tuple[str, str]]) -> bytes:

@@ -10,7 +10,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import Any
 import torch
 
 from ..explain import Cancelled
+from ..versions import versions
 from .core import Auditor, ChunkResult, Settings, resolve_layers
 from .dataset import Dataset
 from .results import RunFolder
@@ -87,15 +87,7 @@ def model_hash(model: torch.nn.Module) -> str:
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for p in ("torch", "numpy", "pyarrow", "pillow", "pydicom"):
-        try:
-            out[p] = version(p)
-        except PackageNotFoundError:
-            pass
-    return out
+    return versions(("torch", "numpy", "pyarrow", "pillow", "pydicom"))
 
 
 def build_manifest(model: torch.nn.Module, dataset: Dataset, settings: Settings, *,
@@ -107,10 +99,13 @@ def build_manifest(model: torch.nn.Module, dataset: Dataset, settings: Settings,
         "model": {"source": model_source or str(getattr(model, "metadata", {}).get("source", "in memory")),
                   "classes": list(model.class_names), "multilabel": bool(model.config.multilabel),
                   "cam_layer": getattr(model, "metadata", {}).get("cam_layer"),
-                  "preprocessing": repr(model.preprocessing)},
+                  "preprocessing": repr(model.preprocessing),
+                  "preprocessing_dict": model.preprocessing.to_dict()},
         "dataset_hash": dataset.listing_hash(),
         "dataset": {"root": str(dataset.root), "images": len(dataset.items), "problems": len(dataset.problems),
-                    "has_labels": dataset.has_labels, "sources": dataset.sources},
+                    "has_labels": dataset.has_labels, "sources": dataset.sources,
+                    "recognised": {k: v for k, v in dataset.details.items() if k != "options"},
+                    "options": dataset.details.get("options", {})},
         "settings": settings.to_json(),
         "layers": resolve_layers(model, settings),
         "versions": _versions(),
@@ -160,18 +155,19 @@ def run_audit(model: torch.nn.Module, dataset: Dataset, out: str | os.PathLike, 
     with folder.lock():
         resumed = folder.prepare(manifest)
         folder.write_dataset_problems(dataset.problems)
+        folder.write_unmatched(dataset.unmatched_rows())
         done = folder.done_chunks()
         todo = [(k, items) for k, items in chunks if k not in done]
-        state.images_resumed = sum(len(items) for k, items in chunks if k in done) + len(dataset.problems)
-        state.images_done = state.images_resumed
+        state.images_resumed = sum(len(items) for k, items in chunks if k in done)  # an earlier run's work only
+        state.images_done = state.images_resumed + len(dataset.problems)  # not auditable: done at once, never resumed
+        already = state.images_done
         state.rows = folder.read_rows(columns=["image"]).num_rows if done else 0
         state.skipped = len(folder.read_skipped())
         state.state = "running"
-        counted = [0]  # images of this run, batch by batch
 
         def report_progress() -> None:
             elapsed = time.monotonic() - started
-            fresh = state.images_done - state.images_resumed
+            fresh = state.images_done - already
             state.images_per_s = fresh / elapsed if elapsed > 0 else 0.0
             left = state.images_total - state.images_done
             state.eta_s = left / state.images_per_s if state.images_per_s > 0 else None
@@ -181,7 +177,6 @@ def run_audit(model: torch.nn.Module, dataset: Dataset, out: str | os.PathLike, 
                 raise Cancelled("stopped")
 
         def on_images(n: int) -> None:
-            counted[0] += n
             state.images_done += n
             report_progress()
 
@@ -259,8 +254,13 @@ def finish(folder: RunFolder, model: torch.nn.Module, *, images_total: int | Non
     """Write ``skipped.csv`` and ``summary.json`` from what the folder holds now; returns the summary."""
     folder.write_skipped_csv()
     table = folder.read_rows()
+    dataset = (folder.read_manifest() or {}).get("dataset", {})
     summary = summarise(table, list(model.class_names), multilabel=bool(model.config.multilabel),
-                        skipped=len(folder.read_skipped()), images_total=images_total)
+                        skipped=len(folder.read_skipped()), images_total=images_total,
+                        labelled=bool(dataset.get("has_labels")))
+    recognised = dataset.get("recognised", {})
+    if recognised:
+        summary["dataset"] = recognised  # formats, label counts (positive / negative / uncertain / blank), mapping
     if sanity is not None:
         summary["sanity"] = sanity
     from .results import _atomic_write

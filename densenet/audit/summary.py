@@ -24,6 +24,9 @@ def _localisation(rows: dict[str, np.ndarray], mask: np.ndarray, seed: int) -> d
     return {
         "rows": int(mask.sum()), "with_truth": int(has.sum()),
         "hit_rate": _ci(rows["hit"][has].astype(np.float64), seed),
+        # the pointing game by each kind of truth, where the row has it (both: a mask and boxes)
+        "hit_rate_mask": _ci(rows["hit_mask"][mask & rows["has_mask"]].astype(np.float64), seed + 6),
+        "hit_rate_box": _ci(rows["hit_box"][mask & rows["has_box"]].astype(np.float64), seed + 7),
         "energy_in": _ci(rows["energy_in"][has], seed + 1),
         "iou": _ci(rows["iou"][has], seed + 2),
         "dice": _ci(rows["dice"][has], seed + 3),
@@ -41,16 +44,31 @@ def _columns(table: pa.Table) -> dict[str, np.ndarray]:
     hit = table.column("hit").to_pylist()
     out["has_truth"] = np.array([h is not None for h in hit], bool)
     out["hit"] = np.array([bool(h) for h in hit], bool)
+    for kind in ("mask", "box"):  # runs written before these columns existed have neither
+        values = table.column(f"hit_{kind}").to_pylist() if f"hit_{kind}" in table.column_names else [None] * len(hit)
+        out[f"has_{kind}"] = np.array([h is not None for h in values], bool)
+        out[f"hit_{kind}"] = np.array([bool(h) for h in values], bool)
     return out
 
 
-def classification(table: pa.Table, class_names: list[str], multilabel: bool) -> dict[str, Any]:
-    """Accuracy (single-label) or AUROC per class (multi-label), one entry per labelled image."""
-    t = table.select(["image", "labels", "probabilities", "predicted", "target_source"])
+def classification(table: pa.Table, class_names: list[str], multilabel: bool, *,
+                   labelled: bool = False) -> dict[str, Any]:
+    """Accuracy (single-label) or AUROC per class (multi-label), one entry per labelled image.
+
+    With ``labelled`` (the dataset had labels), a multi-label image with no positive label (NIH's
+    ``No Finding``) is a negative for every class; a class marked uncertain on an image (and not
+    made a target) leaves that image out of that class's AUROC rather than counting it negative.
+    """
+    columns = ["image", "labels", "probabilities", "predicted", "target_source"]
+    has_uncertain = "uncertain" in table.column_names
+    t = table.select(columns + (["uncertain"] if has_uncertain else []))
     seen: dict[str, tuple[list[str], list[float], str]] = {}
-    for image, labels, probs, pred, source in zip(*(t.column(c).to_pylist() for c in t.column_names)):
-        if labels and image not in seen:  # one entry per labelled image
+    unsure: dict[str, list[str]] = {}
+    values = [t.column(c).to_pylist() for c in t.column_names]
+    for image, labels, probs, pred, source, *rest in zip(*values):
+        if (labels or (labelled and multilabel)) and image not in seen:  # one entry per labelled image
             seen[image] = (labels, probs, pred)
+            unsure[image] = (rest[0] or []) if rest else []
     if not seen:
         return {"images": 0}
     if not multilabel:
@@ -66,8 +84,11 @@ def classification(table: pa.Table, class_names: list[str], multilabel: bool) ->
     aucs = []
     for k, cls in enumerate(class_names):
         positive = np.array([cls in labels for labels, _, _ in seen.values()])
-        auc = metrics.auroc(probs[:, k], positive)
+        known = np.array([cls not in unsure[image] for image in seen])
+        auc = metrics.auroc(probs[known, k], positive[known])
         per_class[cls] = {"images": int(positive.sum()), "auroc": None if math.isnan(auc) else round(auc, 6)}
+        if (~known).any():
+            per_class[cls]["uncertain_left_out"] = int((~known).sum())
         if not math.isnan(auc):
             aucs.append(auc)
     return {"images": len(seen), "metric": "auroc", "mean_auroc": round(float(np.mean(aucs)), 6) if aucs else None,
@@ -75,7 +96,7 @@ def classification(table: pa.Table, class_names: list[str], multilabel: bool) ->
 
 
 def summarise(table: pa.Table, class_names: list[str], *, multilabel: bool = False,
-              skipped: int = 0, images_total: int | None = None) -> dict[str, Any]:
+              skipped: int = 0, images_total: int | None = None, labelled: bool = False) -> dict[str, Any]:
     """The scorecard of ``table`` (all rows so far).
 
     Returns:
@@ -97,7 +118,7 @@ def summarise(table: pa.Table, class_names: list[str], *, multilabel: bool = Fal
     return {
         "rows": int(table.num_rows), "images": int(len(set(rows["image"].tolist()))),
         "images_total": images_total, "skipped": skipped,
-        "classification": classification(table, class_names, multilabel),
+        "classification": classification(table, class_names, multilabel, labelled=labelled),
         "by_method_layer": by,
     }
 

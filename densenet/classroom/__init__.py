@@ -11,6 +11,7 @@ at its defaults:
 - feature reuse: :func:`reuse_experiment` (and :func:`feature_reuse` for any model)
 - training: :func:`learn` (a generator of snapshots), :func:`watch_it_learn`
 - side by side: :func:`compare_with_resnet`, :func:`compare_configs`
+- dense links cut to a chain: :func:`chain_experiment`
 
 The ResNets are assembled from torchvision's ``BasicBlock``/``Bottleneck``
 (:mod:`densenet.classroom.nets`, which also says how depth is counted).
@@ -19,6 +20,7 @@ The ResNets are assembled from torchvision's ``BasicBlock``/``Bottleneck``
 from __future__ import annotations
 
 from ._common import Cancelled, Progress
+from .chain import ChainResult, ChainRow, chain_experiment
 from .compare import Architecture, Comparison, Row, compare_configs, compare_with_resnet
 from .gradients import GradientProfile, GradientResult, gradient_experiment
 from .memory import MemoryCurve, MemoryResult, StepMemory, memory_experiment, peak_bytes, training_step_memory
@@ -28,7 +30,7 @@ from .reuse import FeatureReuse, ReuseResult, all_blocks, feature_reuse, reach, 
 from .training import LearnSnapshot, NetProgress, learn, watch_it_learn
 
 __all__ = [
-    "Architecture", "BlockPlan", "Cancelled", "Comparison", "FeatureReuse", "GradientProfile", "GradientResult",
+    "Architecture", "BlockPlan", "ChainResult", "ChainRow", "chain_experiment", "Cancelled", "Comparison", "FeatureReuse", "GradientProfile", "GradientResult",
     "LearnSnapshot", "MemoryCurve", "MemoryResult", "NetProgress", "ParamsVsAccuracy", "PeerNet", "Progress",
     "PublishedModel", "ReuseResult", "Row", "SameDepth", "StepMemory", "all_blocks", "block_plan",
     "compare_configs", "compare_with_resnet", "feature_reuse", "gradient_experiment", "learn", "matched_plain_cnn",

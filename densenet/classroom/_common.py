@@ -42,7 +42,7 @@ class Stepper:
 
 def demo_batch(n: int, seed: int, size: int) -> tuple[Tensor, Tensor]:
     """``n`` generated demo images, normalised as the demo preset, (N, 1, size, size), and labels (N,)."""
-    from ..demo.data import generate, normalize
+    from ..synthetic import generate, normalize
 
     images, labels, _ = generate(n, seed, size)
     return normalize(images), labels

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ..config import DenseNetConfig, cifar_bc
 from ..model import DenseNet
+from ..topology import topology
 from ._common import Progress, Stepper, demo_batch, seeded, train_step
 from .nets import PeerNet, matched_plain_cnn, matched_resnet, param_count
 
@@ -114,19 +115,17 @@ class GradientResult:
 def _dense_taps(model: DenseNet) -> tuple[list[str], list[int]]:
     """DenseNet taps (stem conv, every dense layer, every transition) and their depths."""
     per_layer = 2 if model.config.bn_size is not None else 1
-    names, depths, depth = [], [], 0
-    for name in model.tap_names:
-        leaf = name.rsplit(".", 1)[-1]
-        if leaf == "conv0":
-            depth += 1
-        elif leaf.startswith("denselayer"):
+    topo = topology(model.config)
+    names, depths, depth = [topo.stem_rows[0].name], [1], 1  # block outputs, stem BN/pool and norm5: no weights
+    for block in topo.blocks:
+        for name in block.dense_layers:
             depth += per_layer
-        elif leaf.startswith("transition"):
+            names.append(name)
+            depths.append(depth)
+        if block.transition is not None:
             depth += 1
-        else:
-            continue  # block outputs, stem BN/pool and norm5 add no weighted layer
-        names.append(name)
-        depths.append(depth)
+            names.append(block.transition)
+            depths.append(depth)
     return names, depths
 
 

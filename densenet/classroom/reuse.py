@@ -12,6 +12,7 @@ the experiment trains a model first.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 
 from ..config import DenseNetConfig
 from ..model import DenseNet
+from ..synthetic import model_config
 from ..topology import Topology, topology
 from ._common import Progress, Stepper, demo_batch, seeded, train_step
 
@@ -67,14 +69,13 @@ def feature_reuse(model: DenseNet, topo: Topology | None = None, block_index: in
         raise IndexError(f"block_index {block_index} out of range for {len(topo.blocks)} block(s)")
     block = topo.blocks[block_index]
     last = block_index == len(topo.blocks) - 1
-    targets = [block.layer_name(node) for node in range(1, block.num_layers + 1)]
-    targets.append("classifier" if last else f"features.transition{block_index + 1}")
-    sources = [block.layer_name(node) for node in range(block.num_layers + 1)]
+    targets = block.dense_layers + ["classifier" if last else block.transition]
+    sources = [block.input_name] + block.dense_layers
     matrix = np.full((len(targets), len(sources)), np.nan)
     with torch.no_grad():
         for row, target in enumerate(targets):
             weight = _reading_weight(model, target)
-            for col, piece in enumerate(topo.provenance("features.norm5" if target == "classifier" else target)):
+            for col, piece in enumerate(topo.provenance(block.output_name if target == "classifier" else target)):
                 matrix[row, col] = float(weight[:, piece.start:piece.stop].mean())
     return FeatureReuse(sources=sources, targets=targets, matrix=matrix)
 
@@ -111,7 +112,8 @@ class ReuseResult:
         live_config: its architecture.
         live_steps: training steps it had.
         live_loss, live_accuracy: running (exponential average) loss and accuracy at the end of training.
-        demo: the same maps for ``densenet.demo.load()``; ``None`` if its weights are missing.
+        demo: the same maps for the trained reference model (the app passes the bundled demo model);
+            ``None`` when none was asked for or its weights are missing.
         demo_note: why ``demo`` is missing, else ``""``.
     """
 
@@ -125,27 +127,28 @@ class ReuseResult:
 
 
 def reuse_experiment(config: DenseNetConfig | None = None, *, steps: int = 100, batch_size: int = 16,
-                     image_size: int = 64, lr: float = 3e-3, seed: int = 0, include_demo: bool = True,
+                     image_size: int = 64, lr: float = 3e-3, seed: int = 0,
+                     reference: Callable[[], DenseNet] | None = None,
                      progress: Progress | None = None) -> ReuseResult:
-    """Train a small DenseNet on demo images for ``steps`` steps, then map its feature reuse beside the demo model's.
+    """Train a small DenseNet on synthetic images for ``steps`` steps, then map its feature reuse beside a
+    trained model's.
 
     Args:
-        config: the live model; ``None``: the demo model's architecture
-            (``densenet.demo.train.demo_config()``), so the two maps line up cell for cell.
+        config: the live model; ``None``: the architecture the synthetic images are made for
+            (:func:`densenet.synthetic.model_config`, the demo model's), so the two maps line up cell for cell.
             It must take 1-channel images and have 4 classes (with ``null_class``, "none" is the null class).
         steps: AdamW steps (weight decay 5e-4) on fresh demo batches (seeds 0, 1, ...).
         batch_size, image_size: demo images per step and their side (>= 32).
         lr: learning rate.
         seed: the live model's initial weights.
-        include_demo: also map the bundled demo model.
+        reference: loads the trained model to map beside the live one (``densenet.demo.load`` for the
+            bundled demo model; a ``FileNotFoundError`` from it is reported in ``demo_note``); ``None``: none.
         progress: called between steps with the fraction done; raise from it to stop.
 
     Returns:
         A :class:`ReuseResult`.
     """
-    from ..demo.train import demo_config
-
-    config = config or demo_config()
+    config = config or model_config()
     if config.in_channels != 1 or config.num_classes != 4:
         raise ValueError(f"the demo images have 1 channel and 4 classes; config has in_channels={config.in_channels},"
                          f" num_classes={config.num_classes}, null_class={config.null_class}")
@@ -167,11 +170,9 @@ def reuse_experiment(config: DenseNetConfig | None = None, *, steps: int = 100, 
     model.eval()
     live = all_blocks(model)
     demo, note = None, ""
-    if include_demo:
-        from ..demo import load
-
+    if reference is not None:
         try:
-            demo = all_blocks(load())
+            demo = all_blocks(reference())
         except FileNotFoundError as exc:
             note = str(exc)
     else:

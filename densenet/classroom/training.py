@@ -22,12 +22,14 @@ import torch.nn.functional as F
 
 from ..config import DenseNetConfig
 from ..model import DenseNet
+from ..synthetic import model_config
+from ..topology import FINAL_NORM
 from ._common import Progress, demo_batch, report, seeded, train_step
 from .nets import PeerNet, matched_resnet, param_count
 
 #: Seed of the demo batch the fixed Grad-CAM image is taken from (never a training seed).
 CAM_SEED = 40_000_000
-DENSE_CAM_LAYER = "features.norm5"
+DENSE_CAM_LAYER = FINAL_NORM
 
 
 @dataclass
@@ -86,9 +88,7 @@ class LearnSnapshot:
 
 def default_config() -> DenseNetConfig:
     """The demo model's architecture with average pooling and no null class: 0.1M parameters, depth 28."""
-    from ..demo.train import demo_config
-
-    return demo_config().replace(pool="avg", null_class=False)
+    return model_config().replace(pool="avg", null_class=False)
 
 
 def _normalised_upsampled(cam: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
@@ -147,7 +147,7 @@ def learn(config: DenseNetConfig | None = None, *, steps: int = 120, batch_size:
     Yields:
         :class:`LearnSnapshot` objects; stop iterating (or close the generator) to stop training.
     """
-    from ..demo.data import CLASSES, generate, normalize
+    from ..synthetic import CLASSES, generate, normalize
 
     config = (config or default_config()).replace(memory_efficient=False)
     if config.in_channels != 1 or config.num_classes != 4:

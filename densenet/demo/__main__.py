@@ -2,7 +2,7 @@
 
     python -m densenet.demo train              # ~25 min on 2 cores; writes assets/demo/
     python -m densenet.demo train --smoke --out /tmp/x.safetensors   # two tiny steps
-    python -m densenet.demo evaluate           # 1,000 held-out images; rewrites MODEL_CARD.md, ood_calibration.json
+    python -m densenet.demo evaluate           # 1,000 held-out images; rewrites MODEL_CARD.md, stamps the weights
     python -m densenet.demo samples            # re-creates assets/samples/
     python -m densenet.demo dataset --out DIR --n 200   # images, labels, boxes, masks for an audit
 
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "dataset":
-        from densenet.demo.data import DATASET_SEED, write_dataset
+        from densenet.synthetic import DATASET_SEED, write_dataset
 
         if args.n < 1:
             parser.error(f"--n must be at least 1, got {args.n}")
@@ -105,10 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         ev_mod.write_model_card(report, card, train_log=tr_mod.log_path_for(weights))
         ev_mod.stamp_checkpoint(weights, report)
         print(f"wrote {card}; recorded cam_layer={report['best_layer']} in {weights}")
-        # After the stamp: it rewrites the weights file, whose hash keys the calibration.
-        calibration = ev_mod.refresh_ood_calibration(weights)
-        if calibration is not None:
-            print(f"wrote {calibration} for the new weights")
+        # After the stamp, which writes the metadata afresh: the calibration goes into it.
+        print(f"recorded the out-of-distribution calibration in {ev_mod.refresh_ood_calibration(weights)}")
     return 0
 
 

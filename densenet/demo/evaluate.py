@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from densenet.demo.data import CLASSES, generate, normalize
+from densenet.synthetic import CLASSES, generate, normalize
 from densenet.demo.train import EVAL_SEED
 
 LAYERS: tuple[str, ...] = (
@@ -196,27 +196,19 @@ def stamp_checkpoint(weights: str | os.PathLike, r: dict) -> None:
     densenet.save_checkpoint(model, weights)
 
 
-def refresh_ood_calibration(weights: str | os.PathLike) -> Path | None:
-    """Rewrite the demo's out-of-distribution calibration when ``weights`` are the shipped ones.
+def refresh_ood_calibration(weights: str | os.PathLike) -> Path:
+    """Calibrate the out-of-distribution score of the weights just evaluated and store it in their metadata.
 
-    ``assets/demo/ood_calibration.json`` is keyed by the SHA-256 of the shipped weights file, so
-    new weights, or :func:`stamp_checkpoint` rewriting their metadata, leave it stale
-    (``ood.demo_calibration`` would then recompute it each time it is asked for). Call this
-    after the weights are final.
-
-    Args:
-        weights: the checkpoint just evaluated.
+    :func:`stamp_checkpoint` writes the metadata afresh, so this comes after it; the calibration then
+    travels with the file (:func:`densenet.ood.threshold_for` reads it), whatever weights these are.
 
     Returns:
-        The calibration file written, or ``None`` when ``weights`` are another file than the
-        shipped demo weights (the demo calibration describes only those).
+        ``weights``, rewritten (same tensors).
     """
-    from densenet import demo, ood
+    from densenet.demo.calibration import write_calibration
 
-    if Path(weights).resolve() != Path(demo.WEIGHTS_PATH).resolve():
-        return None
-    ood.demo_calibration(recompute=True)
-    return ood.DEMO_CALIBRATION_PATH
+    write_calibration(weights)
+    return Path(weights)
 
 
 def format_report(r: dict) -> str:
@@ -323,7 +315,11 @@ used it), {r["date"]}:
 
 ### Does Grad-CAM point at the lesion?
 Pointing game on the {r["lesion_images"]} lesion images: the Grad-CAM map (`densenet.explain`,
-explaining the true class) counts as a hit when its peak falls inside the lesion's box.
+explaining the true class) counts as a hit when its peak falls inside the lesion's box: the pointing game **by box**,
+which a dataset audit reports as `hit_rate_box` (its `hit_box` column). An audit's headline `hit` is the
+pointing game **by mask** where the image has a mask (CheXlocalize's definition): for the `ring`, an annulus,
+the peak usually sits in the ring's hole, inside the box but outside the mask, so its hit rate by mask is
+far lower than its hit rate here by box; the two numbers answer different questions.
 Sanity: the mean Spearman rank correlation between the map and the map of a copy re-initialised
 from the head down through that layer (cascading randomisation, `densenet.explain.sanity_check`,
 {r["sanity"][LAYERS[0]]["images"]} correctly classified lesion images per layer); near 0 means the map

@@ -26,21 +26,13 @@ import torch
 import torch.nn.functional as F
 
 from densenet.demo import WEIGHTS_PATH
-from densenet.demo.data import CLASSES, generate, normalize
+from densenet.synthetic import CLASSES, generate, normalize
+from densenet.synthetic import model_config as demo_config  # the architecture the images are made for
 
 ASSET_DIR = WEIGHTS_PATH.parent
 EVAL_SEED = 10_000_000  # never a training seed (those are 0 .. steps - 1)
 _CROP_SEED = 1  # crop offsets come from default_rng([_CROP_SEED, step])
 _RUN_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "OMP_WAIT_POLICY")  # see __main__
-
-
-def demo_config():  # -> DenseNetConfig; imported lazily so the generator works without the model
-    """The demo architecture: ~0.1M parameters, blocks at 64, 32 and 16 px on a 128 px input."""
-    from densenet.config import DenseNetConfig
-
-    return DenseNetConfig(growth_rate=12, block_config=(4, 4, 4), num_init_features=24, bn_size=4,
-                          compression=0.5, in_channels=1, num_classes=len(CLASSES), stem="small",
-                          pool="lme", null_class=True)
 
 
 @dataclass(frozen=True)

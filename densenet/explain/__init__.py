@@ -31,7 +31,7 @@ __all__ = [
     "xgrad_cam",
 ]
 
-# Issue 12: forward-only CAMs (resumed from the explained layer) and relevance on the dense links.
+# Forward-only CAMs (resumed from the explained layer) and relevance on the dense links.
 from .perturbation import (TimeEstimate, ablation_cam, default_batch_size, estimate_time, is_cam,
                            perturbation_cam_maps, score_cam, ss_cam)
 
@@ -40,8 +40,13 @@ __all__ += ["TimeEstimate", "ablation_cam", "default_batch_size", "estimate_time
 from .relevance import BlockRelevance, LinkRelevance, link_relevance, relevance_layers
 
 __all__ += ["BlockRelevance", "LinkRelevance", "link_relevance", "relevance_layers"]
+# Cutting dense links (causal link importance).
+from .cuts import Link, chain_cuts, cut_batch, cut_grad_cam, cut_links
+from .importance import LinkImportance, link_importance
 
-# Issue 20: layer-wise relevance propagation (Zennit, on a canonized copy). The records register
+__all__ += ["Link", "LinkImportance", "chain_cuts", "cut_batch", "cut_grad_cam", "cut_links", "link_importance"]
+
+# Layer-wise relevance propagation (Zennit, on a canonized copy). The records register
 # here; Zennit (which imports torchvision) loads on first use of the functions below.
 from . import lrp_methods as _lrp_methods  # noqa: F401  (registers "lrp" and "lrp-layer")
 

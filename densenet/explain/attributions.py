@@ -25,6 +25,7 @@ from torch import Tensor, nn
 # more), which the CAM family, and every page that does not use attributions, need not pay.
 
 from . import registry
+from .estimates import attribution_estimate
 from ._common import normalise, prepare_input, resolve_target, to_numpy
 from .registry import INPUT, Kind, Method, Progress, register
 
@@ -266,16 +267,20 @@ def _run_guided(model: nn.Module, x: Tensor, target: int | None, layers: list[st
 register(Method("integrated-gradients", "Integrated Gradients",
                 "Input gradients integrated along the path from an all-zero (dataset-mean) input "
                 "(Sundararajan et al. 2017; captum).", Kind.INPUT_ATTRIBUTION, needs_layer=False, needs_graph=False,
-                slow=True, run=_input_runner(integrated_gradients), options=(("steps", 32),),
+                slow=True, run=_input_runner(integrated_gradients),
+                estimate=attribution_estimate("integrated-gradients"),
                 chunk_option="internal_batch_size"))
 register(Method("smoothgrad", "SmoothGrad",
                 "Input gradients averaged over noisy copies of the image (Smilkov et al. 2017; captum NoiseTunnel).",
                 Kind.INPUT_ATTRIBUTION, needs_layer=False, needs_graph=False, slow=True,
-                run=_input_runner(smoothgrad), options=(("samples", 16), ("stdev", 0.15)), chunk_option="batch_size"))
+                run=_input_runner(smoothgrad), chunk_option="batch_size",
+                estimate=attribution_estimate("smoothgrad")))
 register(Method("occlusion", "Occlusion",
                 "How much the score drops when a patch is set to zero, patch by patch (Zeiler & Fergus 2014; "
                 "captum).", Kind.PERTURBATION, needs_layer=False, needs_graph=False, slow=True,
-                run=_input_runner(occlusion), options=(("window", None), ("stride", None)), chunk_option="batch_size"))
+                run=_input_runner(occlusion), chunk_option="batch_size",
+                estimate=attribution_estimate("occlusion")))
 register(Method("guided-gradcam", "Guided Grad-CAM",
                 "Guided backpropagation times the layer's Grad-CAM (Selvaraju et al. 2017; captum).",
-                Kind.INPUT_ATTRIBUTION, needs_layer=True, needs_graph=False, slow=True, run=_run_guided))
+                Kind.INPUT_ATTRIBUTION, needs_layer=True, needs_graph=False, slow=True, run=_run_guided,
+                estimate=attribution_estimate("guided-gradcam")))

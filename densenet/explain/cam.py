@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ..model import DenseNet
+from ..topology import topology
 from ..trace import Trace
 from . import registry
 from ._common import Size, normalise, prepare_input, resolve_size, to_numpy, upsample
@@ -99,9 +100,9 @@ def _eigencam(a: Tensor) -> Tensor:
 # --- layers ------------------------------------------------------------------------------
 
 def default_layers(model: DenseNet) -> list[str]:
-    """The layers explained when none are given: every dense block's output, then ``features.norm5``."""
-    names = model.tap_names
-    return [n for n in names if n.startswith("features.denseblock") and ".denselayer" not in n] + ["features.norm5"]
+    """The layers explained when none are given: every dense block's output, then ``features.norm5``
+    (:attr:`densenet.topology.Topology.cam_layers`)."""
+    return topology(model.config).cam_layers
 
 
 # --- from a trace -----------------------------------------------------------------------------

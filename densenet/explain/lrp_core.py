@@ -39,9 +39,8 @@ from torch import Tensor, nn
 from ..model import DenseNet
 from ._common import check_eval
 from .canonize import ClassifierConv, DenseNetCanonizer, LogMeanExp, ThreshReLU
-from .lrp_methods import RULES
+from .lrp_settings import DEFAULT_RULE, RULES
 
-DEFAULT_RULE = RULES[0]
 
 
 @dataclass(frozen=True)

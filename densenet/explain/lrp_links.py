@@ -23,7 +23,7 @@ from ..model import DenseNet
 from ..topology import topology
 from ..trace import Trace
 from .lrp_core import DEFAULT_RULE, propagate
-from .relevance import BlockRelevance, LinkRelevance
+from .link_results import BlockRelevance, LinkRelevance
 
 
 def block_conservation(block: BlockRelevance) -> tuple[float, float]:

@@ -11,10 +11,8 @@ from torch import Tensor, nn
 from ._common import normalise, resolve_size, to_numpy, upsample
 from .attributions import Attribution
 from .cam import CamMap
+from .lrp_settings import RULES
 from .registry import INPUT, Kind, Method, Progress, register
-
-#: The LRP rules, the default first (:mod:`.lrp_core` says what each is).
-RULES: tuple[str, ...] = ("epsilon-plus-flat", "epsilon", "alpha1-beta0")
 
 
 def _shown(raw: Tensor, size: tuple[int, int]) -> Tensor:
@@ -56,13 +54,11 @@ def _run_lrp_layer(model: nn.Module, x: Tensor, target: int | None, layers: list
 register(Method("lrp", "LRP",
                 "Layer-wise relevance propagation: the logit shared out layer by layer down to the pixels, on a "
                 "canonized copy (BatchNorm folded in); shown: positive relevance (Bach et al. 2015; Zennit).",
-                Kind.INPUT_ATTRIBUTION, needs_layer=False, needs_graph=False, slow=False, run=_run_lrp,
-                options=(("rule", RULES[0]),)))
+                Kind.INPUT_ATTRIBUTION, needs_layer=False, needs_graph=False, slow=False, run=_run_lrp))
 register(Method("lrp-layer", "LRP at a layer",
                 "The LRP relevance reaching a layer, summed over its channels: a map at the layer's resolution "
                 "like a CAM; shown: positive relevance (Montavon et al. 2019; Zennit).",
-                Kind.RELEVANCE, needs_layer=True, needs_graph=False, slow=False, run=_run_lrp_layer,
-                options=(("rule", RULES[0]),)))
+                Kind.RELEVANCE, needs_layer=True, needs_graph=False, slow=False, run=_run_lrp_layer))
 
 
 def rule_label(rule: str) -> str:

@@ -1,4 +1,6 @@
-"""Forward-only CAMs: Ablation-CAM by resuming from the explained layer, Score-CAM, SS-CAM, IS-CAM.
+"""Forward-only CAMs, one family in one module (its records, scoring and time estimate share one work plan).
+
+Ablation-CAM by resuming from the explained layer, Score-CAM, SS-CAM, IS-CAM.
 
 Every method here weights the explained layer's channels ``A_k`` (1, C, h, w) by how the target's
 raw logit ``y`` responds when the network is run again with something changed, and returns
@@ -36,7 +38,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -51,38 +53,21 @@ from ._common import Size, check_eval, prepare_input, resolve_size, to_numpy
 from .cam import CamMap, default_layers, shown_map
 from .registry import Kind, Method, Progress, register
 
-METHOD_NAMES = {"ablation": "ablationcam", "score": "scorecam", "ss": "sscam", "is": "iscam"}
 MASKS = ("torch-cam", "pytorch-grad-cam")
 RANKS = ("activation", "gradient")
 
-# Measured on 2 CPU threads with DenseNet-121 at 224 (benchmarks/bench_perturbation.py --batch-sizes):
-# resumed forwards are small, so larger batches amortise the per-call overhead; full forwards of
-# masked inputs gain nothing past 16 on a CPU (memory-bound), and run about 1.4x faster channels-last.
-_DEFAULT_BATCH = {("ablation", "cpu"): 64, ("score", "cpu"): 16, ("ablation", "cuda"): 256, ("score", "cuda"): 64}
-
 
 def default_batch_size(method: str, device: torch.device | str = "cpu") -> int:
-    """The batch size used when none is given, by method family and device type.
+    """The batch size used when none is given, by method and device type.
 
     Args:
-        method: a registered name (``"ablationcam"``, ``"scorecam"``, ...) or a family key.
+        method: a registered perturbation method (``"ablationcam"``, ``"scorecam"``, ...).
         device: where the model lives.
 
     Returns:
         Perturbed copies per forward.
     """
-    kind = _kind(method)
-    dev = torch.device(device).type
-    return _DEFAULT_BATCH[("ablation" if kind == "ablation" else "score", "cuda" if dev == "cuda" else "cpu")]
-
-
-def _kind(method: str) -> str:
-    if method in METHOD_NAMES:
-        return method
-    for kind, name in METHOD_NAMES.items():
-        if method == name:
-            return kind
-    raise ValueError(f"unknown perturbation method {method!r}; choose from {', '.join(METHOD_NAMES.values())}")
+    return _spec(method).batch["cuda" if torch.device(device).type == "cuda" else "cpu"]
 
 
 # --- what the work needs --------------------------------------------------------------------
@@ -176,9 +161,8 @@ class _Ticker:
             self.progress(min(self.done / self.total, 1.0))
 
 
-def _batches(kind: str, job: _Job, bs: int, samples: int) -> int:
-    per_pass = math.ceil(job.channels.numel() / bs)
-    return per_pass * (samples if kind in ("ss", "is") else 1)
+def _batches(job: _Job, bs: int, passes: int) -> int:
+    return math.ceil(job.channels.numel() / bs) * passes
 
 
 def _ablation_scores(model: DenseNet, job: _Job, t: int, bs: int, fill: float, ticker: _Ticker) -> Tensor:
@@ -194,15 +178,18 @@ def _ablation_scores(model: DenseNet, job: _Job, t: int, bs: int, fill: float, t
     return out
 
 
-def _masked_scores(model: DenseNet, job: _Job, x: Tensor, t: int, base: float, bs: int, kind: str,
-                   style: str, samples: int, std: float, generator: torch.Generator | None,
+def _masked_scores(model: DenseNet, job: _Job, x: Tensor, t: int, base: float, bs: int, *, noise: bool,
+                   scaled: bool, style: str, passes: int, std: float, generator: torch.Generator | None,
                    channels_last: bool, ticker: _Ticker) -> Tensor:
-    """Mean over samples of y(masked input) - y(x), per scored channel (Score-, SS-, IS-CAM)."""
+    """Mean over ``passes`` of y(masked input) - y(x), per scored channel (Score-, SS-, IS-CAM).
+
+    ``noise``: Gaussian noise of std ``std`` is added to each mask (SS-CAM); ``scaled``: pass i
+    scales the masked input by ``c_i = sum_{j<=i} j / passes`` (IS-CAM).
+    """
     size = tuple(x.shape[-2:])
     ks = job.channels
     masks = _masks(job.activation, ks, size, style)[0]  # (m, H, W)
     total = torch.zeros(ks.numel(), dtype=torch.float32, device=x.device)
-    passes = samples if kind in ("ss", "is") else 1
     # SS-CAM noise, drawn like torch-cam (all channels of one sample, samples in order) but chunk by
     # chunk: the CPU normal sampler fills blocks of 16, so equal streams need H*W % 16 == 0.
     per_chunk_noise = size[0] * size[1] % 16 == 0
@@ -210,16 +197,15 @@ def _masked_scores(model: DenseNet, job: _Job, x: Tensor, t: int, base: float, b
     for s in range(passes):
         coeff += (s + 1) / passes
         noise_all = None
-        if kind == "ss" and not per_chunk_noise:
+        if noise and not per_chunk_noise:
             noise_all = torch.normal(0.0, std, tuple(masks.shape), generator=generator).to(x.device)
         for part in _chunks(ks.numel(), bs):
             m = masks[part]  # (b, H, W)
-            if kind == "ss":
-                noise = (noise_all[part] if noise_all is not None else
+            if noise:
+                m = m + (noise_all[part] if noise_all is not None else
                          torch.normal(0.0, std, tuple(m.shape), generator=generator).to(x.device))
-                m = m + noise
             inputs = m[:, None] * x  # (b, C_in, H, W)
-            if kind == "is":
+            if scaled:
                 inputs = coeff * inputs
             if channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
@@ -228,48 +214,135 @@ def _masked_scores(model: DenseNet, job: _Job, x: Tensor, t: int, base: float, b
     return total / passes
 
 
-def _weights(kind: str, scores: Tensor, y: float) -> Tensor:
-    if kind == "ablation":
-        # The paper's (y - y_k) / y; a zero logit leaves the unnormalised drop (same shown map up to sign).
-        return (y - scores) / (y if y != 0 else 1.0)
+def _drop_weights(scores: Tensor, y: float) -> Tensor:
+    # The paper's (y - y_k) / y; a zero logit leaves the unnormalised drop (same shown map up to sign).
+    return (y - scores) / (y if y != 0 else 1.0)
+
+
+def _softmax_weights(scores: Tensor, y: float) -> Tensor:
     return torch.softmax(scores, dim=0)
 
 
-def _run(kind: str, model: DenseNet, x: Tensor | None, target: int | None, layers: Iterable[str] | str | None, *,
-         trace: Trace | None, size: Size | None, index: int, batch_size: int | None, top: int | None,
-         rank_by: str, progress: Progress | None, fill: float = 0.0, masks: str = "torch-cam", samples: int = 1,
-         std: float = 2.0, seed: int | None = 0, channels_last: bool | None = None) -> dict[str, CamMap]:
+# --- the family: one record per method, every default in it ---------------------------------------
+
+@dataclass(frozen=True)
+class _Spec:
+    """How one forward-only CAM works, and its defaults (the one place they live).
+
+    Attributes:
+        name: the registered name.
+        resumes: scores come from the network resumed from the layer with one channel ablated
+            (Ablation-CAM); else from full forwards of the input masked by each channel.
+        weights: channel scores and the unperturbed logit -> channel weights.
+        defaults: the method's options and their defaults (``samples`` is the number of passes).
+        noise, scaled: SS-CAM's noisy masks, IS-CAM's scaled inputs (masked scores only).
+        batch: default perturbed copies per forward, by device type (measured on 2 CPU threads with
+            DenseNet-121 at 224, ``benchmarks/bench_perturbation.py --batch-sizes``: resumed forwards are
+            small, so larger batches amortise the per-call overhead; full forwards of masked inputs gain
+            nothing past 16 on a CPU, memory-bound, and run about 1.4x faster channels-last).
+        label, description: for the registry.
+        preview_top: the registry's fast preview, if one is close enough.
+    """
+
+    name: str
+    resumes: bool
+    weights: Callable[[Tensor, float], Tensor]
+    defaults: dict[str, Any]
+    label: str
+    description: str
+    noise: bool = False
+    scaled: bool = False
+    batch: dict[str, int] = field(default_factory=lambda: {"cpu": 16, "cuda": 64})
+    preview_top: int | None = None
+
+    @property
+    def work(self) -> str:
+        """What one forward of its work is, in words (for :class:`TimeEstimate`)."""
+        return "forwards of the network after" if self.resumes else "full forwards of masked inputs"
+
+
+_SPECS: dict[str, _Spec] = {s.name: s for s in (
+    _Spec("ablationcam", resumes=True, weights=_drop_weights, defaults={"fill": 0.0},
+          batch={"cpu": 64, "cuda": 256}, label="Ablation-CAM",
+          description="Channel weights from the score drop when each channel is zeroed; the network is resumed "
+                      "from the layer (Desai & Ramaswamy 2020).",
+          preview_top=64),  # top-64 by activation: max error 0.07 of the [0, 1] map (BENCHMARKS.md)
+    _Spec("scorecam", resumes=False, weights=_softmax_weights, defaults={"masks": "torch-cam"}, label="Score-CAM",
+          description="Channel weights from the scores of the input masked by each channel (Wang et al. 2020)."),
+    _Spec("sscam", resumes=False, weights=_softmax_weights, noise=True,
+          defaults={"masks": "torch-cam", "samples": 35, "std": 2.0, "seed": 0}, label="SS-CAM",
+          description="Score-CAM with scores averaged over noisy masks (Wang et al. 2020; torch-cam's definition)."),
+    _Spec("iscam", resumes=False, weights=_softmax_weights, scaled=True,
+          defaults={"masks": "torch-cam", "samples": 10}, label="IS-CAM",
+          description="Score-CAM with scores integrated over scaled masked inputs (Naidu et al. 2020; torch-cam's "
+                      "definition)."),
+)}
+
+
+def _spec(method: str) -> _Spec:
+    try:
+        return _SPECS[method]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown perturbation method {method!r}; choose from {', '.join(_SPECS)}") from None
+
+
+class _Default:
+    """The value of an option left to the method's record (:data:`DEFAULT`)."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+#: An option's value that means "the method's own default" (the wrappers' keyword defaults).
+DEFAULT: Any = _Default()
+
+
+def _options(spec: _Spec, options: dict[str, Any]) -> dict[str, Any]:
+    """The method's defaults overridden by ``options`` (:data:`DEFAULT` keeps the default); unknown ones refused."""
+    unknown = set(options) - set(spec.defaults) - {"channels_last"}
+    if unknown:
+        raise TypeError(f"unknown option(s) {sorted(unknown)} for {spec.name}; it takes "
+                        f"{', '.join(sorted(spec.defaults) + ['channels_last'])}")
+    given = {k: v for k, v in options.items() if v is not DEFAULT}
+    return {"samples": 1, **spec.defaults, "channels_last": None, **given}
+
+
+def _run(spec: _Spec, model: DenseNet, x: Tensor | None, target: int | None, layers: Iterable[str] | str | None,
+         *, trace: Trace | None, size: Size | None, index: int, batch_size: int | None, top: int | None,
+         rank_by: str, progress: Progress | None, options: dict[str, Any]) -> dict[str, CamMap]:
     _check_options(batch_size, top, rank_by)
-    if masks not in MASKS:
-        raise ValueError(f"masks must be one of {MASKS}, got {masks!r}")
+    opts = _options(spec, options)
+    if opts.get("masks", MASKS[0]) not in MASKS:
+        raise ValueError(f"masks must be one of {MASKS}, got {opts['masks']!r}")
+    samples = opts["samples"]
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples must be a positive int, got {samples!r}")
-    if not std > 0:
-        raise ValueError(f"std must be positive, got {std!r}")
+    if "std" in opts and not opts["std"] > 0:
+        raise ValueError(f"std must be positive, got {opts['std']!r}")
     trace, row, t, jobs = _prepare(model, x, target, layers, trace, index, top, rank_by)
     inputs = trace.inputs[row:row + 1].detach()
     out_size = resolve_size(size, tuple(inputs.shape[-2:]))
     device = inputs.device
-    bs = batch_size or default_batch_size(kind, device)
-    if channels_last is None:
-        channels_last = device.type == "cpu"
+    bs = batch_size or default_batch_size(spec.name, device)
+    channels_last = device.type == "cpu" if opts["channels_last"] is None else opts["channels_last"]
     y = float(trace.logits[row, t].detach())
-    generator = torch.Generator().manual_seed(seed) if (kind == "ss" and seed is not None) else None
-    ticker = _Ticker(sum(_batches(kind, job, bs, samples) for job in jobs), progress)
-    method = METHOD_NAMES[kind]
+    seed = opts.get("seed")
+    generator = torch.Generator().manual_seed(seed) if (spec.noise and seed is not None) else None
+    ticker = _Ticker(sum(_batches(job, bs, samples) for job in jobs), progress)
     results = {}
     with torch.inference_mode():
         for job in jobs:
-            if kind == "ablation":
-                scores = _ablation_scores(model, job, t, bs, fill, ticker)
+            if spec.resumes:
+                scores = _ablation_scores(model, job, t, bs, opts["fill"], ticker)
             else:
-                scores = _masked_scores(model, job, inputs, t, y, bs, kind, masks, samples, std, generator,
-                                        channels_last, ticker)
-            w = _weights(kind, scores, y)  # (m,)
+                scores = _masked_scores(model, job, inputs, t, y, bs, noise=spec.noise, scaled=spec.scaled,
+                                        style=opts["masks"], passes=samples, std=opts.get("std", 0.0),
+                                        generator=generator, channels_last=channels_last, ticker=ticker)
+            w = spec.weights(scores, y)  # (m,)
             a = job.activation[0, job.channels].float()  # (m, h, w)
             raw = (w[:, None, None] * a).sum(dim=0, keepdim=True)  # (1, h, w)
-            results[job.layer] = CamMap(raw=to_numpy(raw[0]), map=to_numpy(shown_map(raw, method, out_size)[0]),
-                                        layer=job.layer, method=method, target=t)
+            results[job.layer] = CamMap(raw=to_numpy(raw[0]), map=to_numpy(shown_map(raw, spec.name, out_size)[0]),
+                                        layer=job.layer, method=spec.name, target=t)
     return results
 
 
@@ -297,10 +370,10 @@ def perturbation_cam_maps(model: DenseNet, x: Tensor | None, method: str = "abla
         rank_by: how ``top`` picks channels: ``"activation"`` (mean activation) or ``"gradient"``
             (energy of gradient x activation, from one backward pass).
         progress: called with the fraction done after every batch; raising from it stops the work.
-        options: ``fill`` (Ablation-CAM: the ablated value, 0), ``masks`` (``"torch-cam"`` or
-            ``"pytorch-grad-cam"``), ``samples`` (SS-CAM 35, IS-CAM 10), ``std`` (SS-CAM noise, 2.0),
-            ``seed`` (SS-CAM noise generator, 0), ``channels_last`` (masked inputs in NHWC; default
-            on CPU, where the convolutions run faster so).
+        options: the method's own, each defaulting to its record's value (:data:`DEFAULT`): ``fill`` (Ablation-CAM: the ablated value), ``masks`` (``"torch-cam"`` or
+            ``"pytorch-grad-cam"``), ``samples`` (SS-CAM and IS-CAM passes), ``std`` (SS-CAM noise),
+            ``seed`` (SS-CAM noise generator; ``None``: torch's global one); and for every method
+            ``channels_last`` (masked inputs in NHWC; default on CPU, where the convolutions run faster so).
 
     Returns:
         layer name -> :class:`CamMap`, in forward order.
@@ -308,21 +381,13 @@ def perturbation_cam_maps(model: DenseNet, x: Tensor | None, method: str = "abla
     Raises:
         ValueError, TypeError: an unknown method, layer or option, a bad target, a model in train mode.
     """
-    kind = _kind(method)
-    if kind == "ss":
-        options.setdefault("samples", 35)
-    elif kind == "is":
-        options.setdefault("samples", 10)
-    unknown = set(options) - {"fill", "masks", "samples", "std", "seed", "channels_last"}
-    if unknown:
-        raise TypeError(f"unknown option(s) {sorted(unknown)} for {method}")
-    return _run(kind, model, x, target, layers, trace=trace, size=size, index=index, batch_size=batch_size,
-                top=top, rank_by=rank_by, progress=progress, **options)
+    return _run(_spec(method), model, x, target, layers, trace=trace, size=size, index=index,
+                batch_size=batch_size, top=top, rank_by=rank_by, progress=progress, options=options)
 
 
 def ablation_cam(model: DenseNet, x: Tensor, target: int | None = None, layers: Iterable[str] | str | None = None,
                  *, size: Size | None = None, index: int = 0, batch_size: int | None = None, top: int | None = None,
-                 rank_by: str = "activation", fill: float = 0.0, trace: Trace | None = None,
+                 rank_by: str = "activation", fill: float = DEFAULT, trace: Trace | None = None,
                  progress: Progress | None = None) -> dict[str, np.ndarray]:
     """Ablation-CAM maps, layer name -> (H, W) in [0, 1]: ``w_k = (y - y_k) / y`` with channel k set to
     ``fill``, the network resumed from the layer (see :func:`perturbation_cam_maps` for the arguments)."""
@@ -333,7 +398,7 @@ def ablation_cam(model: DenseNet, x: Tensor, target: int | None = None, layers: 
 
 def score_cam(model: DenseNet, x: Tensor, target: int | None = None, layers: Iterable[str] | str | None = None,
               *, size: Size | None = None, index: int = 0, batch_size: int | None = None, top: int | None = None,
-              rank_by: str = "activation", masks: str = "torch-cam", trace: Trace | None = None,
+              rank_by: str = "activation", masks: str = DEFAULT, trace: Trace | None = None,
               progress: Progress | None = None) -> dict[str, np.ndarray]:
     """Score-CAM maps: softmax of the logits of the input masked by each channel's normalised map;
     ``masks`` picks torch-cam's or pytorch-grad-cam's mask convention (module docstring)."""
@@ -344,8 +409,8 @@ def score_cam(model: DenseNet, x: Tensor, target: int | None = None, layers: Ite
 
 def ss_cam(model: DenseNet, x: Tensor, target: int | None = None, layers: Iterable[str] | str | None = None,
            *, size: Size | None = None, index: int = 0, batch_size: int | None = None, top: int | None = None,
-           rank_by: str = "activation", samples: int = 35, std: float = 2.0, seed: int | None = 0,
-           masks: str = "torch-cam", trace: Trace | None = None,
+           rank_by: str = "activation", samples: int = DEFAULT, std: float = DEFAULT, seed: int | None = DEFAULT,
+           masks: str = DEFAULT, trace: Trace | None = None,
            progress: Progress | None = None) -> dict[str, np.ndarray]:
     """SS-CAM maps: Score-CAM scores averaged over ``samples`` noisy masks (noise std ``std``, seeded by
     ``seed``; ``None``: torch's global generator, as torch-cam draws it)."""
@@ -357,7 +422,7 @@ def ss_cam(model: DenseNet, x: Tensor, target: int | None = None, layers: Iterab
 
 def is_cam(model: DenseNet, x: Tensor, target: int | None = None, layers: Iterable[str] | str | None = None,
            *, size: Size | None = None, index: int = 0, batch_size: int | None = None, top: int | None = None,
-           rank_by: str = "activation", samples: int = 10, masks: str = "torch-cam", trace: Trace | None = None,
+           rank_by: str = "activation", samples: int = DEFAULT, masks: str = DEFAULT, trace: Trace | None = None,
            progress: Progress | None = None) -> dict[str, np.ndarray]:
     """IS-CAM maps: Score-CAM scores averaged over ``samples`` integration steps ``c_i * (M_k * x)``."""
     maps = perturbation_cam_maps(model, x, "iscam", target, layers, trace=trace, size=size, index=index,
@@ -407,19 +472,19 @@ def estimate_time(model: DenseNet, x: Tensor | None, method: str = "ablationcam"
     Args:
         model, x, layers, trace, index, batch_size, top: as for :func:`perturbation_cam_maps`.
         method: ``"ablationcam"``, ``"scorecam"``, ``"sscam"`` or ``"iscam"``.
-        samples: SS-/IS-CAM passes (default 35 / 10).
+        samples: SS-/IS-CAM passes (``None``: the method's default).
         channels_last: as for :func:`perturbation_cam_maps`.
 
     Returns:
         A :class:`TimeEstimate`; ``.text`` is the sentence to show.
     """
-    kind = _kind(method)
+    spec = _spec(method)
     _check_options(batch_size, top, "activation")
-    samples = samples or {"ss": 35, "is": 10}.get(kind, 1)
+    samples = samples or spec.defaults.get("samples", 1)
     trace, row, t, jobs = _prepare(model, x, None, layers, trace, index, top, "activation")
     inputs = trace.inputs[row:row + 1].detach()
     device = inputs.device
-    bs = batch_size or default_batch_size(kind, device)
+    bs = batch_size or default_batch_size(spec.name, device)
     if channels_last is None:
         channels_last = device.type == "cpu"
     seconds, forwards, batches = 0.0, 0, 0
@@ -428,30 +493,29 @@ def estimate_time(model: DenseNet, x: Tensor | None, method: str = "ablationcam"
         for job in jobs:
             m = job.channels.numel()
             b = min(bs, m)
-            key = job.layer if kind == "ablation" else "masked"
+            key = job.layer if spec.resumes else "masked"
             if key not in per_batch:
                 probe = _Job(job.layer, job.activation, job.channels[:b], job.saved)
                 ticker = _Ticker(1, None)
                 for _ in range(2):  # the first call warms up allocator and kernels
                     start = time.perf_counter()
-                    if kind == "ablation":
+                    if spec.resumes:
                         _ablation_scores(model, probe, t, b, 0.0, ticker)
-                    else:
-                        _masked_scores(model, probe, inputs, t, 0.0, b, "score", "torch-cam", 1, 2.0, None,
-                                       channels_last, ticker)
+                    else:  # one pass of plain masked inputs: noise and scaling cost nothing measurable
+                        _masked_scores(model, probe, inputs, t, 0.0, b, noise=False, scaled=False, style=MASKS[0],
+                                       passes=1, std=0.0, generator=None, channels_last=channels_last,
+                                       ticker=ticker)
                     if device.type == "cuda":
                         torch.cuda.synchronize(device)
                     elapsed = time.perf_counter() - start
                 per_batch[key] = elapsed / b
-            n = m * (samples if kind in ("ss", "is") else 1)
+            n = m * samples
             forwards += n
-            batches += _batches(kind, job, bs, samples)
+            batches += _batches(job, bs, samples)
             seconds += per_batch[key] * n
-    if kind == "ablation":
-        rest = sorted({j.layer.removeprefix("features.") for j in jobs})
-        work = f"forwards of the network after {', '.join(rest)}"
-    else:
-        work = "full forwards of masked inputs"
+    work = spec.work
+    if spec.resumes:
+        work += " " + ", ".join(sorted({j.layer.removeprefix("features.") for j in jobs}))
     name = "CPU" if device.type == "cpu" else torch.cuda.get_device_name(device) if device.type == "cuda" else \
         device.type.upper()
     return TimeEstimate(seconds=seconds, forwards=forwards, batches=batches, work=work, device=name)
@@ -467,9 +531,6 @@ def _runner(method: str) -> registry.Runner:
     return run
 
 
-_COMMON = (("batch_size", None), ("top", None), ("rank_by", "activation"))
-
-
 def _estimator(method: str) -> Callable[..., TimeEstimate]:
     def estimate(model: DenseNet, x: Tensor | None, layers: list[str], *, trace: Trace | None = None,
                  top: int | None = None) -> TimeEstimate:
@@ -477,22 +538,11 @@ def _estimator(method: str) -> Callable[..., TimeEstimate]:
     return estimate
 
 
-def _record(name: str, label: str, description: str, options: tuple[tuple[str, Any], ...], *,
-            preview_top: int | None = None) -> Method:
-    return Method(name=name, label=label, description=description, kind=Kind.PERTURBATION, needs_layer=True,
-                  needs_graph=False, slow=True, run=_runner(name), options=_COMMON + options,
-                  chunk_option="batch_size", estimate=_estimator(name), preview_top=preview_top)
+for _s in _SPECS.values():
+    register(Method(name=_s.name, label=_s.label, description=_s.description, kind=Kind.PERTURBATION,
+                    needs_layer=True, needs_graph=False, slow=True, run=_runner(_s.name), chunk_option="batch_size",
+                    estimate=_estimator(_s.name), preview_top=_s.preview_top))
+del _s
 
-
-register(_record("ablationcam", "Ablation-CAM", "Channel weights from the score drop when each channel is zeroed; "
-                 "the network is resumed from the layer (Desai & Ramaswamy 2020).", (("fill", 0.0),),
-                 preview_top=64))  # top-64 by activation: max error 0.07 of the [0, 1] map (BENCHMARKS.md)
-register(_record("scorecam", "Score-CAM", "Channel weights from the scores of the input masked by each channel "
-                 "(Wang et al. 2020).", (("masks", "torch-cam"),)))
-register(_record("sscam", "SS-CAM", "Score-CAM with scores averaged over noisy masks (Wang et al. 2020; "
-                 "torch-cam's definition).", (("masks", "torch-cam"), ("samples", 35), ("std", 2.0), ("seed", 0))))
-register(_record("iscam", "IS-CAM", "Score-CAM with scores integrated over scaled masked inputs (Naidu et al. "
-                 "2020; torch-cam's definition).", (("masks", "torch-cam"), ("samples", 10))))
-
-__all__ = ["MASKS", "TimeEstimate", "ablation_cam", "default_batch_size", "estimate_time", "is_cam",
+__all__ = ["DEFAULT", "MASKS", "TimeEstimate", "ablation_cam", "default_batch_size", "estimate_time", "is_cam",
            "perturbation_cam_maps", "score_cam", "ss_cam"]

@@ -27,6 +27,9 @@ from typing import Any, Protocol
 import numpy as np
 from torch import Tensor, nn
 
+from ..topology import topology
+from ._common import prepare_input
+
 #: The key of a map that lives in input space (no layer).
 INPUT = "input"
 
@@ -83,7 +86,6 @@ class Method:
         weights: for gradient CAMs, the channel weights ``W(a, g)``.
         reduce: for activation CAMs, ``a -> (N, h, w)``.
         relu: the shown map keeps only positive evidence.
-        options: extra keyword options ``run`` accepts, with their defaults, for a caller to show.
         chunk_option: the keyword of ``run`` that sets how much work goes between two progress
             calls (``batch_size``, ``internal_batch_size``); ``None`` if it has no chunks.
         featured: among the few a comparison shows first (a varied set, one per idea).
@@ -104,7 +106,6 @@ class Method:
     weights: Callable[[Tensor, Tensor], Tensor] | None = None
     reduce: Callable[[Tensor], Tensor] | None = None
     relu: bool = True
-    options: tuple[tuple[str, Any], ...] = ()
     chunk_option: str | None = None
     featured: bool = False
     estimate: Callable[..., Any] | None = None
@@ -175,14 +176,11 @@ def compute(name: str, model: nn.Module, x: Tensor, target: int | None = None,
     Returns:
         layer name (or :data:`INPUT`) -> explanation, in forward order.
     """
-    from ._common import prepare_input
-    from .cam import default_layers
-
     record = method(name)
     if trace is None:
         x = prepare_input(model, x, index)
     if record.needs_layer:
-        names = default_layers(model) if layers is None else model.resolve_layers(layers)
+        names = topology(model.config).cam_layers if layers is None else model.resolve_layers(layers)
     else:
         names = []
     return record.run(model, x, target, names, trace=trace, size=size, progress=progress, **options)

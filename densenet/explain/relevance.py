@@ -27,7 +27,6 @@ one backward pass for every link of every block.
 from __future__ import annotations
 
 import operator
-import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -38,103 +37,9 @@ from torch import Tensor
 from torch.autograd.graph import GradientEdge
 
 from ..model import DenseNet
+from ..topology import Topology, topology
 from ..trace import Trace
-
-_LAYER = re.compile(r"^features\.denseblock(\d+)\.denselayer(\d+)$")
-
-
-@dataclass(frozen=True)
-class BlockRelevance:
-    """Relevance on one dense block's links; node 0 is the block input, node l is dense layer l.
-
-    Attributes:
-        name: ``features.denseblockB``.
-        input_name: the tap that feeds the block (``features.pool0``, ``features.transition1``, ...).
-        num_layers: L.
-        links: (j, l) -> signed relevance ``R(j -> l)`` for 0 <= j < l <= L: the L(L+1)/2 links.
-        links_abs: (j, l) -> ``sum |dy/dI_l * f_j|`` over the link's channels.
-        to_output: j -> ``R(j -> out)``, carried on through the block's output concatenation.
-        to_output_abs: j -> its absolute counterpart.
-        nodes: j -> ``sum dy/df_j * f_j``, the relevance of node j's maps overall (0: block input).
-        nodes_abs: j -> ``sum |dy/df_j * f_j|``.
-    """
-
-    name: str
-    input_name: str
-    num_layers: int
-    links: dict[tuple[int, int], float]
-    links_abs: dict[tuple[int, int], float]
-    to_output: dict[int, float]
-    to_output_abs: dict[int, float]
-    nodes: dict[int, float]
-    nodes_abs: dict[int, float]
-
-    @property
-    def input(self) -> float:
-        """Signed relevance of the block input's maps (node 0)."""
-        return self.nodes[0]
-
-    def incoming(self, layer: int, *, absolute: bool = False) -> dict[int, float]:
-        """j -> relevance of the link ``j -> layer`` for every source j of dense layer ``layer``."""
-        if not 1 <= layer <= self.num_layers:
-            raise ValueError(f"layer must be between 1 and {self.num_layers}, got {layer}")
-        table = self.links_abs if absolute else self.links
-        return {j: table[(j, layer)] for j in range(layer)}
-
-    def shares(self, layer: int) -> dict[int, float]:
-        """j -> share of dense layer ``layer``'s incoming absolute relevance that came over ``j -> layer``."""
-        inc = self.incoming(layer, absolute=True)
-        total = sum(inc.values())
-        return {j: (v / total if total > 0 else 0.0) for j, v in inc.items()}
-
-    def matrix(self, *, absolute: bool = False) -> np.ndarray:
-        """(L+1, L+1) array: row j (source), column l - 1 for target l = 1..L, last column the block
-        output; NaN where no link exists (l <= j)."""
-        n = self.num_layers
-        out = np.full((n + 1, n + 1), np.nan)
-        links = self.links_abs if absolute else self.links
-        to_out = self.to_output_abs if absolute else self.to_output
-        for (j, l), v in links.items():
-            out[j, l - 1] = v
-        for j, v in to_out.items():
-            out[j, n] = v
-        return out
-
-    def completeness_error(self) -> float:
-        """max_j |sum_l R(j -> l) + R(j -> out) - nodes[j]|, relative to max_j |nodes[j]| (0 when all are 0)."""
-        scale = max((abs(v) for v in self.nodes.values()), default=0.0)
-        worst = 0.0
-        for j, total in self.nodes.items():
-            parts = sum(v for (src, _), v in self.links.items() if src == j) + self.to_output[j]
-            worst = max(worst, abs(parts - total))
-        return worst / scale if scale > 0 else worst
-
-
-@dataclass(frozen=True)
-class LinkRelevance:
-    """The result of :func:`link_relevance`.
-
-    Attributes:
-        target: the class or label whose raw logit was explained.
-        index: which sample of the trace.
-        logit: that raw logit.
-        blocks: one :class:`BlockRelevance` per traced dense block, in forward order.
-    """
-
-    target: int
-    index: int
-    logit: float
-    blocks: list[BlockRelevance]
-
-    def completeness_error(self) -> float:
-        """The worst :meth:`BlockRelevance.completeness_error` over the blocks."""
-        return max((b.completeness_error() for b in self.blocks), default=0.0)
-
-    def check(self, rtol: float = 1e-4) -> None:
-        """Raise ``ValueError`` unless the per-link sums add up to the per-node totals within ``rtol``."""
-        err = self.completeness_error()
-        if not err <= rtol:
-            raise ValueError(f"link relevance is not complete: relative error {err:.3g} > {rtol:g}")
+from .link_results import BlockRelevance, LinkRelevance
 
 
 def relevance_layers(model: DenseNet) -> list[str]:
@@ -144,12 +49,8 @@ def relevance_layers(model: DenseNet) -> list[str]:
     layer, ``layers=None``).
     """
     wanted = []
-    children = [name for name, _ in model.features.named_children()]
-    for i, child in enumerate(children):
-        if child.startswith("denseblock"):
-            block = model.features.get_submodule(child)
-            wanted += [f"features.{children[i - 1]}"] + [f"features.{child}.{name}" for name in block] + \
-                      [f"features.{child}"]
+    for block in topology(model.config).blocks:
+        wanted += [block.input_name] + block.dense_layers + [block.name]
     return list(dict.fromkeys(wanted))
 
 
@@ -157,25 +58,26 @@ def _find_cat(start: Tensor, inputs: int, what: str) -> torch.autograd.graph.Nod
     """The concatenation node feeding ``start``: the nearest ``CatBackward`` with ``inputs`` inputs."""
     if start.grad_fn is None:
         raise ValueError(f"{what} has no autograd history: trace with keep_graph=True")
-    seen, queue = set(), deque([(start.grad_fn, 0)])
+    # Visited nodes are kept alive: torch < 2.11 makes a new Python object per visit, so a freed one's id() can be
+    # reused by another node, which would then be skipped as seen.
+    seen: dict[int, torch.autograd.graph.Node] = {}
+    queue = deque([(start.grad_fn, 0)])
     while queue:
         node, depth = queue.popleft()
         if node is None or id(node) in seen or depth > 40:
             continue
-        seen.add(id(node))
+        seen[id(node)] = node
         if node.name().startswith("CatBackward") and len(node.next_functions) == inputs:
             return node
         queue.extend((nxt, depth + 1) for nxt, _ in node.next_functions)
     raise ValueError(f"could not find the concatenation feeding {what} in the trace's graph")
 
 
-def _block_input(trace: Trace, block: int) -> str:
-    if block > 1:
-        return f"features.transition{block - 1}"
-    for name in ("features.pool0", "features.conv0"):  # the stem's last tap comes first here
-        if name in trace.activations:
-            return name
-    raise ValueError("the trace lacks the first block's input (features.pool0 or features.conv0)")
+def _topology_of(trace: Trace) -> Topology:
+    if trace.config is None:
+        raise ValueError("this trace does not say which DenseNet made it (trace.config is None): "
+                         "trace with model.trace")
+    return topology(trace.config)
 
 
 def link_relevance(trace: Trace, target: int | None = None, *, index: int = 0,
@@ -206,8 +108,8 @@ def link_relevance(trace: Trace, target: int | None = None, *, index: int = 0,
     if method == "lrp":
         if model is None:
             raise ValueError("link_relevance(method='lrp') needs the model: link_relevance(trace, model=model, ...)")
-        from .lrp_core import DEFAULT_RULE
         from .lrp_links import lrp_link_relevance
+        from .lrp_settings import DEFAULT_RULE
 
         return lrp_link_relevance(model, trace, target, index=index, blocks=blocks, rule=rule or DEFAULT_RULE)
     if method != "gradient":
@@ -221,12 +123,12 @@ def link_relevance(trace: Trace, target: int | None = None, *, index: int = 0,
         raise TypeError(f"target must be an int class index or None, got {target!r}")
     t = int(trace.targets(None if target is None else int(target))[index])
 
-    layers: dict[int, int] = {}
-    for name in trace.activations:
-        match = _LAYER.match(name)
-        if match:
-            b, l = int(match[1]), int(match[2])
-            layers[b] = max(layers.get(b, 0), l)
+    topo = _topology_of(trace)
+    layers: dict[int, int] = {}  # block -> the last of its dense layers in the trace
+    for block in topo.blocks:
+        traced = [l for l, name in enumerate(block.dense_layers, start=1) if name in trace.activations]
+        if traced:
+            layers[block.index] = max(traced)
     wanted = sorted(layers) if blocks is None else sorted(set(blocks))
     missing_blocks = [b for b in wanted if b not in layers]
     if not wanted or missing_blocks:
@@ -235,11 +137,12 @@ def link_relevance(trace: Trace, target: int | None = None, *, index: int = 0,
     if not trace.logits.requires_grad:
         raise ValueError("link relevance needs gradients: trace with keep_graph=True")
 
-    plan = []  # (block, input name, [f_0..f_L], [cat edges of layers 1..L], output edge)
+    plan = []  # (block name, input name, [f_0..f_L], [cat edges of layers 1..L], output edge)
     for b in wanted:
         num = layers[b]
-        names = [_block_input(trace, b)] + [f"features.denseblock{b}.denselayer{l}" for l in range(1, num + 1)]
-        out_name = f"features.denseblock{b}"
+        block = topo.block(b)
+        names = [block.input_name] + block.dense_layers[:num]
+        out_name = block.name
         absent = [nm for nm in names + [out_name] if nm not in trace.activations]
         if absent:
             raise ValueError(f"link relevance needs {absent} in the trace; trace relevance_layers(model)")
@@ -249,7 +152,7 @@ def link_relevance(trace: Trace, target: int | None = None, *, index: int = 0,
         out_cat = out.grad_fn
         if out_cat is None or not out_cat.name().startswith("CatBackward"):
             out_cat = _find_cat(out, num + 1, out_name)
-        plan.append((b, names[0], feats, cats, GradientEdge(out_cat, 0)))
+        plan.append((out_name, names[0], feats, cats, GradientEdge(out_cat, 0)))
 
     score = trace.logits[index, t]
     edges: list[Tensor | GradientEdge] = []
@@ -259,7 +162,7 @@ def link_relevance(trace: Trace, target: int | None = None, *, index: int = 0,
 
     results, pos = [], 0
     with torch.no_grad():
-        for b, input_name, feats, cats, _ in plan:
+        for block_name, input_name, feats, cats, _ in plan:
             num = len(cats)
             g_cats = grads[pos:pos + num]
             g_out = grads[pos + num]
@@ -291,7 +194,7 @@ def link_relevance(trace: Trace, target: int | None = None, *, index: int = 0,
             for j, g in enumerate(g_feats):
                 prod = g[index].float() * f[j] if g is not None else torch.zeros(())
                 nodes[j], nodes_abs[j] = float(prod.sum()), float(prod.abs().sum())
-            results.append(BlockRelevance(name=f"features.denseblock{b}", input_name=input_name, num_layers=num,
+            results.append(BlockRelevance(name=block_name, input_name=input_name, num_layers=num,
                                           links=links, links_abs=links_abs, to_output=to_output,
                                           to_output_abs=to_output_abs, nodes=nodes, nodes_abs=nodes_abs))
     return LinkRelevance(target=t, index=index, logit=float(trace.logits[index, t].detach()), blocks=results)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..model import DenseNet
+from ..topology import topology
 from ._common import is_multilabel, prepare_input, resolve_target, to_numpy, upsample
 from . import registry
 from .cam import CamMap, cam_maps
@@ -76,16 +77,16 @@ def cascade_modules(model: DenseNet, layer: str) -> list[str]:
     later dense layers come first, one by one.
     """
     model.resolve_layers(layer)
+    found = topology(model.config).locate(layer)  # (block, node) for a dense layer, else None
     units = ["classifier"]
-    for child, module in reversed(list(model.features.named_children())):
-        name = f"features.{child}"
+    for name, _ in reversed(model.stages):
         if layer == name:
             units.append(name)
             return units
-        if layer.startswith(name + "."):
-            for sub in reversed(list(module.keys())):
-                units.append(f"{name}.{sub}")
-                if f"{name}.{sub}" == layer:
+        if found is not None and found[0].name == name:
+            for dense_layer in reversed(found[0].dense_layers):
+                units.append(dense_layer)
+                if dense_layer == layer:
                     return units
         units.append(name)
     raise ValueError(f"layer {layer!r} is not produced by a module of model.features")

@@ -1,4 +1,7 @@
-"""A procedural, radiograph-like data set whose lesions have known positions.
+"""Synthetic radiographs: a procedural, radiograph-like data set whose lesions have known positions.
+
+Library code: the demo model was trained on it, the classroom experiments train on it, the audit's
+demo set and the tests are written from it.
 
 Every image is a smooth tissue background with rib-like bands, faint vessels, short bright
 segments and specks (distractors, in every class), sensor noise and, except for ``"none"``,
@@ -21,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import DenseNetConfig
+
 CLASSES: tuple[str, ...] = ("none", "nodule", "opacity", "ring")
 
 # Parameters are drawn for whole chunks so that a prefix of a batch does not depend on its length.
@@ -31,6 +36,17 @@ _MAX_VESSELS = 3
 _MAX_SPECKS = 3
 _TISSUE_KNOTS = 6
 _BLOCK = 8  # images rendered together; small enough for the temporaries to stay in cache
+
+
+def model_config() -> DenseNetConfig:
+    """The small DenseNet these images are made for (the bundled demo model's architecture).
+
+    ~0.1M parameters, blocks at 64, 32 and 16 px on a 128 px input, 1 channel, one output per
+    class with "none" as the null class.
+    """
+    return DenseNetConfig(growth_rate=12, block_config=(4, 4, 4), num_init_features=24, bn_size=4,
+                          compression=0.5, in_channels=1, num_classes=len(CLASSES), stem="small",
+                          pool="lme", null_class=True)
 
 
 def generate(n: int, seed: int, size: int = 128, *, masks: bool = False
