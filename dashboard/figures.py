@@ -237,6 +237,21 @@ def relevance_graph(block: BlockInfo, relevance: object, *, target_name: str, he
     return fig
 
 
+#: How the Architecture page's overlay can measure relevance on the links.
+RELEVANCE_METHODS = {"gradient": "Gradient × activation", "lrp": "LRP"}
+
+
+def lrp_block_caption(relevance: object) -> str:
+    """Conservation in one block under LRP: what enters at its output against what reaches its input."""
+    from densenet.explain import block_conservation
+
+    at_output, at_input = block_conservation(relevance)
+    share = f" ({at_input / at_output:.0%})" if at_output else ""
+    return (f" LRP: of the relevance entering this block at its output (R = {at_output:.3g}), {at_input:.3g}"
+            f"{share} reaches the block's input; the difference went into (or, if negative, came from) its biases "
+            "(the BatchNorm shifts).")
+
+
 def relevance_caption(block: BlockInfo, relevance: object, layer: int, target_name: str) -> str:
     """In plain words: which inputs layer ``layer`` read the evidence for the class from."""
     shares = sorted(relevance.shares(layer).items(), key=lambda kv: -kv[1])

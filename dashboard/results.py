@@ -240,7 +240,7 @@ class Trust:
     """How far to trust one map.
 
     Attributes:
-        sanity: the model-randomisation check (CAMs read from a trace only).
+        sanity: the model-randomisation check (CAMs read from a trace, and the fast methods such as LRP).
         curves: deletion and insertion of pixels by the map's ranking.
     """
 
@@ -270,7 +270,7 @@ def get_trust(ctx: Context, an: Analysis, method: str, target: int, layer: str,
         share = checks / (checks + 33.0)
         with runtime.job("Checking the map", long=True, bar=True) as job:
             sanity = None
-            if record.uses_trace:
+            if record.uses_trace or not record.slow:  # LRP: one pass, cheap to run on a randomised copy
                 sanity = explain.sanity_check(model, an.x, target, layer, method, original=shown,
                                               progress=lambda f: job.progress(share * f))
             curves = explain.deletion_insertion(model, an.x, shown.map, target, batch_size=runtime.CHUNK,
@@ -335,13 +335,14 @@ def get_estimate(ctx: Context, an: Analysis, method: str, layer: str, options: d
 
 # --- relevance on the dense links ----------------------------------------------------------------
 
-def get_relevance(ctx: Context, an: Analysis, target: int) -> explain.LinkRelevance:
-    """Link relevance of every dense connection for ``target``, from one backward through the trace."""
-    if not an.has_graph:
+def get_relevance(ctx: Context, an: Analysis, target: int, method: str = "gradient") -> explain.LinkRelevance:
+    """Link relevance of every dense connection for ``target``: gradient × activation from one
+    backward through the trace, or LRP (``method="lrp"``) through the model's canonized copy."""
+    if method == "gradient" and not an.has_graph:
         an = get_analysis(ctx, graph=True)
 
     def run() -> explain.LinkRelevance:
         with runtime.job("Tracing the evidence through the dense links"):
-            return explain.link_relevance(an.trace, target)
+            return explain.link_relevance(an.trace, target, method=method, model=ctx.load())
 
-    return session.memo("relevance", (an.key, target), run, max_entries=8)
+    return session.memo("relevance", (an.key, target, method), run, max_entries=8)

@@ -73,15 +73,20 @@ with left:
     overlay = can_explain and session.toggle(
         st, "Relevance for this image", "relevance_overlay", False,
         help="Each link drawn by how much of the evidence for the class it carried for the sidebar's image "
-             "(first order: gradient × activation on the link's channels, one backward pass).")
+             "(first order: gradient × activation on the link's channels, one backward pass; or LRP).")
     if overlay:
         model = page.load(ctx)
-        an = results.get_analysis(ctx, graph=True)
+        how = session.radio(st, "Relevance by", list(figures.RELEVANCE_METHODS), "relevance_method", "gradient",
+                            format_func=figures.RELEVANCE_METHODS.get, horizontal=True,
+                            help="LRP shares the class's logit out layer by layer (ε + z⁺ rules, on a canonized "
+                                 "copy of the model) and shows how much of it each block passes on.")
+        an = results.get_analysis(ctx, graph=how == "gradient")
         target = session.selectbox(st, "Class", list(range(len(model.class_names))), "target",
                                    an.predictions[0].index, format_func=lambda i: model.class_names[i])
-        rel = results.get_relevance(ctx, an, target).blocks[b - 1]
+        rel = results.get_relevance(ctx, an, target, how).blocks[b - 1]
         page.chart(figures.relevance_graph(block, rel, target_name=model.class_names[target]), key="conn_graph")
         st.caption(figures.relevance_caption(block, rel, node or block.num_layers, model.class_names[target]) +
+                   (figures.lrp_block_caption(rel) if how == "lrp" else "") +
                    " Red links carry evidence for the class, blue against it; a node's size is the total of its "
                    "maps. Beside the weights' feature reuse (Dense block page): what it used here, not what it can.")
         st.page_link("views/dense_block.py", label="Cut these links and watch the prediction move (Dense block)",

@@ -278,7 +278,7 @@ def show_trust(cam: explain.Explanation) -> None:
                        "the head down to this layer (Adebayo et al. 2018). A map that survives the "
                        "destruction of the weights does not explain the model.")
     else:
-        st.caption("The randomisation check applies to layer CAMs read from the trace.")
+        st.caption("The randomisation check applies to layer CAMs read from the trace and to the fast methods.")
     d1, d2 = st.columns(2)
     d1.metric("Deletion AUC", f"{trust.curves.deletion_auc:.3f}", help="Probability as the most salient "
               "pixels are set to the dataset mean (zero input); lower is better.")

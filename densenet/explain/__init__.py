@@ -40,8 +40,24 @@ __all__ += ["TimeEstimate", "ablation_cam", "default_batch_size", "estimate_time
 from .relevance import BlockRelevance, LinkRelevance, link_relevance, relevance_layers
 
 __all__ += ["BlockRelevance", "LinkRelevance", "link_relevance", "relevance_layers"]
-# Issue 21: cutting dense links (causal link importance).
+# Cutting dense links (causal link importance).
 from .cuts import Link, chain_cuts, cut_batch, cut_grad_cam, cut_links
 from .importance import LinkImportance, link_importance
 
 __all__ += ["Link", "LinkImportance", "chain_cuts", "cut_batch", "cut_grad_cam", "cut_links", "link_importance"]
+
+# Layer-wise relevance propagation (Zennit, on a canonized copy). The records register
+# here; Zennit (which imports torchvision) loads on first use of the functions below.
+from . import lrp_methods as _lrp_methods  # noqa: F401  (registers "lrp" and "lrp-layer")
+
+_LAZY = {"lrp": "lrp_core", "lrp_relevance": "lrp_core", "layer_relevance": "lrp_core", "LRPResult": "lrp_core",
+         "DenseNetCanonizer": "canonize", "block_conservation": "lrp_links"}
+__all__ += list(_LAZY)
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -60,6 +60,7 @@ class Kind(enum.Enum):
     ACTIVATION_CAM = "layer CAM without gradients"
     INPUT_ATTRIBUTION = "input-space attribution"
     PERTURBATION = "perturbation"
+    RELEVANCE = "layer map from relevance propagation"
 
 
 #: ``run(model, x, target, layers, *, trace, size, progress)`` -> ``{layer or INPUT: Explanation}``.

@@ -131,7 +131,7 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 def sanity_check(model: DenseNet, x: Tensor, target: int | None = None, layer: str = "features.norm5",
                  method: str = "gradcam", cascade: bool = True, seed: int = 0,
                  *, index: int = 0, original: CamMap | np.ndarray | None = None,
-                 progress: Progress | None = None) -> SanityResult:
+                 progress: Progress | None = None, options: dict | None = None) -> SanityResult:
     """Model-randomisation check (Adebayo et al. 2018) of one CAM method at one layer.
 
     Works on a ``copy.deepcopy`` of the model; the given model is only read.
@@ -142,7 +142,8 @@ def sanity_check(model: DenseNet, x: Tensor, target: int | None = None, layer: s
         target: class or label index; ``None``: the given model's top prediction (the same
             target is explained on the randomised copy).
         layer: a name from ``model.tap_names``.
-        method: a registered CAM method (``explain.methods(uses_trace=True)``).
+        method: a registered method: a CAM read from a trace, or any other (LRP, say) run through
+            ``explain.compute``; at ``layer`` when it takes one.
         cascade: re-initialise everything from the head down to the module producing
             ``layer`` (classifier, norm5, then blocks and transitions in reverse order);
             ``False``: only the module producing ``layer`` (independent randomisation).
@@ -152,6 +153,7 @@ def sanity_check(model: DenseNet, x: Tensor, target: int | None = None, layer: s
             caller already has it (a :class:`CamMap` or its (H, W) ``map``); it is not recomputed.
             With ``target=None`` and a gradient method, pass the :class:`CamMap` (it names its target).
         progress: called with the fraction done between the steps.
+        options: the method's own keywords (an LRP ``rule``), for methods run through the registry.
 
     Returns:
         A :class:`SanityResult` with both maps and Spearman's rank correlation between them.
@@ -163,9 +165,10 @@ def sanity_check(model: DenseNet, x: Tensor, target: int | None = None, layer: s
         if original.layer != layer or original.method != method:
             raise ValueError(f"the map given is {original.method} at {original.layer}, not {method} at {layer}")
         target = original.target if target is None else target
-    t = resolve_target(model, x, target) if record.needs_graph else None
+    # Methods that explain a class explain the same class on the randomised copy.
+    t = resolve_target(model, x, target) if record.needs_graph or not record.uses_trace else None
     if original is None:
-        original_map = cam_maps(model, x, method, t, [layer])[layer].map
+        original_map = _map_of(model, x, method, t, layer, options)
     else:
         original_map = np.asarray(getattr(original, "map", original), dtype=np.float32)
         if original_map.shape != tuple(x.shape[-2:]):
@@ -179,11 +182,22 @@ def sanity_check(model: DenseNet, x: Tensor, target: int | None = None, layer: s
     reinitialised = [name for name in units if _reinitialise(private.get_submodule(name), generator)]
     if progress is not None:
         progress(0.5)
-    randomized = cam_maps(private, x, method, t, [layer])[layer]
+    randomized = _map_of(private, x, method, t, layer, options)
     if progress is not None:
         progress(1.0)
-    return SanityResult(rank_correlation=_spearman(original_map, randomized.map), original=original_map,
-                        randomized=randomized.map, reinitialised=reinitialised)
+    return SanityResult(rank_correlation=_spearman(original_map, randomized), original=original_map,
+                        randomized=randomized, reinitialised=reinitialised)
+
+
+def _map_of(model: DenseNet, x: Tensor, method: str, target: int | None, layer: str,
+            options: dict | None = None) -> np.ndarray:
+    """The shown (H, W) map of ``method``: a CAM from a trace at ``layer``, any other method through
+    the registry (at ``layer`` if it takes one, else in input space)."""
+    record = registry.method(method)
+    if record.uses_trace:
+        return cam_maps(model, x, method, target, [layer])[layer].map
+    out = registry.compute(method, model, x, target, [layer] if record.needs_layer else None, **(options or {}))
+    return next(iter(out.values())).map
 
 
 # --- deletion / insertion ---------------------------------------------------------------------
