@@ -11,6 +11,7 @@ script, and Streamlit stops the old run at its next call: the progress update).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -24,6 +25,7 @@ import densenet
 from densenet.device import describe
 
 from .gate import INTERACTIVE, LONG, ComputeGate, Ticket
+from .gate import log as gate_log
 
 
 def _cores() -> int:
@@ -41,6 +43,12 @@ DEVICE = densenet.pick_device()
 GATE = ComputeGate(COMPUTE_SLOTS)
 #: Chunk sizes for long work: a waiting sample switch waits at most one chunk (a few forwards).
 CHUNK = 4 if DEVICE.type == "cpu" else 32
+
+if os.environ.get("DASHBOARD_GATE_LOG"):  # a file for the gate's DEBUG records (benchmarks/bench_browser.py)
+    _handler = logging.FileHandler(os.environ["DASHBOARD_GATE_LOG"])
+    _handler.setFormatter(logging.Formatter("%(created).3f %(threadName)s %(message)s"))
+    gate_log.addHandler(_handler)
+    gate_log.setLevel(logging.DEBUG)
 
 _local = threading.local()
 _threads_set = threading.Lock()

@@ -130,3 +130,69 @@ def test_two_equal_tickets_from_different_sessions_keep_their_own_places():
     assert gate.acquire(mine, timeout=1)
     assert gate.holders() == [mine]
     gate.release(mine)
+
+
+def _long_job(gate: ComputeGate, label: str, chunks: int, events: list[str], *, seconds: float = 0.0,
+              hold: threading.Event | None = None, arrived: threading.Event | None = None) -> None:
+    """A long job of ``chunks`` chunks; chunk 0 waits for ``hold`` (after setting ``arrived``)."""
+    ticket = gate.ticket(label, LONG)
+    gate.acquire(ticket)
+    try:
+        for i in range(chunks):
+            events.append(f"{label} {i}")
+            if i == 0 and hold is not None:
+                arrived.set()
+                hold.wait(5)
+            time.sleep(seconds)
+            ticket.between_chunks((i + 1) / chunks)
+    finally:
+        gate.release(ticket)
+
+
+def test_a_short_long_job_overtakes_a_long_one_that_has_been_served_longer():
+    # The demo model's trust checks (a long job of a second in all) must not wait for the whole of another
+    # session's Occlusion on DenseNet-121: least-served first, so they go at its next chunk.
+    gate = ComputeGate(1, grace=0)
+    events: list[str] = []
+    arrived, go_on = threading.Event(), threading.Event()
+    occlusion = threading.Thread(target=_long_job, args=(gate, "occlusion", 5, events),
+                                 kwargs={"seconds": 0.02, "hold": go_on, "arrived": arrived})
+    occlusion.start()
+    assert arrived.wait(5)
+    time.sleep(0.05)  # the Occlusion has been served for a while
+    checks = threading.Thread(target=_long_job, args=(gate, "checks", 3, events))
+    checks.start()
+    while not gate._waiting:  # the checks queue behind the running chunk
+        time.sleep(0.001)
+    go_on.set()
+    checks.join(5)
+    occlusion.join(5)
+    assert events == ["occlusion 0", "checks 0", "checks 1", "checks 2", "occlusion 1", "occlusion 2",
+                      "occlusion 3", "occlusion 4"]
+
+
+def test_a_long_job_yields_only_while_a_less_served_one_waits():
+    gate = ComputeGate(1, grace=0)
+    first = gate.ticket("first", LONG)
+    second = gate.ticket("second", LONG)
+    assert gate.acquire(first)
+    assert not gate.acquire(second, timeout=0)  # queued, never served: it goes first at the next chunk
+    assert gate.should_yield(first)
+    gate.release(second)
+    assert not gate.should_yield(first)  # nobody waits
+    gate.release(first)
+    assert not gate.holders()
+
+
+def test_the_waiting_message_of_a_less_served_long_job_says_it_goes_next():
+    gate = ComputeGate(1, grace=0)
+    occlusion = gate.ticket("Occlusion", LONG)
+    gate.acquire(occlusion)
+    time.sleep(0.02)
+    occlusion.between_chunks(0.1)
+    checks = gate.ticket("Checking the map", LONG)
+    assert not gate.acquire(checks, timeout=0.01)
+    assert "to finish its current step" in gate.describe_wait(checks)
+    gate.release(occlusion)
+    assert gate.acquire(checks, timeout=1)
+    gate.release(checks)
