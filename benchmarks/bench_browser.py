@@ -121,11 +121,15 @@ def settle(page, timeout: float = WAIT_S, quiet: float = 1.0) -> None:
     raise TimeoutError("the page kept running")
 
 
+def open_options(page, label: str, *, sidebar: bool = False, timeout: float = WAIT_S) -> None:
+    """Open the selectbox labelled ``label`` (a combobox of that name)."""
+    scope = page.locator('[data-testid="stSidebar"]') if sidebar else page.locator('[data-testid="stMain"]')
+    scope.get_by_role("combobox", name=label, exact=True).first.click(timeout=timeout * 1000)
+
+
 def choose(page, label: str, option: str, *, sidebar: bool = False) -> None:
     """Pick ``option`` in the selectbox labelled ``label``."""
-    scope = page.locator('[data-testid="stSidebar"]') if sidebar else page
-    box = scope.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text(label, exact=True)).first
-    box.locator('[data-baseweb="select"]').click(timeout=WAIT_S * 1000)
+    open_options(page, label, sidebar=sidebar)
     page.get_by_role("option", name=option, exact=True).first.click(timeout=WAIT_S * 1000)
 
 
@@ -149,9 +153,7 @@ def timed_switch(page, sample: str, *, timeout: float = WAIT_S, confirm: float =
     The end is the first moment all of that holds with no run in progress, confirmed by it holding
     for ``confirm`` seconds more (a later rerun resets it); the confirmation is not counted.
     """
-    box = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').filter(
-        has=page.get_by_text("Sample", exact=True)).first
-    box.locator('[data-baseweb="select"]').click(timeout=timeout * 1000)
+    open_options(page, "Sample", sidebar=True, timeout=timeout)
     option = page.get_by_role("option", name=sample, exact=True).first
     option.wait_for(timeout=timeout * 1000)
     start = time.perf_counter()
@@ -259,7 +261,7 @@ def run(rounds: int, port: int, workdir: Path, root: Path = ROOT) -> dict[str, o
                 start = time.perf_counter()
                 click_key(a, button)
                 a.locator('[data-testid="stProgress"]').first.wait_for(timeout=WAIT_S * 1000)
-                b.wait_for_timeout(1500)  # well inside A's job
+                b.wait_for_timeout(3000)  # inside A's job, which has held the slot a while (as in the issue)
                 if not running(a):
                     raise RuntimeError(f"A's {scenario} was over before B's switch: the figure would be idle")
                 times[scenario].append(b_switch())

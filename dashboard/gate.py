@@ -11,9 +11,10 @@ seconds each has held a slot so far), then in arrival order. Least-served first 
 a long job is not always long: the demo model's trust checks take a second in all, and served in
 arrival order they would wait for the whole of another session's Occlusion on DenseNet-121 (25 s
 for a sample switch, measured in two browsers); two long jobs of equal service take turns chunk
-by chunk. A page run is several interactive jobs in a row (a trace, then a map): long work waits
-a short grace period after the last interactive job ends, so that the next one of the same run
-does not queue behind another chunk.
+by chunk. A page run is several interactive jobs in a row (a trace, then a map): another run's
+long work waits a short grace period after the last interactive job ends, so that the next one of
+the same run does not queue behind another chunk (a run is one thread: the long work of the run
+itself, its trust checks, does not wait).
 
 No Streamlit here: the gate is tested with plain threads.
 """
@@ -54,6 +55,7 @@ class Ticket:
     label: str
     priority: int
     gate: ComputeGate = field(repr=False)
+    owner: int = field(default_factory=threading.get_ident, repr=False)
     seq: int = 0
     started: float | None = None
     fraction: float = 0.0
@@ -102,6 +104,7 @@ class ComputeGate:
         self.slots = slots
         self.grace = grace
         self._last_interactive = float("-inf")
+        self._last_interactive_owner: int | None = None
         self._cond = threading.Condition()
         self._seq = itertools.count()
         self._waiting: list[Ticket] = []
@@ -123,7 +126,8 @@ class ComputeGate:
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:
                 now = time.monotonic()
-                grace_left = (self._last_interactive + self.grace - now) if ticket.priority == LONG else 0.0
+                grace_left = (self._last_interactive + self.grace - now) if (
+                    ticket.priority == LONG and ticket.owner != self._last_interactive_owner) else 0.0
                 if len(self._holders) < self.slots and self._first() is ticket and grace_left <= 0:
                     break
                 remaining = None if deadline is None else deadline - now
@@ -151,6 +155,7 @@ class ComputeGate:
                     ticket._held_since = None
                 if ticket.priority == INTERACTIVE:
                     self._last_interactive = time.monotonic()
+                    self._last_interactive_owner = ticket.owner
             elif ticket in self._waiting:
                 self._waiting.remove(ticket)
             self._cond.notify_all()

@@ -74,11 +74,20 @@ def test_waiting_jobs_are_served_interactive_first_then_in_arrival_order():
     assert order == ["short B", "short C", "long A"]
 
 
+def _in_another_thread(gate: ComputeGate, label: str) -> None:
+    """An interactive job of another session (another thread): acquire, release."""
+    def run() -> None:
+        ticket = gate.ticket(label, INTERACTIVE)
+        gate.acquire(ticket)
+        gate.release(ticket)
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(5)
+
+
 def test_long_work_leaves_a_grace_period_after_interactive_work():
     gate = ComputeGate(1, grace=0.2)
-    short = gate.ticket("trace", INTERACTIVE)
-    gate.acquire(short)
-    gate.release(short)
+    _in_another_thread(gate, "trace")
     long_ticket = gate.ticket("Occlusion", LONG)
     assert not gate.acquire(long_ticket, timeout=0.01)  # the page's next job may still come
     follow_up = gate.ticket("map", INTERACTIVE)
@@ -195,4 +204,18 @@ def test_the_waiting_message_of_a_less_served_long_job_says_it_goes_next():
     assert "to finish its current step" in gate.describe_wait(checks)
     gate.release(occlusion)
     assert gate.acquire(checks, timeout=1)
+    gate.release(checks)
+
+
+def test_the_long_work_of_the_same_run_does_not_wait_for_the_grace_period():
+    # A page run is one thread: its own trust checks right after its map are not another run's chunk.
+    gate = ComputeGate(1, grace=30)
+    short = gate.ticket("map", INTERACTIVE)
+    gate.acquire(short)
+    gate.release(short)
+    checks = gate.ticket("Checking the map", LONG)
+    assert gate.acquire(checks, timeout=1)
+    gate.release(checks)
+    _in_another_thread(gate, "another session's trace")
+    assert not gate.acquire(checks, timeout=0.05)  # now the grace is for that other run
     gate.release(checks)
