@@ -121,16 +121,37 @@ def settle(page, timeout: float = WAIT_S, quiet: float = 1.0) -> None:
     raise TimeoutError("the page kept running")
 
 
-def open_options(page, label: str, *, sidebar: bool = False, timeout: float = WAIT_S) -> None:
-    """Open the selectbox labelled ``label`` (a combobox of that name)."""
+UI_S = 30  # a click on a control; a control not there by then is retried (Escape, click again)
+
+
+def open_options(page, label: str, *, sidebar: bool = False, timeout: float = UI_S) -> object:
+    """Open the selectbox labelled ``label`` (a React-aria combobox of that name); returns its input."""
     scope = page.locator('[data-testid="stSidebar"]') if sidebar else page.locator('[data-testid="stMain"]')
-    scope.get_by_role("combobox", name=label, exact=True).first.click(timeout=timeout * 1000)
+    box = scope.get_by_role("combobox", name=label, exact=True).first
+    box.click(timeout=timeout * 1000)
+    return box
+
+
+def pick(page, label: str, option: str, *, sidebar: bool = False, tries: int = 3) -> object:
+    """Open ``label``'s options, narrowed to ``option`` by typing it, and return that option (not clicked)."""
+    for attempt in range(tries):
+        try:
+            box = open_options(page, label, sidebar=sidebar)
+            box.fill(option, timeout=UI_S * 1000)  # the list is filtered (and short): no virtualised scrolling
+            found = page.get_by_role("option", name=option, exact=True).first
+            found.wait_for(timeout=UI_S * 1000)
+            return found
+        except Exception:
+            if attempt == tries - 1:
+                raise
+            page.keyboard.press("Escape")
+            page.wait_for_timeout(500)
+    raise AssertionError("unreachable")
 
 
 def choose(page, label: str, option: str, *, sidebar: bool = False) -> None:
     """Pick ``option`` in the selectbox labelled ``label``."""
-    open_options(page, label, sidebar=sidebar)
-    page.get_by_role("option", name=option, exact=True).first.click(timeout=WAIT_S * 1000)
+    pick(page, label, option, sidebar=sidebar).click(timeout=UI_S * 1000)
 
 
 SHOWS = """(name) => {
@@ -153,9 +174,7 @@ def timed_switch(page, sample: str, *, timeout: float = WAIT_S, confirm: float =
     The end is the first moment all of that holds with no run in progress, confirmed by it holding
     for ``confirm`` seconds more (a later rerun resets it); the confirmation is not counted.
     """
-    open_options(page, "Sample", sidebar=True, timeout=timeout)
-    option = page.get_by_role("option", name=sample, exact=True).first
-    option.wait_for(timeout=timeout * 1000)
+    option = pick(page, "Sample", sample, sidebar=True)
     start = time.perf_counter()
     option.click()
     deadline = time.monotonic() + timeout
@@ -173,7 +192,7 @@ def timed_switch(page, sample: str, *, timeout: float = WAIT_S, confirm: float =
     raise TimeoutError(f"the switch to {sample} did not finish in {timeout:.0f} s")
 
 
-def click_key(page, key: str, timeout: float = WAIT_S) -> None:
+def click_key(page, key: str, timeout: float = 120) -> None:
     page.locator(f".st-key-{key} button").first.click(timeout=timeout * 1000)
 
 
