@@ -11,10 +11,10 @@ seconds each has held a slot so far), then in arrival order. Least-served first 
 a long job is not always long: the demo model's trust checks take a second in all, and served in
 arrival order they would wait for the whole of another session's Occlusion on DenseNet-121 (25 s
 for a sample switch, measured in two browsers); two long jobs of equal service take turns chunk
-by chunk. A page run is several interactive jobs in a row (a trace, then a map): another run's
-long work waits a short grace period after the last interactive job ends, so that the next one of
-the same run does not queue behind another chunk (a run is one thread: the long work of the run
-itself, its trust checks, does not wait).
+by chunk. A page run is several jobs in a row (a trace, a map, its checks, with drawing between
+them): another run's long work waits a short grace period after a job ends, so that the next one
+of the same run, and the drawing, do not queue behind another chunk (a run is one thread: the run's
+own long work, its trust checks, does not wait; a long job handing over between chunks starts none).
 
 No Streamlit here: the gate is tested with plain threads.
 """
@@ -80,7 +80,7 @@ class Ticket:
             self.fraction = float(fraction)
         if self.gate.should_yield(self):
             self.yields += 1
-            self.gate.release(self)
+            self.gate.release(self, handing_over=True)
             self.gate.acquire(self)
         self._chunk_started = time.monotonic()
 
@@ -103,8 +103,8 @@ class ComputeGate:
             raise ValueError(f"grace must be >= 0 seconds, got {grace}")
         self.slots = slots
         self.grace = grace
-        self._last_interactive = float("-inf")
-        self._last_interactive_owner: int | None = None
+        self._last_end = float("-inf")
+        self._last_end_owner: int | None = None
         self._cond = threading.Condition()
         self._seq = itertools.count()
         self._waiting: list[Ticket] = []
@@ -126,8 +126,8 @@ class ComputeGate:
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:
                 now = time.monotonic()
-                grace_left = (self._last_interactive + self.grace - now) if (
-                    ticket.priority == LONG and ticket.owner != self._last_interactive_owner) else 0.0
+                grace_left = (self._last_end + self.grace - now) if (
+                    ticket.priority == LONG and ticket.owner != self._last_end_owner) else 0.0
                 if len(self._holders) < self.slots and self._first() is ticket and grace_left <= 0:
                     break
                 remaining = None if deadline is None else deadline - now
@@ -145,7 +145,9 @@ class ComputeGate:
             self._cond.notify_all()
             return True
 
-    def release(self, ticket: Ticket) -> None:
+    def release(self, ticket: Ticket, *, handing_over: bool = False) -> None:
+        """Give up the slot (or the place in the queue). ``handing_over``: a long job between two of its
+        chunks, which queues again at once (its run goes on, so no grace period starts)."""
         with self._cond:
             if ticket in self._holders:
                 log.debug("release %s", ticket.label)
@@ -153,9 +155,9 @@ class ComputeGate:
                 if ticket._held_since is not None:
                     ticket.service += time.monotonic() - ticket._held_since
                     ticket._held_since = None
-                if ticket.priority == INTERACTIVE:
-                    self._last_interactive = time.monotonic()
-                    self._last_interactive_owner = ticket.owner
+                if not handing_over:
+                    self._last_end = time.monotonic()
+                    self._last_end_owner = ticket.owner
             elif ticket in self._waiting:
                 self._waiting.remove(ticket)
             self._cond.notify_all()

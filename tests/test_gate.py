@@ -219,3 +219,48 @@ def test_the_long_work_of_the_same_run_does_not_wait_for_the_grace_period():
     _in_another_thread(gate, "another session's trace")
     assert not gate.acquire(checks, timeout=0.05)  # now the grace is for that other run
     gate.release(checks)
+
+
+def _long_in_another_thread(gate: ComputeGate, label: str) -> None:
+    def run() -> None:
+        ticket = gate.ticket(label, LONG)
+        gate.acquire(ticket)
+        gate.release(ticket)
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(5)
+
+
+def test_any_job_of_another_run_ending_starts_the_grace_period():
+    # The demo model's checks end, then their run draws the curves: another session's Occlusion waits a moment.
+    gate = ComputeGate(1, grace=30)
+    _long_in_another_thread(gate, "Checking the map")
+    occlusion = gate.ticket("Occlusion", LONG)
+    assert not gate.acquire(occlusion, timeout=0.05)
+    gate.release(occlusion)
+
+
+def test_a_long_job_handing_over_between_chunks_starts_no_grace_period():
+    gate = ComputeGate(1, grace=1.0)
+    done = threading.Event()
+    holder_ready = threading.Event()
+
+    def occlusion() -> None:
+        ticket = gate.ticket("Occlusion", LONG)
+        gate.acquire(ticket)
+        holder_ready.set()
+        time.sleep(0.05)  # served for a while
+        while not gate._waiting:
+            time.sleep(0.001)
+        ticket.between_chunks(0.5)  # hands over to the less-served job, then queues again
+        gate.release(ticket)
+        done.set()
+
+    thread = threading.Thread(target=occlusion)
+    thread.start()
+    assert holder_ready.wait(5)
+    checks = gate.ticket("Checking the map", LONG)
+    assert gate.acquire(checks, timeout=0.5)  # at once, not after the grace period
+    gate.release(checks)  # the end of a job: now the Occlusion waits the grace period, then goes on
+    thread.join(5)
+    assert done.is_set()
