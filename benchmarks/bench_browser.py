@@ -1,7 +1,8 @@
 """Fair compute in real browsers: one Chromium's sample switch while another runs Occlusion or the checks.
 
-    python benchmarks/bench_browser.py              # 3 rounds, about 10-15 minutes on 2 busy cores
+    python benchmarks/bench_browser.py              # 4 rounds, about 6-8 minutes on 2 busy cores
     python benchmarks/bench_browser.py --rounds 1   # a dry run
+    python benchmarks/bench_browser.py --app-root /tmp/old   # serve another checkout (a before/after)
 
 One ``streamlit run dashboard/app.py`` on a loopback port (8561-8570), two Playwright browser
 contexts (two sessions) in Debian's ``/usr/bin/chromium``:
@@ -12,8 +13,10 @@ contexts (two sessions) in Debian's ``/usr/bin/chromium``:
 
 B's switch is timed from the click on the new sample until B's page has finished its run (the
 running indicator gone for good) and shows the new image's caption, prediction and Grad-CAM.
-It is timed with A idle, during A's Occlusion and during A's checks, in interleaved rounds; the
-figures are the medians and the ratios to idle (target <= 2x). The server's gate log (every
+It is timed with A idle, during A's Occlusion and during A's checks (B switches 3 s into A's job),
+in interleaved rounds; each round opens two fresh sessions (so no switch is served from B's
+per-session memos) and rotates the order of the scenarios over B's three images. The figures are
+the medians and the ratios to idle (target <= 2x). The server's gate log (every
 acquisition with its wait, every chunk with its duration) is summarised per scenario.
 
 Writes benchmarks/RESULTS_browser.md. Everything is bounded: every wait has a timeout, the
@@ -47,10 +50,13 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 PORTS = range(8561, 8571)
 HOST = "127.0.0.1"
 WAIT_S = 300  # any single wait; the first DenseNet-121 run on two shared cores takes a while
-B_SAMPLES = ["demo_nodule_1.png", "demo_opacity_1.png", "demo_ring_1.png", "demo_none_1.png", "demo_nodule_2.png",
-             "demo_ring_2.png", "demo_none_2.png", "demo_nodule_3.png", "demo_opacity_3.png", "demo_ring_3.png"]
-A_SAMPLES = ["skimage_camera.png", "skimage_chelsea.png", "skimage_astronaut.png", "demo_none_3.png",
-             "demo_opacity_2.png", "skimage_microaneurysms.png", "demo_opacity_1.png", "demo_nodule_2.png"]
+#: B's first switch in each new session, then its measured switches (each image once per session, so
+#: nothing comes from B's per-session memos); the scenarios rotate over them from round to round.
+B_WARMUP = "demo_opacity_1.png"
+B_SAMPLES = ["demo_ring_1.png", "demo_none_1.png", "demo_nodule_2.png"]
+#: Scenario: A's method, the button that starts its long job, A's image.
+SCENARIOS = {"occlusion": ("Occlusion", "run_attr", "skimage_camera.png"),
+             "checks": ("Grad-CAM", "run_trust", "skimage_chelsea.png")}
 SERVER_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "MALLOC_MMAP_THRESHOLD_": "1000000000",
               "MALLOC_TRIM_THRESHOLD_": "1000000000", "MALLOC_TOP_PAD_": "268435456"}
 
@@ -236,45 +242,50 @@ def run(rounds: int, port: int, workdir: Path, root: Path = ROOT) -> dict[str, o
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            a = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-            b = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-            step("both browsers open the Attention page")
-            for page in (a, b):
-                page.goto(f"{base}/attention", timeout=WAIT_S * 1000)
-                page.get_by_text("Prediction").first.wait_for(timeout=WAIT_S * 1000)
-                settle(page)
-            step("A: Built-in variant, densenet121")
-            choose(a, "Source", "Built-in variant (fresh weights)", sidebar=True)
-            settle(a)
-            choose(a, "Variant", "densenet121", sidebar=True)
-            a.get_by_text("densenet121").first.wait_for(timeout=WAIT_S * 1000)
-            settle(a)
-            turn = 0
+            a = b = None
 
-            def b_switch() -> float:
-                nonlocal turn
-                turn += 1
-                seconds = timed_switch(b, B_SAMPLES[turn % len(B_SAMPLES)])
+            def fresh_sessions() -> None:
+                """New contexts (new sessions, empty per-session memos): A on DenseNet-121, B on the demo model."""
+                nonlocal a, b
+                for page in (a, b):
+                    if page is not None:
+                        page.context.close()
+                a = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+                b = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+                for page in (a, b):
+                    page.goto(f"{base}/attention", timeout=WAIT_S * 1000)
+                    page.get_by_text("Prediction").first.wait_for(timeout=WAIT_S * 1000)
+                    settle(page)
+                choose(a, "Source", "Built-in variant (fresh weights)", sidebar=True)
+                settle(a)
+                choose(a, "Variant", "densenet121", sidebar=True)
+                a.get_by_text("densenet121").first.wait_for(timeout=WAIT_S * 1000)
+                settle(a)
+                timed_switch(b, B_WARMUP)  # B's first switch of a session (figures, caches): not counted
+                settle(b, quiet=0.5)
+
+            def b_switch(sample: str) -> float:
+                seconds = timed_switch(b, sample)
                 settle(b, quiet=0.5)
                 return seconds
 
-            step("B: warm-up switches")
-            for _ in range(2):  # warm-up: B's first traces and figures
-                b_switch()
-            a_turn = 0
-
-            def a_prepare(method_label: str) -> None:
-                """A on a sample it has not explained yet, with ``method_label`` chosen; nothing running."""
-                nonlocal a_turn
-                step(f"A: {method_label} on {A_SAMPLES[a_turn % len(A_SAMPLES)]}")
+            def a_prepare(method_label: str, sample: str) -> None:
+                """A on ``sample`` with ``method_label`` chosen; nothing running."""
+                step(f"A: {method_label} on {sample}")
                 choose(a, "Method", method_label)
                 settle(a)
-                choose(a, "Sample", A_SAMPLES[a_turn % len(A_SAMPLES)], sidebar=True)
-                a_turn += 1
+                choose(a, "Sample", sample, sidebar=True)
                 settle(a)
 
-            def during(scenario: str, method_label: str, button: str) -> None:
-                a_prepare(method_label)
+            def idle(sample: str) -> None:
+                mark = len(gate_log.read_text().splitlines())
+                times["idle"].append(b_switch(sample))
+                logs["idle"] += gate_log.read_text().splitlines()[mark:]
+                print(f"  idle: B {times['idle'][-1]:.2f} s", flush=True)
+
+            def during(scenario: str, sample: str) -> None:
+                method_label, button, a_sample = SCENARIOS[scenario]
+                a_prepare(method_label, a_sample)
                 mark = len(gate_log.read_text().splitlines())
                 step(f"A: starts {scenario}")
                 start = time.perf_counter()
@@ -283,7 +294,7 @@ def run(rounds: int, port: int, workdir: Path, root: Path = ROOT) -> dict[str, o
                 b.wait_for_timeout(3000)  # inside A's job, which has held the slot a while (as in the issue)
                 if not running(a):
                     raise RuntimeError(f"A's {scenario} was over before B's switch: the figure would be idle")
-                times[scenario].append(b_switch())
+                times[scenario].append(b_switch(sample))
                 a_alive = running(a)
                 settle(a, timeout=900)
                 a_seconds[scenario].append(time.perf_counter() - start)
@@ -291,14 +302,16 @@ def run(rounds: int, port: int, workdir: Path, root: Path = ROOT) -> dict[str, o
                 print(f"  {scenario}: B {times[scenario][-1]:.2f} s (A still running after it: {a_alive}), "
                       f"A {a_seconds[scenario][-1]:.0f} s", flush=True)
 
+            order = ["idle", "occlusion", "checks"]
             for r in range(rounds):
-                print(f"round {r + 1} of {rounds}", flush=True)
-                mark = len(gate_log.read_text().splitlines())
-                times["idle"].append(b_switch())
-                logs["idle"] += gate_log.read_text().splitlines()[mark:]
-                print(f"  idle: B {times['idle'][-1]:.2f} s", flush=True)
-                during("occlusion", "Occlusion", "run_attr")
-                during("checks", "Grad-CAM", "run_trust")
+                step(f"round {r + 1} of {rounds}: fresh sessions")
+                fresh_sessions()
+                rotated = order[r % 3:] + order[:r % 3]  # each scenario meets each position (and image)
+                for scenario, sample in zip(rotated, B_SAMPLES):
+                    if scenario == "idle":
+                        idle(sample)
+                    else:
+                        during(scenario, sample)
             browser.close()
     except BaseException:
         for name, page in (("a", locals().get("a")), ("b", locals().get("b"))):
@@ -371,7 +384,7 @@ def chromium_version() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (idle, Occlusion, checks)")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds (idle, Occlusion, checks; fresh sessions)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS_browser.md")
     parser.add_argument("--keep-logs", type=Path, default=None, help="copy the server and gate logs here")
     parser.add_argument("--app-root", type=Path, default=ROOT,
@@ -389,7 +402,7 @@ def main() -> None:
                 for path in Path(tmp).iterdir():
                     (args.keep_logs / path.name).write_bytes(path.read_bytes())
     print(json.dumps({k: res[k] for k in ("median", "ratio", "a_seconds")}), flush=True)
-    text = report(res, "python benchmarks/bench_browser.py" + (f" --rounds {args.rounds}" if args.rounds != 3 else ""))
+    text = report(res, "python benchmarks/bench_browser.py" + (f" --rounds {args.rounds}" if args.rounds != 4 else ""))
     args.out.write_text(text)
     print(text)
 
