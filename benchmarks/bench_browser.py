@@ -1,6 +1,6 @@
 """Fair compute in real browsers: one Chromium's sample switch while another runs Occlusion or the checks.
 
-    python benchmarks/bench_browser.py              # 4 rounds, about 6-8 minutes on 2 busy cores
+    python benchmarks/bench_browser.py              # 6 rounds, about 10 minutes on 2 busy cores
     python benchmarks/bench_browser.py --rounds 1   # a dry run
     python benchmarks/bench_browser.py --app-root /tmp/old   # serve another checkout (a before/after)
 
@@ -29,6 +29,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import signal
 import socket
 import statistics
@@ -50,9 +51,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 PORTS = range(8561, 8571)
 HOST = "127.0.0.1"
 WAIT_S = 300  # any single wait; the first DenseNet-121 run on two shared cores takes a while
-#: B's first switch in each new session, then its measured switches (each image once per session, so
-#: nothing comes from B's per-session memos); the scenarios rotate over them from round to round.
-B_WARMUP = "demo_opacity_1.png"
+#: B's first switches in each new session (the first measured switch was still ~1.5x the later ones after
+#: one), then its measured switches (each image once per session, so nothing comes from B's per-session
+#: memos); the scenarios rotate over them from round to round.
+B_WARMUP = ["demo_opacity_1.png", "demo_none_2.png"]
 B_SAMPLES = ["demo_ring_1.png", "demo_none_1.png", "demo_nodule_2.png"]
 #: Scenario: A's method, the button that starts its long job, A's image.
 SCENARIOS = {"occlusion": ("Occlusion", "run_attr", "skimage_camera.png"),
@@ -261,8 +263,9 @@ def run(rounds: int, port: int, workdir: Path, root: Path = ROOT) -> dict[str, o
                 choose(a, "Variant", "densenet121", sidebar=True)
                 a.get_by_text("densenet121").first.wait_for(timeout=WAIT_S * 1000)
                 settle(a)
-                timed_switch(b, B_WARMUP)  # B's first switch of a session (figures, caches): not counted
-                settle(b, quiet=0.5)
+                for sample in B_WARMUP:  # B's first switches of a session (figures, caches): not counted
+                    timed_switch(b, sample)
+                    settle(b, quiet=0.5)
 
             def b_switch(sample: str) -> float:
                 seconds = timed_switch(b, sample)
@@ -377,14 +380,15 @@ def report(res: dict, command: str) -> str:
 def chromium_version() -> str:
     try:
         out = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True, timeout=30).stdout
-        return out.strip().split()[-1] if out.strip() else "unknown"
+        found = re.search(r"\d+(\.\d+)+", out)
+        return found.group(0) if found else "unknown"
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds (idle, Occlusion, checks; fresh sessions)")
+    parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds (idle, Occlusion, checks; fresh sessions)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS_browser.md")
     parser.add_argument("--keep-logs", type=Path, default=None, help="copy the server and gate logs here")
     parser.add_argument("--app-root", type=Path, default=ROOT,
@@ -402,7 +406,7 @@ def main() -> None:
                 for path in Path(tmp).iterdir():
                     (args.keep_logs / path.name).write_bytes(path.read_bytes())
     print(json.dumps({k: res[k] for k in ("median", "ratio", "a_seconds")}), flush=True)
-    text = report(res, "python benchmarks/bench_browser.py" + (f" --rounds {args.rounds}" if args.rounds != 4 else ""))
+    text = report(res, "python benchmarks/bench_browser.py" + (f" --rounds {args.rounds}" if args.rounds != 6 else ""))
     args.out.write_text(text)
     print(text)
 
