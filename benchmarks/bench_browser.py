@@ -388,7 +388,8 @@ def chromium_version() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds (idle, Occlusion, checks; fresh sessions)")
+    parser.add_argument("--rounds", type=int, default=6,
+                        help="interleaved rounds (idle, Occlusion, checks; fresh sessions each)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS_browser.md")
     parser.add_argument("--keep-logs", type=Path, default=None, help="copy the server and gate logs here")
     parser.add_argument("--app-root", type=Path, default=ROOT,
