@@ -4,12 +4,17 @@ Sessions are threads of one server process. Torch work of two sessions at once m
 (their OpenMP threads fight over the cores), so every job holds a slot of :class:`ComputeGate`
 while it computes. A job is *interactive* (a trace, a CAM, a page: well under a second) or
 *long* (Occlusion, Integrated Gradients, SmoothGrad, trust checks, audits: many chunks). A long
-job calls :meth:`Ticket.between_chunks` after every chunk: when an interactive job is waiting,
+job calls :meth:`Ticket.between_chunks` after every chunk: when a job that goes first is waiting,
 the long one hands its slot over and queues behind it, so a sample switch never waits for more
-than one chunk. Waiting jobs are served interactive first, then in arrival order. A page run is
-several interactive jobs in a row (a trace, then a map): long work waits a short grace period
-after the last interactive job ends, so that the next one of the same run does not queue behind
-another chunk.
+than one chunk. Waiting jobs are served interactive first; long jobs least-served first (the
+seconds each has held a slot so far), then in arrival order. Least-served first matters because
+a long job is not always long: the demo model's trust checks take a second in all, and served in
+arrival order they would wait for the whole of another session's Occlusion on DenseNet-121 (25 s
+for a sample switch, measured in two browsers); two long jobs of equal service take turns chunk
+by chunk. A page run is several jobs in a row (a trace, a map, its checks, with drawing between
+them): another run's long work waits a short grace period after a job ends, so that the next one
+of the same run, and the drawing, do not queue behind another chunk (a run is one thread: the run's
+own long work, its trust checks, does not wait; a long job handing over between chunks starts none).
 
 No Streamlit here: the gate is tested with plain threads.
 """
@@ -17,12 +22,17 @@ No Streamlit here: the gate is tested with plain threads.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
 
 INTERACTIVE = 0
 LONG = 1
+
+#: Who held the slot, who waited how long, each chunk's duration: DEBUG records, off unless a handler
+#: is attached (``DASHBOARD_GATE_LOG``, see ``runtime``; the browser benchmark reads them).
+log = logging.getLogger("dashboard.gate")
 
 
 @dataclass(eq=False)
@@ -39,32 +49,38 @@ class Ticket:
         started: ``time.monotonic()`` when it first got a slot.
         fraction: the share of a long job done so far (from :meth:`between_chunks`).
         chunk_seconds: the mean duration of its chunks so far.
+        service: seconds it has held a slot so far (until its last release); long jobs with less go first.
     """
 
     label: str
     priority: int
     gate: ComputeGate = field(repr=False)
+    owner: int = field(default_factory=threading.get_ident, repr=False)
     seq: int = 0
     started: float | None = None
     fraction: float = 0.0
     chunk_seconds: float | None = None
     yields: int = 0
+    service: float = 0.0
+    _held_since: float | None = field(default=None, repr=False)
     _chunk_started: float | None = field(default=None, repr=False)
+    _queued: float = field(default=0.0, repr=False)
     _chunks: int = field(default=0, repr=False)
 
     def between_chunks(self, fraction: float | None = None) -> None:
-        """Record progress; hand the slot to waiting interactive jobs, then queue for it again."""
+        """Record progress; hand the slot to waiting jobs that go first, then queue for it again."""
         now = time.monotonic()
         if self._chunk_started is not None:
             spent = now - self._chunk_started
+            log.debug("chunk %s %.3fs fraction=%s", self.label, spent, fraction)
             self._chunks += 1
             mean = self.chunk_seconds or 0.0
             self.chunk_seconds = mean + (spent - mean) / self._chunks
         if fraction is not None:
             self.fraction = float(fraction)
-        if self.gate.interactive_waiting():
+        if self.gate.should_yield(self):
             self.yields += 1
-            self.gate.release(self)
+            self.gate.release(self, handing_over=True)
             self.gate.acquire(self)
         self._chunk_started = time.monotonic()
 
@@ -87,7 +103,8 @@ class ComputeGate:
             raise ValueError(f"grace must be >= 0 seconds, got {grace}")
         self.slots = slots
         self.grace = grace
-        self._last_interactive = float("-inf")
+        self._last_end = float("-inf")
+        self._last_end_owner: int | None = None
         self._cond = threading.Condition()
         self._seq = itertools.count()
         self._waiting: list[Ticket] = []
@@ -104,11 +121,13 @@ class ComputeGate:
         with self._cond:
             if ticket not in self._waiting:
                 ticket.seq = next(self._seq)
+                ticket._queued = time.monotonic()
                 self._waiting.append(ticket)
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:
                 now = time.monotonic()
-                grace_left = (self._last_interactive + self.grace - now) if ticket.priority == LONG else 0.0
+                grace_left = (self._last_end + self.grace - now) if (
+                    ticket.priority == LONG and ticket.owner != self._last_end_owner) else 0.0
                 if len(self._holders) < self.slots and self._first() is ticket and grace_left <= 0:
                     break
                 remaining = None if deadline is None else deadline - now
@@ -118,23 +137,55 @@ class ComputeGate:
                 self._cond.wait(min(wait) if wait else None)
             self._waiting.remove(ticket)
             self._holders.append(ticket)
+            ticket._held_since = ticket._chunk_started = time.monotonic()
+            log.debug("acquire %s (%s) after %.3fs", ticket.label, "long" if ticket.priority else "interactive",
+                      time.monotonic() - ticket._queued)
             if ticket.started is None:
                 ticket.started = time.monotonic()
             self._cond.notify_all()
             return True
 
-    def release(self, ticket: Ticket) -> None:
+    def release(self, ticket: Ticket, *, handing_over: bool = False) -> None:
+        """Give up the slot (or the place in the queue). ``handing_over``: a long job between two of its
+        chunks, which queues again at once (its run goes on, so no grace period starts)."""
         with self._cond:
             if ticket in self._holders:
+                log.debug("release %s", ticket.label)
                 self._holders.remove(ticket)
-                if ticket.priority == INTERACTIVE:
-                    self._last_interactive = time.monotonic()
+                if ticket._held_since is not None:
+                    ticket.service += time.monotonic() - ticket._held_since
+                    ticket._held_since = None
+                if not handing_over:
+                    self._last_end = time.monotonic()
+                    self._last_end_owner = ticket.owner
             elif ticket in self._waiting:
                 self._waiting.remove(ticket)
             self._cond.notify_all()
 
+    @staticmethod
+    def _order(ticket: Ticket) -> tuple[int, float, int]:
+        """Who is served first: interactive, then long jobs least-served first, then arrival."""
+        return ticket.priority, (ticket.service if ticket.priority == LONG else 0.0), ticket.seq
+
     def _first(self) -> Ticket | None:
-        return min(self._waiting, key=lambda t: (t.priority, t.seq), default=None)
+        return min(self._waiting, key=self._order, default=None)
+
+    @staticmethod
+    def _served(ticket: Ticket) -> float:
+        """Seconds ``ticket`` has held a slot, the current hold included."""
+        held = 0.0 if ticket._held_since is None else time.monotonic() - ticket._held_since
+        return ticket.service + held
+
+    def _goes_before(self, waiting: Ticket, holder: Ticket) -> bool:
+        if waiting.priority != holder.priority:
+            return waiting.priority < holder.priority
+        return waiting.priority == LONG and waiting.service < self._served(holder)
+
+    def should_yield(self, ticket: Ticket) -> bool:
+        """Whether a waiting job goes before ``ticket`` (which holds a slot): any interactive job
+        before a long one, and a long job that has been served less."""
+        with self._cond:
+            return any(self._goes_before(t, ticket) for t in self._waiting)
 
     def interactive_waiting(self) -> bool:
         with self._cond:
@@ -147,13 +198,13 @@ class ComputeGate:
     def describe_wait(self, ticket: Ticket) -> str:
         """What ``ticket`` waits for, in words, with a rough time where one can be given."""
         with self._cond:
-            holders = list(self._holders)
-            ahead = [t for t in self._waiting if (t.priority, t.seq) < (ticket.priority, ticket.seq)]
+            holders = [(h, self._goes_before(ticket, h)) for h in self._holders]
+            ahead = [t for t in self._waiting if t is not ticket and self._order(t) < self._order(ticket)]
         if not holders:
             return "Waiting for the model…"
         parts = []
-        for h in holders:
-            if h.priority == LONG and ticket.priority == INTERACTIVE:
+        for h, first in holders:
+            if h.priority == LONG and first:
                 step = f"about {h.chunk_seconds:.1f} s" if h.chunk_seconds else "a moment"
                 parts.append(f"another session's {h.label} to finish its current step ({step}; it then lets "
                              "you go first)")

@@ -7,6 +7,7 @@ Map tab and the across-layers tab share their work. Every result has one key fun
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -138,6 +139,7 @@ class Analysis:
         predictions: the top predictions.
         multilabel: one sigmoid per label rather than one softmax.
         has_graph: gradient explanations can be read from ``trace``.
+        seconds: how long the trace took: one forward's cost, which sizes the chunks of long work.
     """
 
     key: str
@@ -147,6 +149,7 @@ class Analysis:
     predictions: list[analysis.Prediction]
     multilabel: bool
     has_graph: bool
+    seconds: float | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -174,10 +177,12 @@ def get_analysis(ctx: Context, *, graph: bool = False) -> Analysis:
         with runtime.job("Running the model"):
             prepared = prepare(ctx.image.pixels, model)  # the input and what to draw maps over, one pass
             x, display = prepared.x, prepared.display
+            started = time.perf_counter()
             trace = model.trace(x, keep_graph=graph)
+            seconds = time.perf_counter() - started
             preds = analysis.top_k(trace.probabilities, trace.logits, model.class_names,
                                    k=min(5, len(model.class_names)))
-        return Analysis(key, trace, x, display, preds, model.config.multilabel, graph)
+        return Analysis(key, trace, x, display, preds, model.config.multilabel, graph, seconds)
 
     session.forget("analysis")
     return session.memo("analysis", key, run, max_entries=1)
@@ -203,6 +208,15 @@ def peek_map(an: Analysis, method: str, target: int, layer: str,
     return session.peek("maps", map_key(an, method, target, layer, options))
 
 
+def chunk_size(an: Analysis, record: explain.Method | None = None) -> int:
+    """Images per chunk of a slow method (or of the checks' forwards) on this model, from the trace's time.
+
+    Input attributions differentiate every chunk (a forward and a backward: about three forwards).
+    """
+    passes = 3 if record is not None and record.kind is explain.Kind.INPUT_ATTRIBUTION else 1
+    return runtime.chunk_size(None if an.seconds is None else an.seconds * passes)
+
+
 def get_maps(ctx: Context, an: Analysis, method: str, target: int, layers: list[str],
              options: dict | None = None) -> dict[str, explain.Explanation]:
     """The maps of ``method`` for ``target`` at ``layers`` (memoised per layer).
@@ -224,7 +238,7 @@ def get_maps(ctx: Context, an: Analysis, method: str, target: int, layers: list[
         else:
             model = ctx.load()
             with runtime.job(record.label, long=True, bar=True) as job:
-                chunks = {record.chunk_option: runtime.CHUNK} if record.chunk_option else {}
+                chunks = {record.chunk_option: chunk_size(an, record)} if record.chunk_option else {}
                 new = explain.compute(method, model, an.x, target, missing if record.needs_layer else None,
                                       size=an.size, progress=job.progress, **chunks, **options)
         for layer, m in new.items():
@@ -273,7 +287,7 @@ def get_trust(ctx: Context, an: Analysis, method: str, target: int, layer: str,
             if record.uses_trace or not record.slow:  # LRP: one pass, cheap to run on a randomised copy
                 sanity = explain.sanity_check(model, an.x, target, layer, method, original=shown,
                                               progress=lambda f: job.progress(share * f))
-            curves = explain.deletion_insertion(model, an.x, shown.map, target, batch_size=runtime.CHUNK,
+            curves = explain.deletion_insertion(model, an.x, shown.map, target, batch_size=chunk_size(an),
                                                 progress=lambda f: job.progress(share + (1 - share) * f))
         return Trust(sanity, curves)
 

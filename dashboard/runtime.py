@@ -11,6 +11,7 @@ script, and Streamlit stops the old run at its next call: the progress update).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -25,6 +26,7 @@ from densenet.device import describe
 
 from .analysis import duration
 from .gate import INTERACTIVE, LONG, ComputeGate, Ticket
+from .gate import log as gate_log
 
 
 def _cores() -> int:
@@ -40,12 +42,34 @@ COMPUTE_SLOTS = max(1, CORES // THREADS_PER_JOB)
 DEVICE = densenet.pick_device()
 #: One gate per server process: this module is imported once, and every session's thread shares it.
 GATE = ComputeGate(COMPUTE_SLOTS)
-#: Chunk sizes for long work: a waiting sample switch waits at most one chunk (a few forwards).
+#: The most items (images, path points) in one chunk of long work.
 CHUNK = 4 if DEVICE.type == "cpu" else 32
+#: About the longest one chunk of long work should hold the slot: another session's sample switch waits
+#: for the chunk under way. Four DenseNet-121 forwards took 0.4-1.8 s on two busy cores (two browsers,
+#: BENCHMARKS.md), so the items per chunk follow the model's measured speed (:func:`chunk_size`).
+CHUNK_SECONDS = 0.3
+
+if os.environ.get("DASHBOARD_GATE_LOG"):  # a file for the gate's DEBUG records (benchmarks/bench_browser.py)
+    _handler = logging.FileHandler(os.environ["DASHBOARD_GATE_LOG"])
+    _handler.setFormatter(logging.Formatter("%(created).3f %(threadName)s %(message)s"))
+    gate_log.addHandler(_handler)
+    gate_log.setLevel(logging.DEBUG)
 
 _local = threading.local()
 _threads_set = threading.Lock()
 _threads_done = False
+
+
+def chunk_size(seconds_per_item: float | None) -> int:
+    """Items per chunk of long work: as many as fit in :data:`CHUNK_SECONDS`, at least 1, at most :data:`CHUNK`.
+
+    Args:
+        seconds_per_item: the measured time of one item (a forward, or a forward and a backward);
+            ``None`` when unknown (then :data:`CHUNK`).
+    """
+    if seconds_per_item is None or not seconds_per_item > 0:
+        return CHUNK
+    return max(1, min(CHUNK, int(CHUNK_SECONDS / seconds_per_item)))
 
 
 def use_threads() -> None:
