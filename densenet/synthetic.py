@@ -18,6 +18,8 @@ operations over blocks of a few images, ``(8, H, W)``; no Python loop runs per i
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import os
 from pathlib import Path
 
@@ -344,13 +346,33 @@ def dataset_dir(n: int = 200, *, cache: str | os.PathLike | None = None) -> Path
     The folder is ``$DENSENET_CACHE`` (else ``~/.cache/densenet-explorer``) ``/demo_dataset-n{n}``;
     it is written to a temporary sibling and renamed, so a half-written set is never used.
     """
+    return cached_dataset(f"demo_dataset-n{n}", "labels.csv", lambda out: write_dataset(out, n), cache=cache)
+
+
+def cached_dataset(name: str, marker: str, write: Callable[[Path], object], *,
+                   cache: str | os.PathLike | None = None) -> Path:
+    """The folder ``name`` of the cache (``$DENSENET_CACHE``, else ``~/.cache/densenet-explorer``), written by
+    ``write(folder)`` on first use into a temporary sibling and renamed, so a half-written set is never used;
+    ``marker`` is the file whose presence says it is complete."""
     import shutil
     import tempfile
 
     base = Path(cache or os.environ.get("DENSENET_CACHE") or Path.home() / ".cache" / "densenet-explorer")
-    target = base / f"demo_dataset-n{n}"
-    if (target / "labels.csv").is_file():
+    target = base / name
+    if (target / marker).is_file():
         return target
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=base))
+    try:
+        write(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process won the race: use theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=base))
     try:

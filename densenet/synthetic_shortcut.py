@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .synthetic import CLASSES, DATASET_SEED, write_dataset
+from .synthetic import CLASSES, DATASET_SEED, cached_dataset, write_dataset
 
 MARKER_CLASS = "nodule"
 """The class whose films carry the marker."""
@@ -166,13 +166,8 @@ def read_markers(path: str | os.PathLike) -> dict[str, tuple[int, int, int, int]
 def shortcut_dataset_dir(n: int = 200, *, cache: str | os.PathLike | None = None) -> Path:
     """The shortcut demo dataset of ``n`` films (:data:`~densenet.synthetic.DATASET_SEED`), written on
     first use beside the plain one (:func:`~densenet.synthetic.dataset_dir`) and renamed into place."""
-    import shutil
-    import tempfile
-
-    base = Path(cache or os.environ.get("DENSENET_CACHE") or Path.home() / ".cache" / "densenet-explorer")
-    target = base / f"demo_shortcut_dataset-n{n}"
-    if (target / "markers.csv").is_file():
-        return target
+    return cached_dataset(f"demo_shortcut_dataset-n{n}", "markers.csv",
+                          lambda out: write_shortcut_dataset(out, n, seed=DATASET_SEED), cache=cache)
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=base))
     try:

@@ -295,7 +295,8 @@ def test_a_run_registers_finishes_and_gives_its_slot_back(small, tmp_path):
     assert audits.skipped_csv(run.out).decode().startswith("image,reason")
 
 
-def test_stop_before_the_first_slot_then_resume(small, tmp_path):
+def _running_behind_a_blocker(small, tmp_path):
+    """A run started while another session's long job holds the only slot: running, waiting for its first turn."""
     gate = ComputeGate(1, grace=0.0)
     blocker = gate.ticket("another session's occlusion", LONG)
     gate.acquire(blocker)
@@ -305,6 +306,11 @@ def test_stop_before_the_first_slot_then_resume(small, tmp_path):
     while audits.status(run.out) is None or run.progress.state != "running":
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    return gate, blocker, run
+
+
+def test_stop_before_the_first_slot_then_resume(small, tmp_path):
+    gate, blocker, run = _running_behind_a_blocker(small, tmp_path)
     assert run.running and audits.running(OWNER) == [run]
     assert not audits.stop(run.out, "b" * 32)  # only the starting session may stop it
     assert audits.stop(run.out, OWNER)
@@ -324,15 +330,7 @@ def test_stop_before_the_first_slot_then_resume(small, tmp_path):
 def test_a_watcher_keeps_looking_while_the_owner_can_still_resume(small, tmp_path):
     """Issue 21, defect 4: a page showing a stopped run of this process keeps looking (its owner may resume it from
     another browser), a finished one does not, and the page is redrawn whenever the phase changes."""
-    gate = ComputeGate(1, grace=0.0)
-    blocker = gate.ticket("another session's occlusion", LONG)
-    gate.acquire(blocker)
-    run = audits.start(small.model, small.dataset, SETTINGS, owner=OWNER, model_key="k", label="l",
-                       model_source="demo", gate=gate, base=tmp_path)
-    deadline = time.monotonic() + 30
-    while audits.status(run.out) is None or run.progress.state != "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    gate, blocker, run = _running_behind_a_blocker(small, tmp_path)
     running = audits.status(run.out)
     assert running.phase == "running" and running.watch_every() == audits.runs.RUNNING_POLL_S
     audits.stop(run.out, OWNER)
