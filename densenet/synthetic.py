@@ -373,15 +373,3 @@ def cached_dataset(name: str, marker: str, write: Callable[[Path], object], *,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=base))
-    try:
-        write_dataset(tmp, n)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process won the race: use theirs
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target

@@ -168,15 +168,3 @@ def shortcut_dataset_dir(n: int = 200, *, cache: str | os.PathLike | None = None
     first use beside the plain one (:func:`~densenet.synthetic.dataset_dir`) and renamed into place."""
     return cached_dataset(f"demo_shortcut_dataset-n{n}", "markers.csv",
                           lambda out: write_shortcut_dataset(out, n, seed=DATASET_SEED), cache=cache)
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=base))
-    try:
-        write_shortcut_dataset(tmp, n, seed=DATASET_SEED)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process won the race: use theirs
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
